@@ -1,0 +1,81 @@
+# slugslim: `make demo` runs the sample app through an emulated Heroku build,
+# `make test` runs lint and the test suite, `make bench` measures real TensorFlow.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEV_STAMP := $(VENV)/.installed
+# pyyaml, packaging and pip-tools as wheels, so tests bootstrap the tools offline.
+TOOLS_WHEELS := .cache/tools-wheels
+TOOLS_STAMP := $(TOOLS_WHEELS)/.complete
+PYTEST_WORKERS ?= 2
+SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard bench/*.sh)
+
+.PHONY: help test lint pytest demo bench docker-compile lock clean
+
+help:
+	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
+	@echo "make test   lint (shellcheck, ruff, mypy --strict) and run the tests"
+	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor"
+	@echo "make docker-compile APP=path STACK=heroku-24   run a real build in heroku/heroku:24-build"
+
+$(DEV_STAMP): tests/requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r tests/requirements-dev.txt
+	touch $@
+
+$(TOOLS_STAMP): lib/tools.lock $(DEV_STAMP)
+	rm -rf $(TOOLS_WHEELS)
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+		--require-hashes -r lib/tools.lock -d $(TOOLS_WHEELS)
+	touch $@
+
+lint: $(DEV_STAMP)
+	$(BIN)/shellcheck --external-sources --source-path=SCRIPTDIR $(SHELL_SCRIPTS)
+	$(BIN)/ruff check --config tests/ruff.toml lib tests $(wildcard bench/*.py)
+	$(BIN)/mypy --strict --python-version 3.10 lib/slugslim
+
+pytest: $(DEV_STAMP) $(TOOLS_STAMP)
+	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
+
+test: lint pytest
+
+demo: $(DEV_STAMP) $(TOOLS_STAMP)
+	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python -m tests.demo
+
+bench: $(DEV_STAMP)
+	$(BIN)/python bench/run.py
+
+# Runs bin/detect and bin/compile, then the official Python buildpack, in the real build image,
+# the way heroku-buildpack-python's own `make run` does. Needs a Docker engine and the internet.
+STACK ?= heroku-24
+APP ?= tests/demo_app
+STACK_VERSION = $(subst heroku-,,$(STACK))
+docker-compile:
+	@test -d "$(APP)" || { echo "APP=$(APP) is not a directory" >&2; exit 1; }
+	docker run --rm --platform linux/amd64 \
+		-v "$(abspath $(APP)):/src:ro" -v "$(CURDIR):/buildpack:ro" \
+		--tmpfs /app:exec --tmpfs /tmp:exec -w /tmp -e STACK=$(STACK) -e HOME=/app \
+		"heroku/heroku:$(STACK_VERSION)-build" bash -euo pipefail -c '\
+			cp -a /src /tmp/build_1 && mkdir -p /tmp/cache /tmp/env; \
+			/buildpack/bin/detect /tmp/build_1; \
+			/buildpack/bin/compile /tmp/build_1 /tmp/cache /tmp/env; \
+			git clone --depth 1 https://github.com/heroku/heroku-buildpack-python /tmp/python-buildpack; \
+			/tmp/python-buildpack/bin/detect /tmp/build_1; \
+			/tmp/python-buildpack/bin/compile /tmp/build_1 /tmp/cache /tmp/env; \
+			/buildpack/bin/release /tmp/build_1; \
+			tar -C /tmp/build_1 --transform "s,^\.,./app," -czf /tmp/slug.tgz . ; \
+			echo "Slug size: $$(du -h /tmp/slug.tgz | cut -f1)"'
+
+# Re-lock slugslim's build-time tools on the oldest supported Python, and the dev tools.
+lock:
+	$(PYTHON) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o lib/tools.lock lib/tools.in
+	$(BIN)/python -m piptools compile --quiet --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o tests/requirements-dev.txt tests/requirements-dev.in
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

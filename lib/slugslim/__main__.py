@@ -1,0 +1,3 @@
+from slugslim.cli import main
+
+raise SystemExit(main())

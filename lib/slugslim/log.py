@@ -1,0 +1,68 @@
+"""The build log, in Heroku's grammar.
+
+``-----> `` starts a step, seven spaces indent its details, `` !     `` marks warnings
+and errors. Steps print their duration when they finish, as heroku/python does.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+STEP = "-----> "
+DETAIL = "       "
+ALERT = " !     "
+
+
+def _out(stream: TextIO | None = None) -> TextIO:
+    return stream if stream is not None else sys.stdout
+
+
+def step(text: str, stream: TextIO | None = None) -> None:
+    print(f"{STEP}{text}", file=_out(stream), flush=True)
+
+
+def detail(text: str, stream: TextIO | None = None) -> None:
+    for line in text.splitlines() or [""]:
+        print(f"{DETAIL}{line}".rstrip(), file=_out(stream), flush=True)
+
+
+def _alert(text: str) -> None:
+    print(file=sys.stderr)
+    for line in text.splitlines():
+        print(f"{ALERT}{line}".rstrip(), file=sys.stderr)
+    print(file=sys.stderr, flush=True)
+
+
+def warning(text: str) -> None:
+    """A multi-line warning; the first line should start with ``Warning:``."""
+    _alert(text)
+
+
+def error(text: str) -> None:
+    """A multi-line error; the first line should start with ``Error:``."""
+    _alert(text)
+
+
+def seconds(elapsed: float) -> str:
+    return f"{elapsed:.1f}s" if elapsed < 60 else f"{int(elapsed // 60)}m {elapsed % 60:.0f}s"
+
+
+@contextmanager
+def timed_step(text: str) -> Iterator[None]:
+    """Print a step, run the body, then print how long it took as a detail line."""
+    step(text)
+    started = time.monotonic()
+    yield
+    detail(f"Done ({seconds(time.monotonic() - started)})")
+
+
+def human_bytes(size: float) -> str:
+    """Sizes as Heroku prints them: decimal units, one decimal place above 1 MB."""
+    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(size) >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{int(size)} B"

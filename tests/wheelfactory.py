@@ -1,0 +1,201 @@
+"""Build tiny but real wheels on the fly, so tests pip-install them from a local find-links dir.
+
+A wheel is a zip with ``<name>-<ver>.dist-info/{METADATA,WHEEL,RECORD}``; pip installs it like
+any other. ``build_wheel`` writes one; ``WheelSpec`` describes it with the dependency shapes we
+need (the ``and-cuda`` extra, packages sharing a directory, ELF files, tests/ trees).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FileContent = bytes | str
+
+
+@dataclass
+class WheelSpec:
+    name: str
+    version: str = "1.0.0"
+    requires: list[str] = field(default_factory=list)
+    # extra name -> requirements that the extra adds
+    extras: dict[str, list[str]] = field(default_factory=dict)
+    # path inside the wheel (relative to site-packages) -> content
+    files: Mapping[str, FileContent] = field(default_factory=dict)
+    top_level: list[str] | None = None
+    requires_python: str | None = None
+    tag: str = "py3-none-any"
+    summary: str = "A tiny test distribution built by the slugslim test suite."
+    entry_points: dict[str, str] = field(default_factory=dict)  # console script -> "mod:func"
+    # Files that go into <name>-<ver>.data/scripts (installed into bin/).
+    scripts: Mapping[str, FileContent] = field(default_factory=dict)
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def dist_name(name: str) -> str:
+    """The file-name form of a distribution name (PEP 427)."""
+    return re.sub(r"[-_.]+", "_", name)
+
+
+def _record_line(path: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}"
+
+
+def _as_bytes(content: FileContent) -> bytes:
+    return content.encode("utf-8") if isinstance(content, str) else content
+
+
+def metadata_text(spec: WheelSpec) -> str:
+    lines = ["Metadata-Version: 2.1", f"Name: {spec.name}", f"Version: {spec.version}", f"Summary: {spec.summary}"]
+    if spec.requires_python:
+        lines.append(f"Requires-Python: {spec.requires_python}")
+    for req in spec.requires:
+        lines.append(f"Requires-Dist: {req}")
+    for extra, reqs in spec.extras.items():
+        lines.append(f"Provides-Extra: {extra}")
+        for req in reqs:
+            marker = f'extra == "{extra}"'
+            if ";" in req:
+                base, _, existing = req.partition(";")
+                lines.append(f"Requires-Dist: {base.strip()} ; ({existing.strip()}) and {marker}")
+            else:
+                lines.append(f"Requires-Dist: {req} ; {marker}")
+    return "\n".join(lines) + "\n\n"
+
+
+def build_wheel(spec: WheelSpec, out_dir: Path) -> Path:
+    """Write the wheel into out_dir and return its path. Deterministic for the same spec."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = f"{dist_name(spec.name)}-{spec.version}"
+    info = f"{base}.dist-info"
+    entries: dict[str, bytes] = {path: _as_bytes(content) for path, content in spec.files.items()}
+    for script, content in spec.scripts.items():
+        entries[f"{base}.data/scripts/{script}"] = _as_bytes(content)
+    entries[f"{info}/METADATA"] = metadata_text(spec).encode()
+    entries[f"{info}/WHEEL"] = (
+        f"Wheel-Version: 1.0\nGenerator: slugslim-tests\nRoot-Is-Purelib: true\nTag: {spec.tag}\n\n"
+    ).encode()
+    top_level = spec.top_level
+    if top_level is None:
+        top_level = sorted({p.split("/", 1)[0].removesuffix(".py") for p in spec.files if "/" in p or p.endswith(".py")})
+    entries[f"{info}/top_level.txt"] = ("\n".join(top_level) + "\n").encode()
+    if spec.entry_points:
+        body = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in spec.entry_points.items())
+        entries[f"{info}/entry_points.txt"] = body.encode()
+    record = [_record_line(path, data) for path, data in entries.items()]
+    record.append(f"{info}/RECORD,,")
+    entries[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+
+    wheel_path = out_dir / f"{base}-{spec.tag}.whl"
+    with zipfile.ZipFile(wheel_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path, data in entries.items():
+            zinfo = zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0))
+            zinfo.external_attr = (0o755 if "/scripts/" in path or path.endswith(".so") else 0o644) << 16
+            zinfo.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(zinfo, data)
+    return wheel_path
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Ready-made shapes of the real TensorFlow family, scaled down to bytes.
+# ---------------------------------------------------------------------------------------------
+
+TF_INIT = '''"""Fake TensorFlow for the slugslim tests."""
+import os as _os
+__version__ = "{version}"
+BUILD = "{build}"
+from tensorflow._api.v2.__internal__ import test as _internal_test  # runtime code imports a 'test' package
+from tensorflow.python.framework import test_util as _test_util  # and a module named test_*
+from tensorflow.python.data.ops import test_mode as _test_mode
+'''
+
+
+def tensorflow_files(version: str, build: str, payload: int = 2048) -> dict[str, FileContent]:
+    """The shared ``tensorflow/`` package dir of tensorflow and tensorflow-cpu, with the traps."""
+    return {
+        "tensorflow/__init__.py": TF_INIT.format(version=version, build=build),
+        "tensorflow/_api/__init__.py": "",
+        "tensorflow/_api/v2/__init__.py": "",
+        "tensorflow/_api/v2/__internal__/__init__.py": "",
+        "tensorflow/_api/v2/__internal__/test/__init__.py": "VALUE = 1\n",
+        "tensorflow/python/__init__.py": "",
+        "tensorflow/python/framework/__init__.py": "",
+        "tensorflow/python/framework/test_util.py": "def helper():\n    return 1\n",
+        "tensorflow/python/data/__init__.py": "",
+        "tensorflow/python/data/ops/__init__.py": "",
+        "tensorflow/python/data/ops/test_mode.py": "MODE = 'test'\n",
+        "tensorflow/python/kernel_tests/__init__.py": "",
+        "tensorflow/python/kernel_tests/tests/__init__.py": "",
+        "tensorflow/python/kernel_tests/tests/test_math.py": "def test_add():\n    assert 1 + 1 == 2\n",
+        "tensorflow/include/tensorflow/core/framework/tensor.h": "// header\n" * 64,
+        f"tensorflow/libtensorflow_{build}.so.2": (build.encode() * payload)[:payload],
+    }
+
+
+def tensorflow_spec(version: str = "2.21.0", payload: int = 4096) -> WheelSpec:
+    return WheelSpec(
+        name="tensorflow",
+        version=version,
+        requires=["numpy-fake>=1.0"],
+        extras={"and-cuda": ["nvidia-cublas-cu12==12.5.3.2", "nvidia-cudnn-cu12==9.3.0.75"]},
+        files=tensorflow_files(version, "gpu", payload),
+        top_level=["tensorflow"],
+        tag="py3-none-any",
+    )
+
+
+def tensorflow_cpu_spec(version: str = "2.21.0", payload: int = 1024) -> WheelSpec:
+    return WheelSpec(
+        name="tensorflow-cpu",
+        version=version,
+        requires=["numpy-fake>=1.0"],
+        files=tensorflow_files(version, "cpu", payload),
+        top_level=["tensorflow"],
+    )
+
+
+def tf_keras_spec(version: str = "2.21.0") -> WheelSpec:
+    major_minor = ".".join(version.split(".")[:2])
+    upper = f"{major_minor.split('.')[0]}.{int(major_minor.split('.')[1]) + 1}"
+    return WheelSpec(
+        name="tf-keras",
+        version=version,
+        requires=[f"tensorflow<{upper},>={major_minor}"],
+        files={"tf_keras/__init__.py": "import tensorflow\n__version__ = '%s'\n" % version},
+    )
+
+
+def nvidia_spec(name: str, version: str) -> WheelSpec:
+    module = normalize(name).replace("-", "_").split("_cu")[0]
+    return WheelSpec(
+        name=name,
+        version=version,
+        files={f"nvidia/{module.removeprefix('nvidia_')}/lib/lib{module}.so": b"\x7fELF" + b"\0" * 256},
+        top_level=["nvidia"],
+    )
+
+
+def tf_family(out_dir: Path, version: str = "2.21.0") -> dict[str, Path]:
+    """Write the whole fake TensorFlow family into a find-links dir; return name -> wheel path."""
+    specs = [
+        tensorflow_spec(version),
+        tensorflow_cpu_spec(version),
+        tf_keras_spec(version),
+        nvidia_spec("nvidia-cublas-cu12", "12.5.3.2"),
+        nvidia_spec("nvidia-cudnn-cu12", "9.3.0.75"),
+        WheelSpec(name="numpy-fake", version="1.26.4", files={"numpy_fake/__init__.py": "VALUE = 1\n"}),
+    ]
+    return {spec.name: build_wheel(spec, out_dir) for spec in specs}
