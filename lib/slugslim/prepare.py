@@ -1,0 +1,52 @@
+"""Phase 1, run by bin/compile before heroku/python installs anything.
+
+It validates the settings, rewrites the dependency declarations (the TensorFlow swap) and
+installs the bin/post_compile hook that runs the finish phase. It must leave no
+``.heroku/python``, no ``venv``/``.venv``, no second package-manager file and no PYTHONHOME:
+heroku/python refuses to build with any of those.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from slugslim import __version__, config, hook, log
+from slugslim.cli import existing_dir
+from slugslim.context import read_state, write_state
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("build_dir", type=existing_dir)
+    parser.add_argument("cache_dir", type=Path)
+    parser.add_argument("env_dir", type=Path)
+    parser.add_argument("--buildpack", type=Path, required=True, help="this buildpack's directory")
+    parser.add_argument("--python", required=True, help="the system python3 that runs slugslim")
+    parser.add_argument("--tools", type=Path, required=True, help="where the bootstrapped tools live")
+    parser.add_argument("--no-hook", action="store_true", help="heroku/python already ran: do not install the hook")
+
+
+def load_config(build_dir: Path, env: dict[str, str]) -> config.Config:
+    loaded = config.load(build_dir, env)
+    for warning in loaded.warnings:
+        log.warning(f"Warning: {warning}")
+    if loaded.file_found:
+        log.detail(f"Using settings from {config.CONFIG_FILE}")
+    return loaded.config
+
+
+def run(args: argparse.Namespace) -> int:
+    build_dir: Path = args.build_dir
+    env = config.read_env_dir(args.env_dir)
+    settings = load_config(build_dir, env)
+    state: dict[str, Any] = read_state(build_dir)
+    state.update(version=__version__, buildpack=str(args.buildpack), python=args.python, tools=str(args.tools))
+    del settings  # the swap (issue 3) reads it
+
+    if not args.no_hook:
+        state["hook"] = hook.install(build_dir, args.buildpack, args.python, args.tools)
+        if state["hook"]["original"]:
+            log.detail("Your bin/post_compile will run first, then slugslim's finishing step")
+    write_state(build_dir, state)
+    return 0
