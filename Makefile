@@ -46,8 +46,8 @@ test: lint pytest
 demo: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python -m tests.demo
 
-bench: $(DEV_STAMP)
-	$(BIN)/python bench/run.py
+bench: $(DEV_STAMP) $(TOOLS_STAMP)
+	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python bench/run.py
 
 # Runs bin/detect and bin/compile, then the official Python buildpack, in the real build image,
 # the way heroku-buildpack-python's own `make run` does. Needs a Docker engine and the internet.
