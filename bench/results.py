@@ -1,0 +1,292 @@
+"""Turn one bench run into bench/results.json, bench/results.md and the PASS/FAIL lines."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import zlib
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+TARGETS = (
+    ("slugslim slug <= 0.40x stock", "slug_vs_stock", 0.40),
+    ("slugslim slug <= 1.15x the touched-file floor", "slug_vs_floor", 1.15),
+    ("slugslim cold start <= 1.05x stock", "cold_start_vs_stock", 1.05),
+)
+VERSIONS_OF = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "h5py", "protobuf", "flask", "werkzeug", "gunicorn",
+               "pillow", "libclang", "pip", "setuptools")
+
+
+class VariantLike(Protocol):
+    name: str
+    description: str
+    data: dict[str, Any]
+    app_dir: Path | None
+
+
+def _site_packages(app: Path) -> Path | None:
+    found = sorted(app.glob(".heroku/python/lib/python3.*/site-packages"))
+    return found[-1] if found else None
+
+
+def _versions(app: Path | None) -> dict[str, str]:
+    site = _site_packages(app) if app else None
+    versions: dict[str, str] = {}
+    if site is None:
+        return versions
+    for info in site.glob("*.dist-info"):
+        match = re.match(r"^(.+?)-([^-]+)\.dist-info$", info.name)
+        if match:
+            name = match.group(1).lower().replace("_", "-")
+            if name in VERSIONS_OF:
+                versions[name] = match.group(2)
+    return dict(sorted(versions.items()))
+
+
+def _group(relative: str) -> str:
+    parts = relative.split("/")
+    if len(parts) > 5 and parts[:3] == [".heroku", "python", "lib"] and parts[4] == "site-packages":
+        name = parts[5]
+        if name.endswith((".dist-info", ".libs")) or len(parts) == 6:
+            return f"site-packages/{name}"
+        # tensorflow alone is most of the slug: split it by subpackage.
+        if name == "tensorflow" and len(parts) > 7:
+            return f"site-packages/tensorflow/{parts[6]}"
+        return f"site-packages/{name}"
+    return "/".join(parts[:3]) if parts[0] == ".heroku" else parts[0]
+
+
+def remaining_bytes(app: Path, touched: set[str], top: int = 10) -> list[dict[str, Any]]:
+    """Where the slug's compressed bytes are: per package (tensorflow per subdir), gzip -6 per file.
+
+    Each file is deflated on its own, so the sizes add up to a little more than the slug's
+    (no shared dictionary across files); ``untouched`` is the part the smoke workload never opened.
+    """
+    total: dict[str, int] = defaultdict(int)
+    untouched: dict[str, int] = defaultdict(int)
+    files: dict[str, int] = defaultdict(int)
+    for directory, _dirs, names in os.walk(app):
+        for name in names:
+            path = Path(directory, name)
+            if path.is_symlink() or not path.is_file():
+                continue
+            relative = path.relative_to(app).as_posix()
+            size = len(zlib.compress(path.read_bytes(), 6))
+            group = _group(relative)
+            total[group] += size
+            files[group] += 1
+            if relative not in touched:
+                untouched[group] += size
+    ranked = sorted(total, key=lambda g: total[g], reverse=True)[:top]
+    return [{"where": g, "gz_bytes": total[g], "untouched_gz_bytes": untouched[g], "files": files[g]} for g in ranked]
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "unknown"
+    memory = 0
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+        memory = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemTotal"))) * 1024
+    except (OSError, StopIteration):
+        pass
+    try:
+        system = platform.freedesktop_os_release().get("PRETTY_NAME", "")
+    except OSError:
+        system = ""
+    return {"nproc": os.cpu_count(), "ram_bytes": memory, "cpu": cpu, "kernel": platform.release(), "os": system}
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dict[str, Any]], seconds: float,
+            repo: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    python = subprocess.run([env["EMULATED_PYTHON"], "--version"], capture_output=True, text=True, check=False)
+    features = {
+        "swap": (repo / "lib/slugslim/swap.py").is_file(),
+        "prune": (repo / "lib/slugslim/prune").is_dir(),
+        "models": (repo / "lib/slugslim/models.py").is_file(),
+        "report": (repo / "lib/slugslim/report.py").is_file(),
+    }
+    out: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _git(repo, "log", "-1", "--format=%h %s"),
+        "features_on_this_commit": features,
+        "machine": _machine(),
+        "python": python.stdout.strip() or python.stderr.strip(),
+        "bench_seconds": round(seconds),
+        "variants": {},
+        "floor_bytes": floor.get("floor_bytes"),
+        "floor_files": floor.get("floor_files"),
+        "floor_of": floor.get("floor_of"),
+        "floor_error": floor.get("error"),
+        "remaining_top10": top,
+        "packages": {},
+    }
+    stock = next((v.data for v in variants if v.name == "stock"), {})
+    for variant in variants:
+        data = {k: v for k, v in variant.data.items() if k != "build_log_tail" or "error" in variant.data}
+        data["description"] = variant.description
+        data["slug_vs_stock"] = _ratio(data.get("slug_bytes"), stock.get("slug_bytes"))
+        data["slug_vs_floor"] = _ratio(data.get("slug_bytes"), floor.get("floor_bytes"))
+        data["cold_start_vs_stock"] = _ratio(data.get("cold_start_seconds"), stock.get("cold_start_seconds"))
+        out["variants"][variant.name] = data
+        out["packages"][variant.name] = _versions(variant.app_dir)
+    slim = out["variants"].get("slugslim", {})
+    out["targets"] = [
+        {"target": label, "value": slim.get(key), "limit": limit,
+         "pass": None if slim.get(key) is None else slim[key] <= limit}
+        for label, key, limit in TARGETS
+    ]
+    return out
+
+
+def _mb(value: Any) -> str:
+    return f"{value / 1e6:,.1f}" if isinstance(value, (int, float)) else "–"
+
+
+def _x(value: Any) -> str:
+    return f"{value:.2f}×" if isinstance(value, (int, float)) else "–"
+
+
+def _s(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
+
+
+def table(outcome: Mapping[str, Any]) -> str:
+    stock = outcome["variants"].get("stock", {}).get("slug_bytes")
+    floor = outcome.get("floor_bytes")
+    rows = ["| variant | slug MB (gz) | × stock | × floor | files | build s | cold start s (median of 5) | × stock |"
+            " .profile.d s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, v in outcome["variants"].items():
+        failed = " (FAILED)" if v.get("error") else ""
+        rows.append(f"| {name}{failed} | {_mb(v.get('slug_bytes'))} | {_x(v.get('slug_vs_stock'))} | "
+                    f"{_x(v.get('slug_vs_floor'))} | {v.get('files', '–')} | {_s(v.get('build_seconds'))} | "
+                    f"{_s(v.get('cold_start_seconds'))} | {_x(v.get('cold_start_vs_stock'))} | "
+                    f"{_s(v.get('profile_d_seconds'))} |")
+    rows.append(f"| touched-file floor (of {outcome.get('floor_of') or '–'}) | {_mb(floor)} | "
+                f"{_x(_ratio(floor, stock))} | 1.00× | {outcome.get('floor_files') or '–'} | – | – | – | – |")
+    return "\n".join(rows)
+
+
+def targets(outcome: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for t in outcome["targets"]:
+        verdict = "N/A (not measured)" if t["pass"] is None else ("PASS" if t["pass"] else "FAIL")
+        value = "–" if t["value"] is None else f"{t['value']:.2f}×"
+        lines.append(f"{verdict:5} {t['target']}: {value}")
+    return lines
+
+
+def _report_section(outcome: Mapping[str, Any]) -> list[str]:
+    """Per-lever bytes as slugslim's own report (.slugslim/report.json in the slug) states them."""
+    lines: list[str] = []
+    for name, v in outcome["variants"].items():
+        report = v.get("report")
+        if not isinstance(report, dict):
+            continue
+        lines += [f"### Per lever, from slugslim's report.json ({name})", ""]
+        before, after = report.get("before", {}), report.get("after", {})
+        if before and after:
+            lines += [f"- Estimated by slugslim: {_mb(before.get('compressed_bytes'))} MB gz before, "
+                      f"{_mb(after.get('compressed_bytes'))} MB gz after ({_mb(before.get('bytes'))} → "
+                      f"{_mb(after.get('bytes'))} MB on disk).", ""]
+        for swap in report.get("swaps", []):
+            lines.append(f"- Swap: {swap}")
+        levers = report.get("levers") or []
+        if levers:
+            lines += ["", "| lever | MB saved | measured as |", "|---|---:|---|"]
+            lines += [f"| {lever.get('lever')} | {_mb(lever.get('bytes'))} | {lever.get('measured', '')} |"
+                      for lever in levers]
+        lines.append("")
+    return lines
+
+
+def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
+    json_path.write_text(json.dumps(outcome, indent=2, sort_keys=False, default=sorted) + "\n", encoding="utf-8")
+    machine = outcome["machine"]
+    features = ", ".join(f"{k} {'yes' if on else 'NO'}" for k, on in outcome["features_on_this_commit"].items())
+    md = [
+        "# Benchmark: the reference TensorFlow app, stock vs slugslim vs the floor",
+        "",
+        f"- Date: {outcome['date']}; `make bench` took {outcome['bench_seconds']} s end to end.",
+        f"- Commit: `{outcome['commit']}`; slugslim features present: {features}.",
+        f"- Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram_bytes'] / 2**30:.0f} GiB RAM, "
+        f"Linux {machine['kernel']} ({machine['os']}), shared with other work while it ran.",
+        f"- App Python: {outcome['python']} (the emulated heroku/python: a venv of it, see below).",
+        "",
+        table(outcome),
+        "",
+        "## Targets",
+        "",
+        *[f"- {line}" for line in targets(outcome)],
+        "",
+    ]
+    if outcome.get("floor_error"):
+        md += [f"The floor could not be measured: {outcome['floor_error'][:500]}", ""]
+    failed = [name for name, v in outcome["variants"].items() if v.get("error")]
+    for name in failed:
+        md += [f"**{name} failed:**", "", "```", str(outcome["variants"][name]["error"])[-1500:], "```", ""]
+    if outcome["remaining_top10"]:
+        missed = any(t["pass"] is False for t in outcome["targets"])
+        md += [
+            "## Where the slugslim slug's bytes are (top 10)" + (" — targets missed, see above" if missed else ""),
+            "",
+            "Each file deflated on its own at level 6 (so the column sums to a bit more than the slug); "
+            "*untouched* is the part the smoke workload never opened.",
+            "",
+            "| where | gz MB | untouched gz MB | files |",
+            "|---|---:|---:|---:|",
+            *[f"| {r['where']} | {_mb(r['gz_bytes'])} | {_mb(r['untouched_gz_bytes'])} | {r['files']} |"
+              for r in outcome["remaining_top10"]],
+            "",
+        ]
+    md += _report_section(outcome)
+    md += ["## Package versions in each slug", "", "| variant | versions |", "|---|---|"]
+    md += [f"| {name} | {', '.join(f'{k} {v}' for k, v in versions.items())} |"
+           for name, versions in outcome["packages"].items()]
+    md += ["", METHOD]
+    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
+
+
+METHOD = """## How this was measured
+
+- **Reference app** (`bench/app/`): Flask + gunicorn + Pillow + `tensorflow==2.21.0`. `app.py` loads, at
+  import, `models/embeddings.bin` (50 MiB int8 embedding table, `np.fromfile`) and `models/classifier.keras`
+  (a small Keras classifier), and `/predict` uses both. `bench/make_models.py` writes the two files with real
+  TensorFlow at bench time (the table byte-identical on every machine, from a seeded RNG).
+- **Builds**: `tests/heroku/build.py` (the emulated Heroku build), one variant after the other, each a first
+  build (fresh BUILD_DIR and CACHE_DIR, so slugslim's tool bootstrap is included), pip offline from the wheel
+  cache. *Build s* is the whole build including the slug's gzip. The slug is the harness's real tar.gz (gzip
+  -6, app under `./app`); *files* counts its non-directory entries.
+- The emulated heroku/python makes the app Python a venv of this machine's CPython, so the CPython runtime
+  itself (≈ 15–20 MB gz on Heroku) is in none of the slugs, nor in the floor.
+- **Models**: the slugslim variants set `SLUGSLIM_MODELS_SOURCE=http://127.0.0.1:<port>/<variant>` and
+  `SLUGSLIM_MODELS_UPLOAD=true`; a small PUT/GET server in the bench stands in for the bucket.
+- **Cold start**: the slug unpacked, then a fresh `bash` that sources `.profile.d/*.sh` with HOME set to the
+  app (as a dyno does, config vars set) and runs `python smoke.py`: import the app (which loads both model
+  files), serve one prediction through Flask's test client. **For slugslim the time includes fetching the
+  models back at boot** (`.profile.d/slugslim-models.sh`, from the local server, so with no network latency:
+  a lower bound for a real bucket); the *.profile.d s* column is that part. After every run the files it
+  created (fetched models, bytecode Python wrote) are removed, so every run boots the slug as shipped.
+  One warm-up round (not counted), then 5 rounds with the variants in rotating order, so contention from other
+  work on this 2-CPU machine hits all variants alike; the page cache is warm for all of them.
+- **Floor**: the slugslim slug's smoke run under `strace -f -e trace=openat,open,execve`; the slug's files it
+  opened (bytecode, shared libraries, data), plus the app's source files as shipped in that slug, tarred and
+  gzipped (-6) exactly like a slug. Models fetched at boot are not in it, as they are not in the slugslim slug.
+"""

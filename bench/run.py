@@ -1,0 +1,316 @@
+"""make bench: the reference TensorFlow app through the emulated Heroku build, four ways, one run.
+
+Variants, each a first build (fresh BUILD_DIR and CACHE_DIR) on this machine, one after another:
+  stock                   the emulated heroku/python alone
+  seed-advice             the same, with tensorflow-cpu written into requirements.txt by hand
+  slugslim                slugslim (first) + heroku/python, default config
+  slugslim-bytecode-drop  the same with prune.bytecode: drop
+
+Then each slug is unpacked and booted as a dyno would boot it (see dyno.py): a median of 5
+paired cold starts, the variants interleaved in rotating order so that load from other work on
+the machine falls on all of them alike. The slugslim slug's boot is traced (strace) for the
+touched-file floor. Results go to bench/results.json and bench/results.md.
+
+Wheels come from the package registry once, into a cache outside git ($SLUGSLIM_BENCH_WHEELS,
+default ~/.cache/slugslim-bench/wheels); the builds themselves run with no index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+
+import dyno  # noqa: E402
+import results  # noqa: E402
+from modelserver import ModelServer  # noqa: E402
+
+from tests.heroku.build import PYTHON_BUILDPACK, SLUGSLIM, run_build  # noqa: E402
+
+APP = BENCH / "app"
+WORK = Path(os.environ.get("SLUGSLIM_BENCH_WORK", BENCH / "work"))
+WHEELS = Path(os.environ.get("SLUGSLIM_BENCH_WHEELS", Path.home() / ".cache/slugslim-bench/wheels"))
+BASE_PYTHON = str(getattr(sys, "_base_executable", sys.executable))
+SEED_ADVICE_PACKAGE = "tensorflow-cpu==2.21.0"
+RUNS = 5
+
+
+@dataclass
+class Variant:
+    name: str
+    description: str
+    app: Path
+    buildpacks: tuple[Path, ...]
+    config_vars: dict[str, str] = field(default_factory=dict)
+    # Filled in as the bench goes.
+    data: dict[str, Any] = field(default_factory=dict)
+    app_dir: Path | None = None
+    pristine: set[str] = field(default_factory=set)
+    boots: list[dyno.Boot] = field(default_factory=list)
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def pip(*args: str, python: str = sys.executable, env: dict[str, str] | None = None) -> None:
+    subprocess.run([python, "-m", "pip", *args, "--disable-pip-version-check", "--quiet"], check=True, env=env)
+
+
+def ensure_wheels() -> None:
+    """Every wheel the four variants need, in WHEELS: resolved offline first, downloaded only if missing."""
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    wanted = ["-r", str(APP / "requirements.txt"), SEED_ADVICE_PACKAGE]
+    # Only WHEELS counts: no pip.conf find-links or index may satisfy the probe for it.
+    isolated = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(WHEELS)}
+    try:
+        pip("install", "--dry-run", "--ignore-installed", "--no-index", *wanted, env=isolated)
+        say(f"wheels: all present in {WHEELS}")
+    except subprocess.CalledProcessError:
+        say(f"wheels: downloading what is missing into {WHEELS} (once; later runs reuse it)")
+        pip("download", "--only-binary", ":all:", "--find-links", str(WHEELS), "--dest", str(WHEELS), *wanted)
+
+
+def tools_wheels() -> Path:
+    """slugslim's own build tools as wheels (the Makefile's .cache/tools-wheels, else downloaded here)."""
+    for candidate in (os.environ.get("SLUGSLIM_TEST_TOOLS_WHEELS", ""), str(REPO / ".cache/tools-wheels")):
+        if candidate and Path(candidate, ".complete").is_file():
+            return Path(candidate)
+    target = WORK / "tools-wheels"
+    if not (target / ".complete").is_file():
+        shutil.rmtree(target, ignore_errors=True)
+        pip("download", "--no-deps", "--only-binary", ":all:", "--require-hashes", "-r", str(REPO / "lib/tools.lock"),
+            "--dest", str(target))
+        (target / ".complete").touch()
+    return target
+
+
+def python_template() -> Path:
+    """A venv of the base Python with pip, which the emulated heroku/python copies (as the tests do)."""
+    template = WORK / "python-template"
+    if not (template / "bin/python").exists():
+        subprocess.run([BASE_PYTHON, "-m", "venv", str(template)], check=True)
+    return template
+
+
+def model_files() -> Path:
+    """The two model files, made once by make_models.py with real TensorFlow and kept in WORK."""
+    script = BENCH / "make_models.py"
+    key = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
+    models = WORK / f"models-{key}"
+    if (models / ".complete").is_file():
+        return models
+    generator = WORK / "gen-venv"
+    if not (generator / ".complete").is_file():
+        say("models: installing tensorflow-cpu into a generator venv (once)")
+        shutil.rmtree(generator, ignore_errors=True)
+        subprocess.run([BASE_PYTHON, "-m", "venv", str(generator)], check=True)
+        pip("install", "--no-index", "--find-links", str(WHEELS), SEED_ADVICE_PACKAGE,
+            python=str(generator / "bin/python"))
+        (generator / ".complete").touch()
+    say("models: writing models/embeddings.bin (50 MiB) and models/classifier.keras")
+    shutil.rmtree(models, ignore_errors=True)
+    subprocess.run([str(generator / "bin/python"), str(script), str(models)], check=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.DEVNULL)
+    (models / ".complete").touch()
+    return models
+
+
+def make_apps(models: Path) -> tuple[Path, Path]:
+    """The reference app with its models, and its seed-advice copy (tensorflow-cpu by hand)."""
+    apps = WORK / "apps"
+    shutil.rmtree(apps, ignore_errors=True)
+    reference = apps / "reference"
+    shutil.copytree(APP, reference, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(models, reference / "models", ignore=shutil.ignore_patterns(".complete"))
+    seed = apps / "seed-advice"
+    shutil.copytree(reference, seed)
+    requirements = seed / "requirements.txt"
+    requirements.write_text(
+        requirements.read_text(encoding="utf-8").replace("tensorflow==2.21.0", SEED_ADVICE_PACKAGE), encoding="utf-8"
+    )
+    return reference, seed
+
+
+def variants(reference: Path, seed: Path, server: ModelServer) -> list[Variant]:
+    def models_vars(prefix: str) -> dict[str, str]:
+        # Each variant uploads under its own prefix, so each build pays for its own upload.
+        return {"SLUGSLIM_MODELS_SOURCE": f"{server.url}/{prefix}", "SLUGSLIM_MODELS_UPLOAD": "true"}
+
+    return [
+        Variant("stock", "emulated heroku/python alone", reference, (PYTHON_BUILDPACK,)),
+        Variant("seed-advice", "tensorflow-cpu written by hand, no slugslim", seed, (PYTHON_BUILDPACK,)),
+        Variant("slugslim", "slugslim + heroku/python, default config", reference, (SLUGSLIM, PYTHON_BUILDPACK),
+                models_vars("slugslim")),
+        Variant("slugslim-bytecode-drop", "slugslim with prune.bytecode: drop", reference,
+                (SLUGSLIM, PYTHON_BUILDPACK),
+                {**models_vars("slugslim-bytecode-drop"), "SLUGSLIM_PRUNE_BYTECODE": "drop"}),
+    ]
+
+
+def build(variant: Variant, env: dict[str, str], reuse: bool = False) -> None:
+    slug = WORK / "slugs" / f"{variant.name}.tar.gz"
+    saved = slug.with_suffix("").with_suffix(".json")
+    if reuse and slug.is_file() and saved.is_file():
+        say(f"{variant.name}: reusing the slug of an earlier run (--reuse, for debugging the bench)")
+        variant.data.update(json.loads(saved.read_text(encoding="utf-8")))
+    else:
+        _build(variant, env, slug)
+        saved.write_text(json.dumps(variant.data), encoding="utf-8")
+    if not variant.data.get("build_ok"):
+        return
+    app = WORK / "run" / variant.name / "app"
+    if not app.is_dir():
+        app = dyno.unpack(slug, app.parent)
+    variant.app_dir = app
+    variant.pristine = dyno.slug_files(app)
+    variant.data["files"] = len(variant.pristine)
+    for name, relative in (("report", ".slugslim/report.json"), ("models_manifest", ".slugslim/models.json")):
+        path = app / relative
+        if path.is_file():
+            variant.data[name] = json.loads(path.read_text(encoding="utf-8"))
+    say(f"{variant.name}: {variant.data['slug_bytes'] / 1e6:.1f} MB slug, {len(variant.pristine)} files, "
+        f"{variant.data['build_seconds']:.0f} s")
+
+
+def _build(variant: Variant, env: dict[str, str], slug: Path) -> None:
+    workdir = WORK / "builds" / variant.name
+    shutil.rmtree(workdir, ignore_errors=True)
+    say(f"{variant.name}: building ({variant.description})")
+    done = run_build(variant.app, workdir, buildpacks=variant.buildpacks, config_vars=variant.config_vars, env=env,
+                     timeout=1800)
+    logs = WORK / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{variant.name}.build.log").write_text(done.log, encoding="utf-8")
+    variant.data.update(build_ok=done.ok and done.slug is not None, build_seconds=round(done.seconds, 1),
+                        build_log_tail=[line for line in done.log.splitlines() if line.strip()][-80:])
+    run_dir = WORK / "run" / variant.name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if done.ok and done.slug is not None:
+        variant.data["slug_bytes"] = done.slug_bytes
+        slug.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(done.slug, slug)
+        # The slug is a tar of exactly this BUILD_DIR: moving it into place is unpacking the slug
+        # without minutes of gunzip and disk writes (mtimes, modes and symlinks are the same).
+        run_dir.mkdir(parents=True)
+        done.build_dir.rename(run_dir / "app")
+    else:
+        say(f"{variant.name}: BUILD FAILED, see {logs / (variant.name + '.build.log')}")
+        variant.data["error"] = "build failed:\n" + "\n".join(variant.data["build_log_tail"][-25:])
+    # The build and cache dirs are GBs each; the slug is all that is measured from here on.
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def cold_starts(built: list[Variant]) -> None:
+    """Round 0 warms the page cache and is not counted; rounds 1..RUNS rotate the order of variants."""
+    for round_number in range(RUNS + 1):
+        shift = round_number % len(built)
+        for variant in built[shift:] + built[:shift]:
+            assert variant.app_dir is not None
+            result = dyno.boot(variant.app_dir, variant.config_vars, variant.pristine)
+            label = "warm-up" if round_number == 0 else f"run {round_number}/{RUNS}"
+            say(f"{variant.name}: cold start {label}: {result.seconds:.2f} s"
+                f" (.profile.d {result.profile_seconds:.2f} s){'' if result.ok else ' FAILED'}")
+            if result.modified:
+                say(f"{variant.name}: the boot rewrote slug files: {result.modified[:5]}")
+            if round_number == 0 and not result.ok:
+                variant.data["error"] = "smoke workload failed:\n" + result.output
+                break
+            if round_number:
+                variant.boots.append(result)
+        built = [v for v in built if "error" not in v.data]
+    for variant in built:
+        ok = [b for b in variant.boots if b.ok]
+        if len(ok) < len(variant.boots):
+            variant.data["error"] = f"{len(variant.boots) - len(ok)} of {len(variant.boots)} cold starts failed"
+        if not ok:
+            continue
+        variant.data.update(
+            cold_start_seconds=round(statistics.median(b.seconds for b in ok), 3),
+            cold_start_runs=[round(b.seconds, 3) for b in variant.boots],
+            profile_d_seconds=round(statistics.median(b.profile_seconds for b in ok), 3),
+            import_and_load_seconds=round(statistics.median(float(str(b.smoke["import_seconds"])) for b in ok), 3),
+        )
+
+
+def floor(variant: Variant) -> dict[str, Any]:
+    """Trace the smoke workload on this slug; tar.gz exactly the files it opened plus the app source."""
+    assert variant.app_dir is not None
+    app = variant.app_dir
+    trace = WORK / "floor.strace"
+    result, touched = dyno.traced_boot(app, variant.config_vars, variant.pristine, trace)
+    if not result.ok:
+        return {"error": "the traced smoke workload failed:\n" + result.output}
+    # The app's own files as shipped in this slug (models that slugslim moved out are not in it).
+    source = {str(p.relative_to(APP)) for p in APP.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    source |= {f"models/{p.name}" for p in (WORK / "apps/reference/models").iterdir()}
+    members = (touched | source) & variant.pristine
+    size = dyno.tar_gz(app, sorted(members), WORK / "floor.tar.gz")
+    say(f"floor: {len(touched & variant.pristine)} of {len(variant.pristine)} slug files opened; "
+        f"with the app source {len(members)} files, {size / 1e6:.1f} MB")
+    return {"floor_bytes": size, "floor_files": len(members), "floor_of": variant.name, "members": members,
+            "opened_outside_slug": len(touched - variant.pristine)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="build only these variants (debugging)")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results.{md,json}")
+    parser.add_argument("--reuse", action="store_true", help="reuse slugs from an earlier run (debugging)")
+    args = parser.parse_args()
+    if shutil.which("strace") is None:
+        print("make bench needs strace for the touched-file floor: apt-get install -y strace", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    WORK.mkdir(parents=True, exist_ok=True)
+    ensure_wheels()
+    env = {
+        # Heroku has no pip.conf: this machine's must not add indexes, find-links or constraints.
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": f"{WHEELS} {tools_wheels()}",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "EMULATED_PYTHON": BASE_PYTHON,
+        "EMULATED_PYTHON_TEMPLATE": str(python_template()),
+    }
+    reference, seed = make_apps(model_files())
+    store = WORK / "model-store"
+    shutil.rmtree(store, ignore_errors=True)
+    with ModelServer(store) as server:
+        chosen = [v for v in variants(reference, seed, server) if not args.only or v.name in args.only]
+        for variant in chosen:
+            build(variant, env, reuse=args.reuse)
+        built = [v for v in chosen if v.app_dir is not None]
+        say("cold starts: 1 warm-up round, then 5 rounds in rotating order")
+        cold_starts(built)
+        traced = next((v for v in built if v.name == "slugslim" and "error" not in v.data), None)
+        floor_data = floor(traced) if traced else {"error": "no working slugslim slug to trace"}
+        top = results.remaining_bytes(traced.app_dir, floor_data.get("members", set())) if traced and traced.app_dir \
+            else []
+    outcome = results.collect(chosen, floor_data, top, time.monotonic() - started, REPO, env)
+    print()
+    print(results.table(outcome))
+    print()
+    for line in results.targets(outcome):
+        print(line)
+    if not args.no_write:
+        results.write(outcome, BENCH / "results.json", BENCH / "results.md")
+        say("wrote bench/results.json and bench/results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
