@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import time
@@ -34,6 +35,8 @@ class Boot:
     ok: bool
     seconds: float
     profile_seconds: float
+    # user + system CPU of the whole boot: much less sensitive than wall time to other load.
+    cpu_seconds: float
     smoke: dict[str, object] = field(default_factory=dict)
     output: str = ""
     # Files of the slug the run rewrote in place: they would make the next run unlike a new dyno.
@@ -95,10 +98,13 @@ def boot(app: Path, config_vars: Mapping[str, str], pristine: set[str], timeout:
          prefix: list[str] | None = None) -> Boot:
     """One cold start: a fresh bash + python from the pristine slug. ``prefix`` wraps it (strace)."""
     since = time.time() - 1
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([*(prefix or []), "bash", "-c", BOOT], cwd=app, env=dyno_env(app, config_vars),
                           capture_output=True, text=True, timeout=timeout, check=False)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     modified = _restore(app, pristine, since)
     profile = 0.0
     marker = re.search(r"^bench-profile-d (\S+) (\S+)$", done.stderr, re.MULTILINE)
@@ -112,7 +118,7 @@ def boot(app: Path, config_vars: Mapping[str, str], pristine: set[str], timeout:
         except json.JSONDecodeError:
             smoke = {}
     ok = done.returncode == 0 and bool(smoke)
-    return Boot(ok, seconds, profile, smoke, (done.stdout + done.stderr)[-4000:], modified)
+    return Boot(ok, seconds, profile, cpu, smoke, (done.stdout + done.stderr)[-4000:], modified)
 
 
 _CALL = re.compile(r'^(?P<pid>\d+)\s+(?:openat\(\w+, |open\(|execve\()"(?P<path>(?:[^"\\]|\\.)*)"')

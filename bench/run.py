@@ -145,7 +145,7 @@ def make_apps(models: Path) -> tuple[Path, Path]:
     return reference, seed
 
 
-def variants(reference: Path, seed: Path, server: ModelServer) -> list[Variant]:
+def variants(reference: Path, seed: Path, server: ModelServer, slugslim: Path) -> list[Variant]:
     def models_vars(prefix: str) -> dict[str, str]:
         # Each variant uploads under its own prefix, so each build pays for its own upload.
         return {"SLUGSLIM_MODELS_SOURCE": f"{server.url}/{prefix}", "SLUGSLIM_MODELS_UPLOAD": "true"}
@@ -153,10 +153,10 @@ def variants(reference: Path, seed: Path, server: ModelServer) -> list[Variant]:
     return [
         Variant("stock", "emulated heroku/python alone", reference, (PYTHON_BUILDPACK,)),
         Variant("seed-advice", "tensorflow-cpu written by hand, no slugslim", seed, (PYTHON_BUILDPACK,)),
-        Variant("slugslim", "slugslim + heroku/python, default config", reference, (SLUGSLIM, PYTHON_BUILDPACK),
+        Variant("slugslim", "slugslim + heroku/python, default config", reference, (slugslim, PYTHON_BUILDPACK),
                 models_vars("slugslim")),
         Variant("slugslim-bytecode-drop", "slugslim with prune.bytecode: drop", reference,
-                (SLUGSLIM, PYTHON_BUILDPACK),
+                (slugslim, PYTHON_BUILDPACK),
                 {**models_vars("slugslim-bytecode-drop"), "SLUGSLIM_PRUNE_BYTECODE": "drop"}),
     ]
 
@@ -210,8 +210,6 @@ def _build(variant: Variant, env: dict[str, str], slug: Path) -> None:
     else:
         say(f"{variant.name}: BUILD FAILED, see {logs / (variant.name + '.build.log')}")
         variant.data["error"] = "build failed:\n" + "\n".join(variant.data["build_log_tail"][-25:])
-    # The build and cache dirs are GBs each; the slug is all that is measured from here on.
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def cold_starts(built: list[Variant]) -> None:
@@ -222,7 +220,7 @@ def cold_starts(built: list[Variant]) -> None:
             assert variant.app_dir is not None
             result = dyno.boot(variant.app_dir, variant.config_vars, variant.pristine)
             label = "warm-up" if round_number == 0 else f"run {round_number}/{RUNS}"
-            say(f"{variant.name}: cold start {label}: {result.seconds:.2f} s"
+            say(f"{variant.name}: cold start {label}: {result.seconds:.2f} s, {result.cpu_seconds:.2f} s CPU"
                 f" (.profile.d {result.profile_seconds:.2f} s){'' if result.ok else ' FAILED'}")
             if result.modified:
                 say(f"{variant.name}: the boot rewrote slug files: {result.modified[:5]}")
@@ -232,6 +230,7 @@ def cold_starts(built: list[Variant]) -> None:
             if round_number:
                 variant.boots.append(result)
         built = [v for v in built if "error" not in v.data]
+    stock = next((v for v in built if v.name == "stock"), None)
     for variant in built:
         ok = [b for b in variant.boots if b.ok]
         if len(ok) < len(variant.boots):
@@ -241,9 +240,18 @@ def cold_starts(built: list[Variant]) -> None:
         variant.data.update(
             cold_start_seconds=round(statistics.median(b.seconds for b in ok), 3),
             cold_start_runs=[round(b.seconds, 3) for b in variant.boots],
+            cold_start_cpu_seconds=round(statistics.median(b.cpu_seconds for b in ok), 3),
             profile_d_seconds=round(statistics.median(b.profile_seconds for b in ok), 3),
             import_and_load_seconds=round(statistics.median(float(str(b.smoke["import_seconds"])) for b in ok), 3),
         )
+        if stock is not None and len(stock.boots) == len(variant.boots):
+            # Paired: each round's runs are seconds apart, so they saw about the same load.
+            pairs = [(b, s) for b, s in zip(variant.boots, stock.boots, strict=True) if b.ok and s.ok]
+            if pairs:
+                variant.data["cold_start_paired_vs_stock"] = round(
+                    statistics.median(b.seconds / s.seconds for b, s in pairs), 3)
+                variant.data["cold_start_cpu_vs_stock"] = round(
+                    statistics.median(b.cpu_seconds / s.cpu_seconds for b, s in pairs), 3)
 
 
 def floor(variant: Variant) -> dict[str, Any]:
@@ -269,6 +277,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="build only these variants (debugging)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results.{md,json}")
+    parser.add_argument("--buildpack", type=Path, default=SLUGSLIM,
+                        help="the slugslim checkout to benchmark (default: this one)")
     parser.add_argument("--reuse", action="store_true", help="reuse slugs from an earlier run (debugging)")
     args = parser.parse_args()
     if shutil.which("strace") is None:
@@ -290,7 +300,8 @@ def main() -> int:
     store = WORK / "model-store"
     shutil.rmtree(store, ignore_errors=True)
     with ModelServer(store) as server:
-        chosen = [v for v in variants(reference, seed, server) if not args.only or v.name in args.only]
+        every = variants(reference, seed, server, args.buildpack.resolve())
+        chosen = [v for v in every if not args.only or v.name in args.only]
         for variant in chosen:
             build(variant, env, reuse=args.reuse)
         built = [v for v in chosen if v.app_dir is not None]
@@ -300,7 +311,9 @@ def main() -> int:
         floor_data = floor(traced) if traced else {"error": "no working slugslim slug to trace"}
         top = results.remaining_bytes(traced.app_dir, floor_data.get("members", set())) if traced and traced.app_dir \
             else []
-    outcome = results.collect(chosen, floor_data, top, time.monotonic() - started, REPO, env)
+    # The builds' CACHE_DIRs are GBs each; removed only now, so that no build waits for the disk.
+    shutil.rmtree(WORK / "builds", ignore_errors=True)
+    outcome = results.collect(chosen, floor_data, top, time.monotonic() - started, args.buildpack, env)
     print()
     print(results.table(outcome))
     print()
