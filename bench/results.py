@@ -132,6 +132,8 @@ def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dic
         "machine": _machine(),
         "python": python.stdout.strip() or python.stderr.strip(),
         "bench_seconds": round(seconds),
+        # 1/5/15-minute load averages when the run ended: how busy the shared machine was.
+        "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
         "variants": {},
         "floor_bytes": floor.get("floor_bytes"),
         "floor_files": floor.get("floor_files"),
@@ -231,7 +233,8 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
         f"- Date: {outcome['date']}; `make bench` took {outcome['bench_seconds']} s end to end.",
         f"- Commit: `{outcome['commit']}`; slugslim features present: {features}.",
         f"- Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram_bytes'] / 2**30:.0f} GiB RAM, "
-        f"Linux {machine['kernel']} ({machine['os']}), shared with other work while it ran.",
+        f"Linux {machine['kernel']} ({machine['os']}), shared with other work while it ran "
+        f"(load average {', '.join(map(str, outcome['load_average_at_end']))} at the end).",
         f"- App Python: {outcome['python']} (the emulated heroku/python: a venv of it, see below).",
         "",
         table(outcome),
@@ -261,6 +264,10 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
             "",
         ]
     md += _report_section(outcome)
+    for name, v in outcome["variants"].items():
+        if v.get("slugslim_log"):
+            md += [f"<details><summary>slugslim's part of the build log ({name})</summary>", "", "```",
+                   *[line.rstrip() for line in v["slugslim_log"][:120]], "```", "", "</details>", ""]
     md += ["## Package versions in each slug", "", "| variant | versions |", "|---|---|"]
     md += [f"| {name} | {', '.join(f'{k} {v}' for k, v in versions.items())} |"
            for name, versions in outcome["packages"].items()]

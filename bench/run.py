@@ -195,8 +195,15 @@ def _build(variant: Variant, env: dict[str, str], slug: Path) -> None:
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     (logs / f"{variant.name}.build.log").write_text(done.log, encoding="utf-8")
+    lines = [line for line in done.log.splitlines() if line.strip()]
     variant.data.update(build_ok=done.ok and done.slug is not None, build_seconds=round(done.seconds, 1),
-                        build_log_tail=[line for line in done.log.splitlines() if line.strip()][-80:])
+                        build_log_tail=lines[-80:])
+    # slugslim's own part of the build log: what it swapped, pruned, moved out and reported.
+    hook = next((i for i, line in enumerate(lines) if "Running bin/post_compile hook" in line), None)
+    if hook is not None and variant.buildpacks[0] != PYTHON_BUILDPACK:
+        start = next((i for i, line in enumerate(lines) if "Preparing a slim slug" in line), hook)
+        end = next((i for i in range(start, hook) if "-----> Using Python" in lines[i]), hook)
+        variant.data["slugslim_log"] = lines[start:end] + lines[hook:]
     run_dir = WORK / "run" / variant.name
     shutil.rmtree(run_dir, ignore_errors=True)
     if done.ok and done.slug is not None:
@@ -319,6 +326,11 @@ def main() -> int:
     print()
     for line in results.targets(outcome):
         print(line)
+    if any(t["pass"] is False for t in outcome["targets"]) and outcome["remaining_top10"]:
+        print("\nWhere the slugslim slug's bytes are (gzip -6 per file; untouched = never opened by the smoke run):")
+        for row in outcome["remaining_top10"]:
+            print(f"  {row['where']:<48} {row['gz_bytes'] / 1e6:7.1f} MB  "
+                  f"untouched {row['untouched_gz_bytes'] / 1e6:7.1f} MB  {row['files']:>6} files")
     if not args.no_write:
         results.write(outcome, BENCH / "results.json", BENCH / "results.md")
         say("wrote bench/results.json and bench/results.md")
