@@ -56,3 +56,25 @@ class ToolError(SlugslimError):
         tail = "\n".join(self.output.strip().splitlines()[-15:])
         shown = f"\n\nIts last output was:\n{tail}" if tail else ""
         return f"{self.what}{shown}\n\n{self.fix}"
+
+
+class ModelStoreError(SlugslimError):
+    """models.strict is true and a model could not be put at, or found at, models.source."""
+
+    title = "Models could not be stored at models.source"
+
+    def __init__(self, source: str, failures: str) -> None:
+        super().__init__(failures)
+        self.source = source
+        self.failures = failures
+
+    def detail(self) -> str:
+        return (
+            f"slugslim takes model files out of the slug and fetches them from {self.source} when a\n"
+            "dyno starts. These models are not known to be there:\n"
+            f"{self.failures}\n\n"
+            "Because models.strict is true in slugslim.yml, the build stops instead of shipping them\n"
+            "inside the slug. Check that the AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION config\n"
+            "vars (and AWS_ENDPOINT_URL for a store other than AWS) can write to that bucket, or that the\n"
+            "https:// address accepts PUT. Or set models.strict to false to ship such models in the slug."
+        )
