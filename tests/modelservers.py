@@ -5,7 +5,7 @@ purpose per path: ``hang`` (never answers), ``slow`` (answers after a second), `
 (closes the connection half-way, every time), ``truncate-once``, ``corrupt`` (right length,
 wrong bytes), ``put-error`` (PUT answers 500).
 
-Import the fixtures into a test module with ``from tests.modelservers import file_server, s3_server``.
+A test module gets the fixtures with ``pytest_plugins = ("tests.modelservers",)``.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class S3:
         env.update(extra)
         return env
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         listed = self.client.list_objects_v2(Bucket=BUCKET)
         return sorted(item["Key"] for item in listed.get("Contents", []))
 
@@ -185,7 +185,7 @@ def s3_session() -> Iterator[S3]:
 
 @pytest.fixture
 def s3_server(s3_session: S3) -> S3:
-    for key in s3_session.keys():
+    for key in s3_session.object_keys():
         s3_session.client.delete_object(Bucket=BUCKET, Key=key)
     return s3_session
 
@@ -194,7 +194,9 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def run_dyno(app_dir: Path, env: dict[str, str], command: str = "echo started", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_dyno(
+    app_dir: Path, env: dict[str, str], command: str = "echo started", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Start a 'dyno' on the unpacked app: bash sources every .profile.d/*.sh with HOME set to the
     app, from the app dir, then runs the process command, as Heroku does (with /app → app_dir)."""
     script = 'for f in "$HOME"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; ' + command

@@ -11,22 +11,22 @@ from pathlib import Path
 
 from slugslim.config import ModelsConfig
 from slugslim.models import Entry, render_manifest
-from tests.modelservers import (  # noqa: F401 (fixtures)
+
+from tests.modelservers import (
     ACCESS_KEY,
     BOOT_SCRIPT,
     BUCKET,
     REPO,
+    S3,
     SECRET_KEY,
     SESSION_TOKEN,
     FileServer,
-    S3,
-    file_server,
-    file_server_session,
     run_dyno,
-    s3_server,
-    s3_session,
     sha256,
 )
+
+# The model stores (moto S3, the HTTP server) as fixtures.
+pytest_plugins = ("tests.modelservers",)
 
 HELPER = REPO / "lib" / "slugslim" / "boot" / "slugslim_models.py"
 

@@ -25,6 +25,7 @@ from slugslim import sigv4
 
 TIMEOUT = 60.0
 ATTEMPTS = 3
+RETRY_DELAY = 2.0
 BLOCK = 1 << 20
 
 
@@ -135,7 +136,7 @@ class Store:
         last = ""
         for attempt in range(ATTEMPTS):
             if attempt:
-                time.sleep(2**attempt)
+                time.sleep(RETRY_DELAY * attempt)
             with path.open("rb") as handle:
                 try:
                     status, body = self._request("PUT", location, _Progress(handle, progress), size, sha256)  # type: ignore[arg-type]
