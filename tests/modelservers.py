@@ -5,7 +5,7 @@ purpose per path: ``hang`` (never answers), ``slow`` (answers after a second), `
 (closes the connection half-way, every time), ``truncate-once``, ``corrupt`` (right length,
 wrong bytes), ``put-error`` (PUT answers 500).
 
-A test module gets the fixtures with ``pytest_plugins = ("tests.modelservers",)``.
+tests/conftest.py loads this module as a pytest plugin, so its fixtures are there for every test.
 """
 
 from __future__ import annotations

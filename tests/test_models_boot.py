@@ -25,9 +25,6 @@ from tests.modelservers import (
     sha256,
 )
 
-# The model stores (moto S3, the HTTP server) as fixtures.
-pytest_plugins = ("tests.modelservers",)
-
 HELPER = REPO / "lib" / "slugslim" / "boot" / "slugslim_models.py"
 
 

@@ -29,9 +29,6 @@ from tests.modelservers import (
     sha256,
 )
 
-# The model stores (moto S3, the HTTP server) as fixtures.
-pytest_plugins = ("tests.modelservers",)
-
 
 def test_sigv4_matches_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
     moment = datetime(2026, 11, 28, 12, 30, 5, tzinfo=timezone.utc)
