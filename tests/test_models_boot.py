@@ -11,7 +11,6 @@ from pathlib import Path
 
 from slugslim.config import ModelsConfig
 from slugslim.models import Entry, render_manifest
-
 from tests.modelservers import (
     ACCESS_KEY,
     BOOT_SCRIPT,
