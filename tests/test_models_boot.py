@@ -139,7 +139,8 @@ def test_the_total_time_bound_holds(tmp_path: Path, file_server: FileServer) -> 
     done = run_dyno(app, {})
     elapsed = time.monotonic() - started
     assert done.returncode == 1
-    assert elapsed < 5, f"three hanging downloads in parallel must stop at the 2 s bound, took {elapsed:.1f}s"
+    # The server would hang for 30 s; the margin above 2 s is for bash and curl on a busy machine.
+    assert elapsed < 8, f"three hanging downloads in parallel must stop at the 2 s bound, took {elapsed:.1f}s"
     assert done.stderr.count(": timed out") == 3
     assert not (app / "models").exists() or not any((app / "models").iterdir())
 
@@ -151,7 +152,8 @@ def test_downloads_run_in_parallel(tmp_path: Path, file_server: FileServer) -> N
     app = make_app(tmp_path, entries)
     started = time.monotonic()
     assert run_dyno(app, {}).returncode == 0
-    assert time.monotonic() - started < 3.5, "four 1-second downloads take about one second together"
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.9, f"four 1-second downloads in parallel took {elapsed:.1f}s; one after the other is 4 s"
 
 
 def test_a_truncated_transfer_is_retried_and_never_left_in_place(tmp_path: Path, file_server: FileServer) -> None:

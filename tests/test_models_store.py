@@ -201,3 +201,12 @@ def test_an_apps_own_slugslim_models_module_is_left_alone(tmp_path: Path) -> Non
     app = make_app(tmp_path, {"models/net.h5": MODEL, "slugslim_models.py": b"MINE = 1\n"})
     models.run(context(app, {}, min_size=0.01))
     assert (app / "slugslim_models.py").read_bytes() == b"MINE = 1\n"
+
+
+def test_a_partial_object_at_the_source_is_uploaded_again(tmp_path: Path, file_server: FileServer) -> None:
+    key = f"/s/{sha256(MODEL)}/net.h5"
+    file_server.objects[key] = MODEL[:1000]
+    app = make_app(tmp_path, {"models/net.h5": MODEL})
+    result = models.run(context(app, {}, source=f"{file_server.url}/s", upload=True, min_size=0.01))
+    assert result.uploaded_files == 1 and result.present_files == 0
+    assert file_server.objects[key] == MODEL

@@ -104,7 +104,8 @@ class Store:
 
     def _request(
         self, method: str, location: Location, body: BinaryIO | None = None, size: int = 0, sha256: str = ""
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes, int]:
+        """(status, body, Content-Length or -1). HEAD bodies are empty, but their length is the object's."""
         scheme, netloc, path = self._target(location)
         headers = {"content-type": "application/octet-stream"} if method == "PUT" else {}
         payload = sha256 if method == "PUT" else sigv4.EMPTY_SHA256
@@ -116,7 +117,8 @@ class Store:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read() if method != "HEAD" else b""
-            return response.status, data
+            length = response.getheader("content-length", "")
+            return response.status, data, int(length) if length.isdigit() else -1
         except (OSError, http.client.HTTPException) as exc:
             # str(exc) of a socket error names the host at most, never our headers.
             raise StoreError(f"could not reach {redact(f'{scheme}://{netloc}')}: {exc}") from None
@@ -124,10 +126,12 @@ class Store:
             connection.close()
 
     def exists(self, location: Location, size: int) -> bool:
-        """True if the object is there with the expected size; False if it is not there."""
-        status, body = self._request("HEAD", location)
+        """True if the object is there with the expected size; False if it is not there (or is not whole)."""
+        status, body, length = self._request("HEAD", location)
         if status == 200:
-            return True
+            # The key names the content, so the right size means the right object; a wrong size
+            # is an interrupted upload by some other tool, and uploading again repairs it.
+            return length in (size, -1)
         if status == 404:
             return False
         raise StoreError(f"checking {location.shown} returned HTTP {status}{_s3_code(body)}")
@@ -139,7 +143,9 @@ class Store:
                 time.sleep(RETRY_DELAY * attempt)
             with path.open("rb") as handle:
                 try:
-                    status, body = self._request("PUT", location, _Progress(handle, progress), size, sha256)  # type: ignore[arg-type]
+                    status, body, _ = self._request(
+                        "PUT", location, _Progress(handle, progress), size, sha256  # type: ignore[arg-type]
+                    )
                 except StoreError as exc:
                     last = str(exc)
                     continue
