@@ -39,6 +39,11 @@ class FileServer:
     faults: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    # How many GETs were in flight at once, at most: proof of parallel downloads that does not
+    # depend on how busy the machine is.
+    active: int = 0
+    max_active: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -54,6 +59,7 @@ class FileServer:
         self.faults.clear()
         self.requests.clear()
         self.headers.clear()
+        self.max_active = 0
 
 
 def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
@@ -88,6 +94,16 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path))
             state.headers.append(dict(self.headers.items()))
+            with state.lock:
+                state.active += 1
+                state.max_active = max(state.max_active, state.active)
+            try:
+                self._get()
+            finally:
+                with state.lock:
+                    state.active -= 1
+
+        def _get(self) -> None:
             fault = self._fault()
             if fault == "hang":
                 state.stopping.wait(30)

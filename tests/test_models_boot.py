@@ -146,14 +146,14 @@ def test_the_total_time_bound_holds(tmp_path: Path, file_server: FileServer) -> 
 
 
 def test_downloads_run_in_parallel(tmp_path: Path, file_server: FileServer) -> None:
-    entries = [serve(file_server, f"models/{n}.pt", os.urandom(1000)) for n in "abcd"]
+    entries = [serve(file_server, f"models/{n}.pt", os.urandom(1000)) for n in "abcdef"]
     for entry in entries:
         file_server.faults[entry.source.removeprefix(file_server.url)] = "slow"
     app = make_app(tmp_path, entries)
-    started = time.monotonic()
     assert run_dyno(app, {}).returncode == 0
-    elapsed = time.monotonic() - started
-    assert elapsed < 3.9, f"four 1-second downloads in parallel took {elapsed:.1f}s; one after the other is 4 s"
+    assert all((app / e.path).exists() for e in entries)
+    # Four at a time at most; at least two overlap even when a busy machine is slow to start them.
+    assert 2 <= file_server.max_active <= 4
 
 
 def test_a_truncated_transfer_is_retried_and_never_left_in_place(tmp_path: Path, file_server: FileServer) -> None:
