@@ -127,6 +127,14 @@ def test_404_fails_the_dyno_or_warns(tmp_path: Path, file_server: FileServer) ->
     one_off = run_dyno(app, {"DYNO": "run.4321"}, "echo shell")
     assert one_off.returncode == 0 and one_off.stdout.strip() == "shell"
     assert "continuing anyway" in one_off.stderr
+
+    # Even from a shell running under 'set -euo pipefail', a one-off dyno still gets its shell.
+    strict_shell = subprocess.run(
+        ["bash", "-c", 'set -euo pipefail; . "$HOME/.profile.d/slugslim-models.sh"; echo shell'],
+        env={"HOME": str(app), "PATH": os.environ["PATH"], "DYNO": "run.1"}, capture_output=True, text=True,
+        check=False,
+    )
+    assert strict_shell.returncode == 0 and strict_shell.stdout.strip() == "shell", strict_shell.stderr
     assert leftovers(app) == []
 
 

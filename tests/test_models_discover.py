@@ -98,6 +98,8 @@ def test_heroku_state_and_symlinks_are_never_entered(tmp_path: Path) -> None:
     put(app, ".heroku/python/lib/python3.12/site-packages/pkg/weights.h5", 50 * MB)
     put(app, ".slugslim/old.h5", 50 * MB)
     put(app, ".git/objects/pack.bin", 50 * MB)
+    put(app, ".apt/usr/lib/libbig.bin", 50 * MB)
+    put(app, "web/node_modules/onnxruntime-web/dist/ort.onnx", 50 * MB)
     put(app, "models/real.h5", 50 * MB)
     (app / "linked").symlink_to(outside)
     (app / "models/alias.h5").symlink_to(app / "models/real.h5")

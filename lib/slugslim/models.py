@@ -56,9 +56,10 @@ SUFFIXES: dict[str, str] = {
     ".pkl": "pickle",
     ".bin": "binary weights",
 }
-# Never looked into: heroku/python's install, our own state, and what the dyno sources at boot.
-SKIP_TOP = frozenset({".heroku", STATE_DIR, ".profile.d"})
-SKIP_ANYWHERE = frozenset({".git", ".hg", ".svn", "__pycache__"})
+# Never looked into: hidden directories at the top (heroku/python's .heroku, our .slugslim,
+# .profile.d, and what other buildpacks install, such as .apt/ or .jdk/: their large binaries
+# are not the app's models), version control, and node_modules.
+SKIP_ANYWHERE = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules"})
 # A TensorFlow checkpoint is a prefix P with P.index and P.data-NNNNN-of-NNNNN (and P.meta in TF1).
 _SHARD = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 # What the boot script can read back from a manifest line: no quote, backslash or control character.
@@ -157,7 +158,7 @@ def _savedmodel(app_dir: Path, directory: Path) -> tuple[Model, str]:
 
 
 def scan(app_dir: Path, config: ModelsConfig) -> Scan:
-    """Walk the app (never .heroku/ or .slugslim/, never through symlinks) and sort what it finds."""
+    """Walk the app (not its hidden top-level dirs such as .heroku/, never through symlinks); sort what it finds."""
     result = Scan()
     if not config.enabled:
         return result
@@ -170,7 +171,7 @@ def scan(app_dir: Path, config: ModelsConfig) -> Scan:
         keep_dirs = []
         for name in sorted(dirs):
             child = base / name
-            if (top and name in SKIP_TOP) or name in SKIP_ANYWHERE or child.is_symlink():
+            if (top and name.startswith(".")) or name in SKIP_ANYWHERE or child.is_symlink():
                 continue
             if _is_savedmodel(child):
                 model, problem = _savedmodel(app_dir, child)

@@ -343,8 +343,9 @@ slugslim_models::main() {
 if [[ "${BASH_SOURCE[0]}" != "${0}" ]]; then
 	# Sourced at dyno start. The work runs in a subshell, so that set -e, traps and variables
 	# stay out of the shell that goes on to run your process.
-	(slugslim_models::main boot)
-	__slugslim_models_status=$?
+	# '||' keeps a shell that sourced us under 'set -e' alive until the decision below.
+	__slugslim_models_status=0
+	(slugslim_models::main boot) || __slugslim_models_status=$?
 	unset -f slugslim_models::log slugslim_models::human slugslim_models::now_ms slugslim_models::seconds \
 		slugslim_models::safe_path slugslim_models::sha256 slugslim_models::present slugslim_models::curl_config \
 		slugslim_models::config_line slugslim_models::shown slugslim_models::fetch_one slugslim_models::main
