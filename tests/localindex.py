@@ -26,7 +26,7 @@ def serve(wheel_dir: Path) -> Iterator[str]:
     """Serve wheel_dir; yields the index URL (``http://127.0.0.1:PORT/simple``)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:
             return
 
         def _send(self, body: bytes, content_type: str, head: bool = False) -> None:

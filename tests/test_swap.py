@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from localindex import serve
 from slugslim import swap
 from slugslim.config import Config, SwapConfig
@@ -163,7 +162,8 @@ def test_nested_requirement_and_constraint_files_are_rewritten_in_place(tmp_path
         "requirements/constraints.txt": "tensorflow==2.21.0\nnvidia-cublas-cu12==12.5.3.2\n",
     })
     result = run_prepare(app_dir)
-    assert (app_dir / "requirements.txt").read_text() == "-r requirements/base.txt\n-c requirements/constraints.txt\nflask\n"
+    assert (app_dir / "requirements.txt").read_text() == (
+        "-r requirements/base.txt\n-c requirements/constraints.txt\nflask\n")
     assert body(app_dir / "requirements/base.txt") == "tensorflow-cpu\n"
     assert body(app_dir / "requirements/constraints.txt") == "tensorflow-cpu==2.21.0\n"
     assert sorted(result.files_changed) == ["requirements/base.txt", "requirements/constraints.txt"]
@@ -229,7 +229,8 @@ def pip_install(requirements: Path, index: str, target: Path) -> subprocess.Comp
 def test_hash_mode_gets_the_cpu_hash_from_the_index_and_pip_accepts_the_file(
         tmp_path: Path, wheelhouse: Path, index: str, capsys: pytest.CaptureFixture[str]) -> None:
     wheels = {p.name.split("-")[0]: p for p in wheelhouse.glob("*.whl")}
-    text = (f"tensorflow==2.21.0 \\\n    --hash=sha256:{sha256_of(wheels['tensorflow'])}\n    # via -r requirements.in\n"
+    text = (f"tensorflow==2.21.0 \\\n    --hash=sha256:{sha256_of(wheels['tensorflow'])}\n"
+            "    # via -r requirements.in\n"
             f"numpy-fake==1.26.4 \\\n    --hash=sha256:{sha256_of(wheels['numpy_fake'])}\n"
             f"nvidia-cublas-cu12==12.5.3.2 \\\n    --hash=sha256:{sha256_of(wheels['nvidia_cublas_cu12'])}\n")
     app_dir = app(tmp_path / "app", {"requirements.txt": text, ".python-version": "3.11\n"})
