@@ -13,7 +13,7 @@ import pytest
 from slugslim import fixup, swap
 from slugslim.config import Config, SwapConfig
 from slugslim.context import FinishContext
-from wheelfactory import WheelSpec, build_wheel, tf_family
+from tests.wheelfactory import WheelSpec, build_wheel, tf_family
 
 
 @pytest.fixture(autouse=True)
