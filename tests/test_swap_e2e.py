@@ -158,3 +158,19 @@ def test_uv_lock_style_install_of_gpu_tensorflow_is_fixed_and_the_next_sync_fetc
     assert second.ok, second.log
     assert "GPU TensorFlow found" not in second.log
     assert app_python(second, CHECK) == "cpu 2.21.0"
+
+
+def test_slugslim_after_heroku_python_fixes_up_instead_of_rewriting(tmp_path: Path, offline_env: dict[str, str],
+                                                                    primed_cache: Path) -> None:
+    from tests.heroku.build import PYTHON_BUILDPACK, SLUGSLIM, run_build
+
+    text = "tensorflow==2.21.0\nflask-fake==3.0.0\n"
+    app = write_app(tmp_path / "app", {"requirements.txt": text})
+    cache = tmp_path / "cache"
+    shutil.copytree(primed_cache, cache, symlinks=True)
+    build = run_build(app, tmp_path / "work", buildpacks=(PYTHON_BUILDPACK, SLUGSLIM), env=offline_env,
+                      cache_dir=cache)
+    assert build.ok, build.log
+    assert (build.build_dir / "requirements.txt").read_text() == text  # too late to matter: left alone
+    assert "tensorflow 2.21.0 (installed from pip) → tensorflow-cpu 2.21.0" in build.log
+    assert app_python(build, CHECK) == "cpu 2.21.0"
