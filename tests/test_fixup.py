@@ -10,6 +10,7 @@ import venv
 from pathlib import Path
 
 import pytest
+
 from slugslim import fixup, swap
 from slugslim.config import Config, SwapConfig
 from slugslim.context import FinishContext
