@@ -39,8 +39,8 @@ class FileServer:
     faults: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
-    # How many GETs were in flight at once, at most: proof of parallel downloads that does not
-    # depend on how busy the machine is.
+    # How many "slow" GETs were in flight at once, at most: proof of parallel downloads that does
+    # not depend on how busy the machine is.
     active: int = 0
     max_active: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -59,6 +59,7 @@ class FileServer:
         self.faults.clear()
         self.requests.clear()
         self.headers.clear()
+        self.active = 0
         self.max_active = 0
 
 
@@ -94,14 +95,7 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path))
             state.headers.append(dict(self.headers.items()))
-            with state.lock:
-                state.active += 1
-                state.max_active = max(state.max_active, state.active)
-            try:
-                self._get()
-            finally:
-                with state.lock:
-                    state.active -= 1
+            self._get()
 
         def _get(self) -> None:
             fault = self._fault()
@@ -109,7 +103,12 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
                 state.stopping.wait(30)
                 return
             if fault == "slow":
+                with state.lock:
+                    state.active += 1
+                    state.max_active = max(state.max_active, state.active)
                 time.sleep(1)
+                with state.lock:
+                    state.active -= 1
             body = state.objects.get(self.path)
             if body is None:
                 self._empty(404)
