@@ -313,3 +313,20 @@ def test_curl_signs_the_boot_request_as_botocore_would(tmp_path: Path, file_serv
     S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN), "s3", "eu-west-1").add_auth(request)
     assert sent["authorization"] == request.headers["Authorization"]
     assert sent["x-amz-security-token"] == SESSION_TOKEN
+
+
+def test_works_with_coreutils_alone_when_openssl_is_missing(tmp_path: Path, file_server: FileServer) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("bash", "curl", "sha256sum", "stat", "mktemp", "mv", "rm", "mkdir", "dirname", "basename", "chmod",
+                 "head", "tr", "cat", "wc", "sleep"):
+        found = shutil.which(tool)
+        assert found, tool
+        (tools / tool).symlink_to(found)
+    data = os.urandom(50_000)
+    app = make_app(tmp_path, [serve(file_server, "models/a.h5", data)])
+    done = run_dyno(app, {"PATH": str(tools)})
+    assert done.returncode == 0, done.stderr
+    assert (app / "models/a.h5").read_bytes() == data
+    assert run_dyno(app, {"PATH": str(tools)}).returncode == 0
+    assert file_server.count("GET") == 1
