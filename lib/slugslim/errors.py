@@ -56,3 +56,18 @@ class ToolError(SlugslimError):
         tail = "\n".join(self.output.strip().splitlines()[-15:])
         shown = f"\n\nIts last output was:\n{tail}" if tail else ""
         return f"{self.what}{shown}\n\n{self.fix}"
+
+
+class AnalyzeError(SlugslimError):
+    """``slugslim analyze`` was pointed at something it cannot analyse."""
+
+    title = "Cannot analyze this path"
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+
+    def detail(self) -> str:
+        return f"{self.path}:\n{self.problem}\n\n{self.fix}"

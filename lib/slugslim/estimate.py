@@ -249,7 +249,10 @@ def _read_file(path: str, offset: int, length: int) -> bytes:
 
 
 def _compressed_window(data: bytes, history: bytes) -> int:
-    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, *([history] if history else []))
+    if history:
+        compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, history)
+    else:
+        compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
     return len(compressor.compress(data)) + len(compressor.flush())
 
 

@@ -136,7 +136,7 @@ def scan(site_packages: Path) -> Installed:
         name = found.metadata["Name"]
         if not name or canonical(name) in installed.distributions:
             continue
-        dist = Distribution(name=name, version=found.metadata["Version"] or "")
+        dist = Distribution(name=name, version=str(found.metadata["Version"] or ""))
         for entry in found.files or []:
             rel = posixpath.normpath(str(entry).replace("\\", "/"))
             script = _script_name(rel)
@@ -161,16 +161,16 @@ def scan(site_packages: Path) -> Installed:
     for rel, key in claimed.items():
         owners.setdefault(rel.split("/", 1)[0], Counter())[key] += 1
     for rel, size in installed.file_sizes.items():
-        key = claimed.get(rel)
-        if key is None:
+        owner = claimed.get(rel)
+        if owner is None:
             counts = owners.get(rel.split("/", 1)[0])
             if counts and "/" in rel:
-                key = counts.most_common(1)[0][0]
-                installed.distributions[key].files.append(rel)
-        if key is None:
+                owner = counts.most_common(1)[0][0]
+                installed.distributions[owner].files.append(rel)
+        if owner is None:
             installed.unowned_bytes += size
         else:
-            installed.distributions[key].bytes += size
+            installed.distributions[owner].bytes += size
     return installed
 
 

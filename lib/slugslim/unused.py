@@ -20,10 +20,10 @@ never flagged.
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import re
 import shlex
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,9 +138,10 @@ def _read_requirements_txt(path: Path, app_dir: Path, seen: set[Path]) -> list[T
 
 
 def _read_toml_requirements(app_dir: Path) -> list[TopRequirement]:
-    if sys.version_info < (3, 11):
+    try:
+        tomllib: Any = importlib.import_module("tomllib")
+    except ImportError:
         return []  # no tomllib on heroku-22's python3.10; requirements.txt still works
-    import tomllib
 
     result: list[TopRequirement] = []
     pipfile = app_dir / "Pipfile"
