@@ -7,8 +7,8 @@ do twice per build just to print two numbers. Fixed ratios are no good either: E
 
 So we lay out the exact byte stream tar would write (512-byte headers, GNU long-name blocks,
 data padded to 512 bytes, the end-of-archive blocks and the 10 KiB record), and deflate a
-systematic sample of it with real zlib at level 6: every ``step`` bytes of the stream, one
-32 KiB window. Each window is primed with the 32 KiB of stream that precede it (deflate's own
+systematic sample of it with real zlib at level 6: in every ``step`` bytes of the stream, one
+32 KiB window at a (seeded) random place. Each window is primed with the 32 KiB of stream that precede it (deflate's own
 window size, passed as ``zdict``), so it compresses exactly as well as it would in the middle of
 the real stream. The compressed-to-raw ratio of the sample, times the stream length, is the
 estimate. On a real tensorflow-cpu site-packages it lands within about 1 % of ``tar czf`` in
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import random
 import stat
 import tarfile
 import time
@@ -32,11 +33,12 @@ from typing import Any
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # GNU tar's default blocking factor pads the archive to 10 KiB records
-WINDOW = 32 * 1024  # deflate's history window; also the size of one sample
+HISTORY = 32 * 1024  # deflate's window: how far back a match can reach
+SAMPLE = 32 * 1024  # bytes per sample
 LEVEL = 6  # gzip's default, and what `tar czf` uses
 GZIP_FRAMING = 18  # gzip header (10) and trailer (8)
 # Sample at least this share of the stream, and at least MIN_SAMPLES windows of it.
-RATE = 1 / 32
+RATE = 1 / 16
 MIN_SAMPLES = 384
 EXACT_BELOW = 8 * 1024 * 1024
 
@@ -273,17 +275,21 @@ def estimate_layout(plan: Layout, rate: float | None = None) -> Estimate:
     files = [e for e in plan.entries if e.kind == "file"]
     uncompressed = sum(e.size for e in files)
     if rate is None:
-        rate = 1.0 if total < EXACT_BELOW else min(1.0, max(RATE, MIN_SAMPLES * WINDOW / total))
+        rate = 1.0 if total < EXACT_BELOW else min(1.0, max(RATE, MIN_SAMPLES * SAMPLE / total))
     if rate >= 1.0:
         compressed = _compress_all(reader, total)
         return Estimate(uncompressed, len(files), total, compressed, total, True, time.monotonic() - started)
 
-    step = max(WINDOW, int(WINDOW / rate))
+    step = max(SAMPLE, int(SAMPLE / rate))
     raw = packed = 0
-    # Start half a step in, so the sample sits in the middle of each stretch it stands for.
-    for start in range(step // 2, total, step):
-        end = min(total, start + WINDOW)
-        history = reader.read(max(0, start - WINDOW), start)
+    # One window at a random place in every stretch of `step` bytes (jittered systematic
+    # sampling): spread like a grid, but a tree whose files repeat at some period cannot line
+    # up with the grid and bias it. Seeded by the stream, so the same tree gives the same answer.
+    rng = random.Random(total)
+    for stretch in range(0, total, step):
+        start = stretch + rng.randrange(max(1, min(step, total - stretch) - SAMPLE + 1))
+        end = min(total, start + SAMPLE)
+        history = reader.read(max(0, start - HISTORY), start)
         packed += _compressed_window(reader.read(start, end), history)
         raw += end - start
     compressed = round(total * packed / raw) + GZIP_FRAMING if raw else GZIP_FRAMING
