@@ -152,26 +152,30 @@ def bar(value: int, scale: int, width: int) -> str:
 
 
 def bar_chart(rows: Sequence[tuple[str, int]], width: int = 80, scale: int | None = None,
-              indent: int = len(log.DETAIL), label: Callable[[int], str] = log.human_bytes) -> list[str]:
+              indent: int = len(log.DETAIL), label: Callable[[int], str] = log.human_bytes,
+              align_with: Sequence[tuple[str, int]] = ()) -> list[str]:
     """Rows of ``name  bar  size`` that fit in ``width`` columns once indented by ``indent``.
 
-    Names longer than a third of the room are cut with an ellipsis; bars share one scale
-    (``scale`` or the largest value) so two charts drawn with the same scale compare.
+    Names longer than a third of the room are cut with an ellipsis. Charts drawn with the same
+    ``scale`` and ``align_with`` (all rows of all of them) share columns and bar lengths, so a
+    before and an after chart compare at a glance.
     """
     if not rows:
         return []
-    labels = [label(value) for _, value in rows]
-    size_width = max(len(text) for text in labels)
+    every = [*rows, *align_with]
+    size_width = max(len(label(value)) for _, value in every)
     room = max(10, width - indent)
-    name_width = min(max(len(name) for name, _ in rows), max(6, room // 3))
+    # Names get a third of the room, but at least 16 columns while a bar of 6 still fits.
+    name_width = min(max(len(name) for name, _ in every), max(6, room // 3, min(16, room - size_width - 8)))
     bar_width = room - name_width - size_width - 2
     if bar_width < 3:
         name_width = max(3, room - size_width - 2 - 3)
         bar_width = max(1, room - name_width - size_width - 2)
-    top_value = scale if scale else max(value for _, value in rows)
+    top_value = scale if scale else max(value for _, value in every)
     return [
-        f"{_fit(name, name_width):<{name_width}} {bar(value, top_value, bar_width):<{bar_width}} {text:>{size_width}}"
-        for (name, value), text in zip(rows, labels, strict=True)
+        f"{_fit(name, name_width):<{name_width}} {bar(value, top_value, bar_width):<{bar_width}} "
+        f"{label(value):>{size_width}}"
+        for name, value in rows
     ]
 
 
@@ -298,11 +302,11 @@ def render(result: ReportResult, config: Config, width: int | None = None) -> No
         name_width = max(len(lever["lever"]) for lever in result.levers)
         for lever in result.levers:
             log.detail(f"  {lever['lever']:<{name_width}}  {log.human_bytes(lever['bytes']):>9}")
-    scale = max([b for _, b in result.distributions_before] + [b for _, b in result.distributions_after] + [1])
+    both = [*result.distributions_before, *result.distributions_after]
     for title, rows in (("before", result.distributions_before), ("after", result.distributions_after)):
         if rows:
             log.detail(f"Largest distributions {title} (on disk):")
-            for line in bar_chart(rows, width=width, scale=scale):
+            for line in bar_chart(rows, width=width, align_with=both):
                 log.detail(line)
     for item in result.unused:
         log.warning(
