@@ -58,6 +58,50 @@ class ToolError(SlugslimError):
         return f"{self.what}{shown}\n\n{self.fix}"
 
 
+class RequirementsError(SlugslimError):
+    """A requirements file that pip would reject as well, found while reading it for the swap."""
+
+    title = "Cannot read your requirements file"
+
+    def __init__(self, file: str, line: int, problem: str, fix: str) -> None:
+        super().__init__(f"{file} line {line}: {problem}")
+        self.file = file
+        self.line = line
+        self.problem = problem
+        self.fix = fix
+
+    def detail(self) -> str:
+        return f"In {self.file}, line {self.line}:\n{self.problem}\n\n{self.fix}"
+
+
+class SwapHashError(SlugslimError):
+    """Hash-checking mode, and the hash of the CPU build cannot be had."""
+
+    title = "Cannot switch TensorFlow to its CPU build in a hashed requirements file"
+
+    def __init__(self, file: str, line: int, requirement: str, target: str, why: str) -> None:
+        super().__init__(f"{file} line {line}: {why}")
+        self.file = file
+        self.line = line
+        self.requirement = requirement
+        self.target = target
+        self.why = why
+
+    def detail(self) -> str:
+        return (
+            f"{self.file} line {self.line} asks for '{self.requirement}' and the file uses --hash, so pip\n"
+            f"installs only files whose sha256 the file lists. Heroku dynos have no GPU, so slugslim\n"
+            f"replaces it with '{self.target}', which needs that file's hash, but:\n"
+            f"{self.why}\n\n"
+            "slugslim did not change the file, because pip would reject a file with a wrong or missing hash.\n"
+            "Choose one of:\n"
+            f"  - commit a lock file that asks for '{self.target}' instead (for example, replace\n"
+            f"    tensorflow with tensorflow-cpu in requirements.in and run 'pip-compile --generate-hashes');\n"
+            "  - or turn the swap off with 'swap: false' in slugslim.yml (or the config var\n"
+            "    SLUGSLIM_SWAP=false) and install the GPU build as written."
+        )
+
+
 class AnalyzeError(SlugslimError):
     """``slugslim analyze`` was pointed at something it cannot analyse."""
 
