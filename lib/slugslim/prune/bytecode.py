@@ -104,12 +104,8 @@ class BytecodeRule:
         up = os.path.relpath(tree.prefix, tree.root).replace(os.sep, "/")
         pointers = ""
         for path in tree.files:
-            if "/" not in path and path.endswith((".pth", ".egg-link")):
-                try:
-                    pointers += (tree.root / path).read_text(encoding="utf-8", errors="replace")
-                except OSError:
-                    continue
-            elif path.endswith(".dist-info/direct_url.json"):
+            pointer = "/" not in path and path.endswith((".pth", ".egg-link"))
+            if pointer or path.endswith(".dist-info/direct_url.json"):
                 try:
                     pointers += (tree.root / path).read_text(encoding="utf-8", errors="replace")
                 except OSError:
@@ -124,9 +120,9 @@ class BytecodeRule:
                 if checkout.is_symlink() or checkout.name in pointers:
                     continue
                 candidates.append((checkout, "pip src/ checkout that no installed package points at"))
-        for path, why in candidates:
-            size, files = _du(path)
-            rel = f"{up}/{path.relative_to(tree.prefix).as_posix()}"
+        for leftover, why in candidates:
+            size, files = _du(leftover)
+            rel = f"{up}/{leftover.relative_to(tree.prefix).as_posix()}"
             out.append(Removal(path=rel, bytes=size, rule=NAME, reason=why, files=files))
         return out
 

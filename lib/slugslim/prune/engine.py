@@ -359,7 +359,7 @@ class Engine:
         for c in culprits:
             self.warn(f"Warning: Rule '{c['rule']}'" + (f" on package {c['package']}" if c["package"] else "")
                       + " broke your app:\n" + "\n".join(c["problems"][:5])
-                      + f"\nslugslim keeps those files. To silence this, add a prune.keep glob or turn the rule off.")
+                      + "\nslugslim keeps those files. To silence this, add a prune.keep glob or turn the rule off.")
         if culprits and rest:
             entries, _failed = box.apply(rest)
             final = self._verify(modules, command, baseline)

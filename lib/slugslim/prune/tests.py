@@ -134,7 +134,7 @@ class TestsRule:
 
         by_module = {module: path for path, module in candidates.items()}
         live: set[str] = {path for path in candidates if path in ALWAYS_KEEP}
-        pending = [""] + sorted(live)
+        pending = ["", *sorted(live)]
         referenced: set[str] = set()
         while pending:
             group = pending.pop()
