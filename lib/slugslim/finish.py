@@ -11,7 +11,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from slugslim import config, hook, log
+from slugslim import config, hook, log, prune
 from slugslim.cli import existing_dir
 from slugslim.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 
@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     )
     log.step("Slimming the slug")
     log.detail(f"Site-packages: {ctx.site_packages.relative_to(build_dir) if ctx.site_packages else 'none found'}")
+    # (swap fix-up goes here, before pruning: it decides which packages are installed)
+    prune.run(ctx)
     _cleanup_state(build_dir)
     return 0
 
