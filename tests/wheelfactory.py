@@ -86,7 +86,9 @@ def build_wheel(spec: WheelSpec, out_dir: Path) -> Path:
     ).encode()
     top_level = spec.top_level
     if top_level is None:
-        top_level = sorted({p.split("/", 1)[0].removesuffix(".py") for p in spec.files if "/" in p or p.endswith(".py")})
+        top_level = sorted(
+            {p.split("/", 1)[0].removesuffix(".py") for p in spec.files if "/" in p or p.endswith(".py")}
+        )
     entries[f"{info}/top_level.txt"] = ("\n".join(top_level) + "\n").encode()
     if spec.entry_points:
         body = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in spec.entry_points.items())
@@ -174,7 +176,7 @@ def tf_keras_spec(version: str = "2.21.0") -> WheelSpec:
         name="tf-keras",
         version=version,
         requires=[f"tensorflow<{upper},>={major_minor}"],
-        files={"tf_keras/__init__.py": "import tensorflow\n__version__ = '%s'\n" % version},
+        files={"tf_keras/__init__.py": f"import tensorflow\n__version__ = '{version}'\n"},
     )
 
 

@@ -36,7 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the module of ``command`` is imported, to keep --help and each command fast."""
     parser = argparse.ArgumentParser(
         prog="slugslim",
         description="Make TensorFlow apps fit and boot fast on Heroku. "
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, summary) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=summary, description=summary)
         command_parser.set_defaults(_module=module_name)
-        _load(module_name).add_arguments(command_parser)
+        if name == command:
+            _load(module_name).add_arguments(command_parser)
     return parser
 
 
@@ -56,8 +58,10 @@ def _load(module_name: str) -> Command:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(arguments)
     if not getattr(args, "command", None):
         parser.print_help()
         return 1

@@ -36,6 +36,12 @@ def render(buildpack_dir: Path, system_python: str, tools_dir: Path) -> str:
 # build, pruned site-packages, models out of the slug) and puts your own
 # bin/post_compile back exactly as it was. Nothing here is part of your app.
 set -euo pipefail
+if [[ ! -f {shlex.quote(str(entry))} ]]; then
+	echo " !     Error: the slugslim buildpack's files are gone from {buildpack_dir}." >&2
+	echo " !     This hook was installed by slugslim earlier in this build and needs them." >&2
+	echo " !     Remove bin/post_compile from your app if you committed it by mistake." >&2
+	exit 1
+fi
 exec {command} "$@"
 """
 

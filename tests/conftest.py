@@ -1,0 +1,113 @@
+"""Shared fixtures: offline pip, a wheelhouse of fake distributions, and the emulated Heroku build."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import wheelfactory
+from tests.heroku.build import REPO, Build, run_build
+
+# The interpreter the test venv was made from: the emulated heroku/python installs this one.
+BASE_PYTHON = str(getattr(sys, "_base_executable", sys.executable))
+
+
+def _tools_wheels(tmp_factory: pytest.TempPathFactory) -> Path:
+    """pyyaml, packaging, pip-tools and pip as wheels (the Makefile downloads them once)."""
+    configured = os.environ.get("SLUGSLIM_TEST_TOOLS_WHEELS")
+    if configured and Path(configured, ".complete").is_file():
+        return Path(configured)
+    target = tmp_factory.mktemp("tools-wheels")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+         "--require-hashes", "-r", str(REPO / "lib/tools.lock"), "-d", str(target)],
+        check=True,
+    )
+    return target
+
+
+@pytest.fixture(scope="session")
+def tools_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tools_wheels(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A find-links dir with the fake TensorFlow family and a couple of ordinary packages."""
+    house = tmp_path_factory.mktemp("wheelhouse")
+    wheelfactory.tf_family(house)
+    wheelfactory.build_wheel(
+        wheelfactory.WheelSpec(name="flask-fake", version="3.0.0", files={"flask_fake/__init__.py": "APP = 1\n"}),
+        house,
+    )
+    return house
+
+
+@pytest.fixture(scope="session")
+def python_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with pip, which the emulated heroku/python copies instead of running ensurepip each build."""
+    template = tmp_path_factory.mktemp("python-template") / "python"
+    subprocess.run([BASE_PYTHON, "-m", "venv", str(template)], check=True)
+    return template
+
+
+@pytest.fixture(scope="session")
+def offline_env(tools_wheels: Path, wheelhouse: Path, python_template: Path) -> dict[str, str]:
+    """Environment for builds: pip never reaches an index, only our local wheels."""
+    return {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": f"{wheelhouse} {tools_wheels}",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "EMULATED_PYTHON": BASE_PYTHON,
+        "EMULATED_PYTHON_TEMPLATE": str(python_template),
+    }
+
+
+@pytest.fixture(scope="session")
+def primed_cache(tmp_path_factory: pytest.TempPathFactory, offline_env: dict[str, str]) -> Path:
+    """A CACHE_DIR in which slugslim's tools are already bootstrapped, copied by builds that don't test it."""
+    cache = tmp_path_factory.mktemp("primed-cache")
+    script = (
+        f'BUILDPACK_DIR="{REPO}"; source "$BUILDPACK_DIR/lib/output.sh"; source "$BUILDPACK_DIR/lib/env.sh"; '
+        f'source "$BUILDPACK_DIR/lib/bootstrap.sh"; '
+        f'bootstrap::tools "$(bootstrap::system_python)" "{cache}" ""'
+    )
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, env={**os.environ, **offline_env},
+                   stdout=subprocess.DEVNULL)
+    return cache
+
+
+HerokuBuild = Callable[..., Build]
+
+
+@pytest.fixture
+def heroku_build(tmp_path: Path, offline_env: dict[str, str], primed_cache: Path) -> Iterator[HerokuBuild]:
+    """Run an app through the emulated build. Builds share one CACHE_DIR per test, primed with the tools."""
+    cache = tmp_path / "cache"
+    shutil.copytree(primed_cache, cache, symlinks=True)
+
+    def build(app: Path, **kwargs: Any) -> Build:
+        env = {**offline_env, **kwargs.pop("env", {})}
+        kwargs.setdefault("cache_dir", cache)
+        return run_build(app, tmp_path / "work", env=env, **kwargs)
+
+    yield build
+
+
+def write_app(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Write an app source tree; values are file contents."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root

@@ -1,0 +1,1 @@
+"""An emulation of a Heroku classic build, for slugslim's tests, demo and benchmark."""

@@ -1,0 +1,137 @@
+"""Run an app through an emulated Heroku classic build, the way Heroku runs buildpacks.
+
+What it reproduces of the real build system:
+- a fresh ``build_<id>`` BUILD_DIR holding a copy of the app source, a CACHE_DIR that persists
+  between builds of the same app, and an ENV_DIR with one file per config var;
+- each buildpack copied to its own directory (as Heroku downloads them), then, in order:
+  ``bin/detect BUILD_DIR`` (a failure stops the build), and ``bin/compile BUILD_DIR CACHE_DIR
+  ENV_DIR`` run with the previous buildpacks' ``export`` files sourced first;
+- the ``bin/release`` of the last buildpack;
+- the slug: a gzip (level 6) tar of BUILD_DIR with every path under ``./app``.
+
+heroku/python itself is emulated by ``tests/heroku/python-buildpack`` (its header lists what it
+reproduces). Build output goes into one log, stdout and stderr interleaved as in a build log.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SLUGSLIM = REPO
+PYTHON_BUILDPACK = Path(__file__).resolve().parent / "python-buildpack"
+
+
+@dataclass
+class Build:
+    returncode: int
+    log: str
+    build_dir: Path
+    cache_dir: Path
+    env_dir: Path
+    slug: Path | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def slug_bytes(self) -> int:
+        return self.slug.stat().st_size if self.slug else 0
+
+    def site_packages(self) -> Path:
+        found = sorted((self.build_dir / ".heroku/python/lib").glob("python3.*/site-packages"))
+        assert found, f"no site-packages in {self.build_dir}"
+        return found[-1]
+
+
+def _copy_buildpack(source: Path, dest: Path) -> Path:
+    """Heroku fetches each buildpack into its own directory; we copy what a buildpack ships."""
+    dest.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".cache", ".git", "tests", "bench")
+    for name in ("bin", "lib", "buildpack.toml"):
+        if (source / name).is_dir():
+            shutil.copytree(source / name, dest / name, ignore=ignore, symlinks=True)
+        elif (source / name).is_file():
+            shutil.copy2(source / name, dest / name)
+    return dest
+
+
+def make_slug(build_dir: Path, slug: Path) -> Path:
+    """The slug as Heroku makes it: tar.gz (gzip -6) with the app under ./app."""
+    subprocess.run(
+        ["tar", "--create", "--gzip", "--file", str(slug), "--directory", str(build_dir),
+         "--transform", r"s,^\.,./app,", "."],
+        check=True,
+        env={**os.environ, "GZIP": "-6"},
+    )
+    return slug
+
+
+def run_build(
+    app: Path,
+    workdir: Path,
+    *,
+    buildpacks: Sequence[Path] = (SLUGSLIM, PYTHON_BUILDPACK),
+    config_vars: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    stack: str = "heroku-24",
+    cache_dir: Path | None = None,
+    slug: bool = True,
+    timeout: float = 900,
+) -> Build:
+    """Build ``app`` in a fresh BUILD_DIR under ``workdir``. Pass the same ``cache_dir`` to rebuild."""
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix="build_", dir=workdir))
+    shutil.copytree(app, build_dir, symlinks=True, dirs_exist_ok=True)
+    cache_dir = cache_dir or workdir / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    env_dir = Path(tempfile.mkdtemp(prefix="env_", dir=workdir))
+    for name, value in (config_vars or {}).items():
+        (env_dir / name).write_text(value, encoding="utf-8")
+
+    process_env = {**os.environ, "STACK": stack, **(env or {})}
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        process_env.pop(name, None)
+    log: list[str] = [f"-----> Building on the {stack.capitalize()} stack\n"]
+    copies = [_copy_buildpack(bp, Path(tempfile.mkdtemp(prefix="buildpack_", dir=workdir)) / bp.name)
+              for bp in buildpacks]
+
+    def run(cmd: list[str]) -> int:
+        done = subprocess.run(cmd, cwd=build_dir, env=process_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
+        log.append(done.stdout)
+        return done.returncode
+
+    exports: list[Path] = []
+    returncode = 0
+    for buildpack in copies:
+        if run([str(buildpack / "bin/detect"), str(build_dir)]) != 0:
+            log.append(f" !     App not compatible with buildpack: {buildpack.name}\n")
+            returncode = 1
+            break
+        sourced = "".join(f'source "{e}"; ' for e in exports)
+        returncode = run(["bash", "-c", f'{sourced}exec "$@"', "compile",
+                          str(buildpack / "bin/compile"), str(build_dir), str(cache_dir), str(env_dir)])
+        if returncode != 0:
+            log.append(" !     Push rejected, failed to compile app.\n")
+            break
+        if (buildpack / "export").is_file():
+            exports.append(buildpack / "export")
+
+    slug_path = None
+    if returncode == 0:
+        run([str(copies[-1] / "bin/release"), str(build_dir)])
+        if slug:
+            slug_path = make_slug(build_dir, workdir / f"{build_dir.name}.tar.gz")
+            log.append(f"-----> Compressing...\n       Done: {slug_path.stat().st_size / 1e6:.1f}M\n")
+    return Build(returncode, "".join(log), build_dir, cache_dir, env_dir, slug_path, time.monotonic() - started)
