@@ -11,7 +11,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from slugslim import config, hook, log, report, swap
+from slugslim import config, hook, log, prune, report, swap
 from slugslim.cli import existing_dir
 from slugslim.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 
@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     log.detail(f"Site-packages: {ctx.site_packages.relative_to(build_dir) if ctx.site_packages else 'none found'}")
     # Measured before any change, so the report can say what each lever saved.
     before = report.snapshot(build_dir) if settings.report.enabled else None
+    # The swap fix-up goes before pruning: it decides which packages are installed.
     swap.fixup(ctx)
+    prune.run(ctx)
     if before is not None:
         report.run(ctx, before)
     _cleanup_state(build_dir)
