@@ -160,3 +160,25 @@ class VerificationError(SlugslimError):
             "named above off (for example 'prune: {tests: false}'), or set 'verify.strict: false' "
             "to let the build continue unpruned."
         )
+
+
+class ModelStoreError(SlugslimError):
+    """models.strict is true and a model could not be put at, or found at, models.source."""
+
+    title = "Models could not be stored at models.source"
+
+    def __init__(self, source: str, failures: str) -> None:
+        super().__init__(failures)
+        self.source = source
+        self.failures = failures
+
+    def detail(self) -> str:
+        return (
+            f"slugslim takes model files out of the slug and fetches them from {self.source} when a\n"
+            "dyno starts. These models are not known to be there:\n"
+            f"{self.failures}\n\n"
+            "Because models.strict is true in slugslim.yml, the build stops instead of shipping them\n"
+            "inside the slug. Check that the AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION config\n"
+            "vars (and AWS_ENDPOINT_URL for a store other than AWS) can write to that bucket, or that the\n"
+            "https:// address accepts PUT. Or set models.strict to false to ship such models in the slug."
+        )
