@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from slugslim import estimate
 
+from slugslim import estimate
 from tests.sitefactory import noise, text
 
 pytestmark = pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")

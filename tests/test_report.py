@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from slugslim import finish, report
 from slugslim.config import Config, LimitsConfig, ReportConfig
 from slugslim.context import FinishContext, find_site_packages
 from slugslim.plan import Plan, Removal
-
 from tests import sitefactory
 
 MB = 1_000_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from slugslim import installed, unused
 
+from slugslim import installed, unused
 from tests import sitefactory
 
 
