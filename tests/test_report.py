@@ -14,7 +14,11 @@ import pytest
 from slugslim import finish, report
 from slugslim.config import Config, LimitsConfig, ReportConfig
 from slugslim.context import FinishContext, find_site_packages
+from slugslim.models import Model, ModelFile, ModelsResult
 from slugslim.plan import Plan, Removal
+from slugslim.prune.engine import PruneResult
+from slugslim.swap import Swap, SwapResult
+from slugslim.wheels import WheelInfo
 from tests import sitefactory
 
 MB = 1_000_000
@@ -134,24 +138,34 @@ def test_report_numbers_match_the_plan_applied(build: Path, tmp_path: Path, caps
     model = Removal("models/classifier.h5", size_of(build / "models/classifier.h5"), "models", "fetched at boot")
     apply(build, Plan(root=str(build), removals=[model]), tmp_path / "models-out")
 
-    ctx = context(build, results={"prune": plan.to_json(), "models": {"removals": [model.to_json()]}},
-                  state={"swap": {"swaps": [{"describe": "tensorflow==2.21.0 → tensorflow-cpu==2.21.0"}]}})
+    # The steps' own result classes, so the report reads exactly what they record.
+    pruned = PruneResult(status="pruned", plan=plan, removed=plan.by_rule())
+    taken = ModelsResult(removed=[Model(model.path, "file", "big", (ModelFile(model.path, model.bytes),))])
+    swapped = SwapResult(enabled=True, manager="pip", swaps=[Swap(
+        file="requirements.txt", line=1, action="swap", old="tensorflow==2.21.0", new="tensorflow-cpu==2.21.0",
+        source="tensorflow", target="tensorflow-cpu", version="2.21.0",
+        old_wheel=WheelInfo("tensorflow", "2.21.0", "tf.whl", "", None, 572_000_000),
+        new_wheel=WheelInfo("tensorflow-cpu", "2.21.0", "tfcpu.whl", "", None, 274_000_000),
+    )])
+    ctx = context(build, results={"prune": pruned.to_json(), "models": taken.to_json()},
+                  state={"swap": swapped.to_json()})
     result = report.run(ctx, before)
     data = json.loads((build / ".slugslim" / "report.json").read_text())
 
     assert data == json.loads(json.dumps(ctx.results["report"]))
     levers = {lever["lever"]: lever["bytes"] for lever in data["levers"]}
     assert levers == {
+        "swap": 298_000_000,
         "prune: packages": plan.by_rule()["packages"],
         "prune: data": plan.by_rule()["data"],
         "models": model.bytes,
     }
-    assert data["saved"]["bytes"] == plan.bytes + model.bytes
+    assert data["saved"]["bytes"] == plan.bytes + model.bytes  # on disk; the swap happened before install
     assert data["before"]["bytes"] - data["after"]["bytes"] == plan.bytes + model.bytes
     assert 0 < data["after"]["compressed_bytes"] < data["before"]["compressed_bytes"]
     # The 300 KB of random model data does not compress: most of it shows in the compressed saving.
     assert data["saved"]["compressed_bytes"] > 250_000
-    assert data["swaps"] == ["tensorflow==2.21.0 → tensorflow-cpu==2.21.0"]
+    assert data["swaps"] == ["tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (572.0 MB → 274.0 MB wheel)"]
     before_dists = dict((d["name"], d["bytes"]) for d in data["distributions"]["before"])
     after_dists = dict((d["name"], d["bytes"]) for d in data["distributions"]["after"])
     assert before_dists["bigdep"] - after_dists["bigdep"] == plan.removals[0].bytes
@@ -161,7 +175,7 @@ def test_report_numbers_match_the_plan_applied(build: Path, tmp_path: Path, caps
     out, err = capsys.readouterr()
     assert out.startswith("-----> Slug size\n")
     assert all(line.startswith("       ") for line in out.splitlines()[1:])
-    assert "Swapped before install: tensorflow==2.21.0 → tensorflow-cpu==2.21.0" in out
+    assert "Swapped before install: tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (572.0 MB → 274.0 MB wheel)" in out
     assert "prune: packages" in out and "Largest distributions before" in out and "█" in out
     assert " !     Warning: jupyter-fake (" in err and "is never imported by your app" in err
     assert "limits" not in err  # a small slug: no limit warning

@@ -5,9 +5,7 @@ reads what the other steps recorded (``ctx.state["swap"]``, ``ctx.results["fixup
 "models"]``), measures the slug again, prints it in the build log and stores the same data in
 ``.slugslim/report.json`` inside the slug, so ``heroku run cat .slugslim/report.json`` shows it.
 
-What it reads from the other steps' JSON: ``removals`` (a list of ``Removal.to_json()``, whose
-``rule`` and ``bytes`` give the per-rule savings) or else ``bytes``; for the swap, ``swaps`` (a
-list with ``describe`` or ``description`` strings) and ``bytes_saved`` if known.
+``lever_savings`` lists exactly which field of each step's JSON it reads.
 """
 
 from __future__ import annotations
@@ -96,42 +94,72 @@ def top(sizes: dict[str, int], count: int) -> list[tuple[str, int]]:
 
 
 def lever_savings(state: dict[str, Any], results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Bytes saved per lever: the swap, the GPU fix-up, each prune rule, the models."""
+    """Bytes saved per lever, from what each step recorded it actually did.
+
+    - swap: ``state["swap"]["swaps"][*]["saved_bytes"]``, the difference of the wheel sizes
+      (it happened before install, so the slug never held the GPU build);
+    - fixup: ``results["fixup"]["bytes_removed"]``;
+    - prune: ``results["prune"]["removed"]`` (rule -> bytes actually removed after
+      verification; its ``removals`` list is the *plan*, which a rollback may have undone);
+    - models: ``results["models"]["removed_bytes"]``.
+    A step that recorded only a ``removals`` list or ``bytes`` is read from those.
+    """
     levers: list[dict[str, Any]] = []
     swap = state.get("swap")
-    if isinstance(swap, dict) and isinstance(swap.get("bytes_saved"), int) and swap["bytes_saved"] > 0:
-        levers.append({"lever": "swap", "bytes": swap["bytes_saved"], "measured": "wheel"})
+    if isinstance(swap, dict):
+        saved = sum(
+            item["saved_bytes"]
+            for item in swap.get("swaps") or []
+            if isinstance(item, dict) and item.get("action") == "swap" and isinstance(item.get("saved_bytes"), int)
+        )
+        if saved > 0:
+            levers.append({"lever": "swap", "step": "swap", "rule": "swap", "bytes": saved, "measured": "wheel"})
     for step in ("fixup", "prune", "models"):
         outcome = results.get(step)
         if not isinstance(outcome, dict):
             continue
-        removals = outcome.get("removals")
-        if isinstance(removals, list) and removals:
-            by_rule: dict[str, int] = {}
-            for removal in removals:
+        by_rule: dict[str, int] = {}
+        if isinstance(outcome.get("removed"), dict):
+            by_rule = {str(k): int(v) for k, v in outcome["removed"].items() if isinstance(v, int)}
+        elif isinstance(outcome.get("removed_bytes"), int):
+            by_rule = {step: outcome["removed_bytes"]}
+        elif isinstance(outcome.get("bytes_removed"), int):
+            by_rule = {step: outcome["bytes_removed"]}
+        elif isinstance(outcome.get("removals"), list):
+            for removal in outcome["removals"]:
                 if isinstance(removal, dict) and isinstance(removal.get("bytes"), int):
                     rule = str(removal.get("rule") or step)
                     by_rule[rule] = by_rule.get(rule, 0) + removal["bytes"]
-            for rule, size in by_rule.items():
-                name = step if rule == step else f"{step}: {rule}"
-                levers.append({"lever": name, "step": step, "rule": rule, "bytes": size, "measured": "disk"})
-        elif isinstance(outcome.get("bytes"), int) and outcome["bytes"] > 0:
-            levers.append({"lever": step, "step": step, "rule": step, "bytes": outcome["bytes"], "measured": "disk"})
+        elif isinstance(outcome.get("bytes"), int):
+            by_rule = {step: outcome["bytes"]}
+        for rule, size in by_rule.items():
+            if size <= 0:
+                continue
+            name = step if rule == step else f"{step}: {rule}"
+            levers.append({"lever": name, "step": step, "rule": rule, "bytes": size, "measured": "disk"})
     return levers
 
 
 def swap_lines(state: dict[str, Any]) -> list[str]:
+    """One line per requirement the swap changed, as the swap step described it."""
     swap = state.get("swap")
     if not isinstance(swap, dict):
         return []
     lines = []
     for item in swap.get("swaps") or []:
-        if isinstance(item, dict):
-            text = item.get("describe") or item.get("description")
-            if text:
-                lines.append(str(text))
-        elif isinstance(item, str):
-            lines.append(item)
+        if not isinstance(item, dict) or item.get("action") == "warn":
+            continue
+        old, new = " ".join(str(item.get("old", "")).split()), " ".join(str(item.get("new", "")).split())
+        if item.get("action") == "swap":
+            old_size, new_size = ((item.get(k) or {}).get("size") for k in ("old_wheel", "new_wheel"))
+            suffix = ""
+            if isinstance(old_size, int) and isinstance(new_size, int):
+                suffix = f" ({log.human_bytes(old_size)} → {log.human_bytes(new_size)} wheel)"
+            lines.append(f"{old} → {new}{suffix}")
+        elif item.get("action") == "remove":
+            lines.append(f"{old} removed ({item.get('reason', '')})")
+        elif old:
+            lines.append(f"{old}: {item.get('reason', item.get('action', ''))}")
     return lines
 
 
