@@ -27,7 +27,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NoReturn
+from typing import Any
 
 from slugslim import config, estimate, installed, log, report, unused
 from slugslim.errors import AnalyzeError
@@ -55,7 +55,7 @@ SCHEMA = """\
                 "reason": str, "files": int, "package": str}],
   "by_rule": {"rule": bytes},
   "swaps": [Swap.to_json()],
-  "models": [Model.to_json()],
+  "models": [Model.to_json() + {"removed": bool}],     # removed: only when models.source is set
   "unused": [{"name": str, "bytes": int, "source": str}],
   "distributions": [{"name": str, "bytes": int}],      # largest after, on disk
   "limits": {"soft_mb": int, "hard_mb": int, "over_soft": bool, "over_hard": bool},
@@ -71,14 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app", type=Path, help="the app's source, when PATH is a virtualenv or site-packages")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON (schema in the README)")
     parser.add_argument("--width", type=int, default=0, help=argparse.SUPPRESS)
-
-    # argparse exits 2 on bad arguments; 2 means "over the hard limit" here, so make it 1.
-    def usage_error(message: str) -> NoReturn:
-        parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_ERROR)
-
-    parser.error = usage_error  # type: ignore[method-assign]
 
 
 @dataclass
@@ -112,7 +104,10 @@ def resolve(path: Path, app: Path | None) -> Target:
         return Target("venv", app_dir, site_packages)
     if _has_app_markers(path):
         for env_dir in ENV_DIRS:
-            site_packages = installed.find_site_packages(path / env_dir) if (path / env_dir).is_dir() else None
+            # A symlinked environment is not part of the app (and the slug would not follow it).
+            env_path = path / env_dir
+            usable = env_path.is_dir() and not env_path.is_symlink()
+            site_packages = installed.find_site_packages(env_path) if usable else None
             if site_packages is not None:
                 return Target("app", path, site_packages)
         return Target("app", path, None, notes=[
@@ -206,7 +201,7 @@ class Analysis:
             "removals": self.removals,
             "by_rule": self.by_rule(),
             "swaps": [s.to_json() for s in self.swaps],
-            "models": [m.to_json() for m in self.models],
+            "models": [{**m.to_json(), "removed": bool(self.settings.models.source)} for m in self.models],
             "unused": [u.to_json() for u in self.unused],
             "distributions": [{"name": n, "bytes": b} for n, b in self.distributions],
             "limits": {"soft_mb": limits.soft_mb, "hard_mb": limits.hard_mb,
@@ -279,39 +274,67 @@ def _measure(analysis: Analysis) -> None:
     analysis.after_bytes = analysis.before.bytes - sum(r["bytes"] for r in analysis.removals)
 
 
+GPU_BUILDS = ("tensorflow", "tensorflow-gpu", "tf-nightly")
+CUDA_PREFIXES = ("nvidia-", "tensorrt")
+
+
+def _cuda_removals(scanned: installed.Installed) -> list[dict[str, Any]]:
+    """What the finish-phase fix-up takes out when a GPU TensorFlow is installed: the CUDA wheels."""
+    removals = []
+    for dist in scanned.distributions.values():
+        if not dist.key.startswith(CUDA_PREFIXES):
+            continue
+        for rel in dist.files:
+            removals.append({"root": "site-packages", "path": rel, "bytes": scanned.file_sizes.get(rel, 0),
+                             "rule": "fixup", "reason": "CUDA library only the GPU build of TensorFlow needs",
+                             "files": 1, "package": dist.name})
+    return removals
+
+
 def analyze(target: Target, settings: config.Config) -> Analysis:
     analysis = Analysis(target, settings)
     swap = _optional("slugslim.swap")
     models = _optional("slugslim.models")
     prune = _optional("slugslim.prune")
+    analysis.unavailable = {name for name, module in (("swap", swap), ("prune", prune), ("models", models))
+                            if module is None}
     if target.app_dir is not None:
         if swap is not None and settings.swap.enabled:
             analysis.swaps = list(swap.plan_swaps(target.app_dir, settings.swap))
         if models is not None and settings.models.enabled:
             analysis.models = list(models.discover(target.app_dir, settings.models))
-            for model in analysis.models:
-                path = Path(model.path)
-                rel = _relative(path, target.app_dir) if path.is_absolute() else path.as_posix()
-                analysis.removals.append({"root": "app", "path": rel or str(path), "bytes": int(model.bytes),
-                                          "rule": "models", "reason": "model file, fetched at boot instead",
-                                          "files": 1, "package": ""})
+            if analysis.models and not settings.models.source:
+                target.notes.append(
+                    "Model files were found, but models.source is not set, so they would stay in the slug "
+                    "(and are counted in the size after). Set models.source to take them out."
+                )
+            for model in analysis.models if settings.models.source else []:
+                for part in model.files:
+                    analysis.removals.append({"root": "app", "path": part.path, "bytes": int(part.bytes),
+                                              "rule": "models", "reason": f"part of the model {model.path}",
+                                              "files": 1, "package": ""})
     scanned: installed.Installed | None = None
     if target.site_packages is not None:
-        if prune is not None and hasattr(prune, "plan") and settings.prune.enabled:
+        scanned = installed.scan(target.site_packages)
+        gpu = [key for key in GPU_BUILDS if key in scanned.distributions]
+        if gpu and settings.swap.enabled:
+            analysis.removals.extend(_cuda_removals(scanned))
+            target.notes.append(
+                f"This environment has the GPU build of TensorFlow ({gpu[0]}). On Heroku slugslim installs "
+                "tensorflow-cpu instead (about half the size); the size after does not include that, only "
+                "the CUDA libraries it drops."
+            )
+        if prune is not None and settings.prune.enabled:
             plan = prune.plan(target.site_packages, settings.prune)
             analysis.removals.extend({"root": "site-packages", **r.to_json()} for r in plan.removals)
-        scanned = installed.scan(target.site_packages)
         if target.app_dir is not None:
             analysis.unused = unused.find_unused(target.app_dir, scanned, settings.report.ignore_unused)
-    analysis.unavailable = {name for name, module in (("swap", swap), ("prune", prune), ("models", models))
-                            if module is None}
     _measure(analysis)
     if scanned is not None:
         after_sizes = {installed.canonical(k) if k != installed.UNOWNED else k: v for k, v in scanned.sizes().items()}
-        site_removals = [r for r in analysis.removals if r["root"] == "site-packages"]
-        for removal in site_removals:
-            owner = installed.canonical(removal.get("package") or "") or None
-            if owner in after_sizes:
+        for removal in analysis.removals:
+            owner = installed.canonical(removal.get("package") or "")
+            if removal["root"] == "site-packages" and owner in after_sizes:
                 after_sizes[owner] = max(0, after_sizes[owner] - removal["bytes"])
         analysis.distributions = report.top(after_sizes, settings.report.top)
     return analysis
@@ -348,12 +371,15 @@ def render(analysis: Analysis, width: int) -> None:
         files: dict[str, int] = {}
         for removal in analysis.removals:
             files[removal["rule"]] = files.get(removal["rule"], 0) + int(removal.get("files", 1))
-        prune_rules = [rule for rule in by_rule if rule != "models"]
+        prune_rules = [rule for rule in by_rule if rule not in ("models", "fixup")]
         if not prune_rules and "prune" not in analysis.unavailable:
             log.detail("Nothing to prune.")
         width_rule = max([len(r) for r in prune_rules] + [4])
         for rule in prune_rules:
-            log.detail(f"{rule:<{width_rule}}  {files[rule]:>6} files  {log.human_bytes(by_rule[rule]):>9}")
+            count = f"{files[rule]:>6} files" if files[rule] else " " * 12
+            log.detail(f"{rule:<{width_rule}}  {count}  {log.human_bytes(by_rule[rule]):>9}")
+        if "fixup" in by_rule:
+            log.detail(f"CUDA libraries the GPU build pulled in (fix-up): {log.human_bytes(by_rule['fixup'])}")
 
     log.step("Model files that would leave the slug")
     if "models" in analysis.unavailable:
@@ -362,8 +388,9 @@ def render(analysis: Analysis, width: int) -> None:
         log.detail("Not checked: pass --app DIR to look for model files.")
     elif not analysis.models:
         log.detail("None found.")
+    stays = "" if analysis.settings.models.source else "  (stays: models.source is not set)"
     for model in analysis.models:
-        log.detail(f"{model.path}  {log.human_bytes(model.bytes)}")
+        log.detail(f"{model.path}  {log.human_bytes(model.bytes)}{stays}")
 
     if analysis.before is not None and analysis.after is not None:
         log.step("Expected slug size")
@@ -400,15 +427,7 @@ def run(args: argparse.Namespace) -> int:
     return analysis.exit_code()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m slugslim.analyze``: the same command without the rest of the CLI."""
-    from slugslim.cli import guarded
-
-    parser = argparse.ArgumentParser(prog="slugslim analyze")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return guarded(lambda: run(args))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from slugslim.cli import main
+
+    sys.exit(main(["analyze", *sys.argv[1:]]))
