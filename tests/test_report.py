@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from slugslim.prune.engine import PruneResult
 from slugslim.swap import Swap, SwapResult
 from slugslim.wheels import WheelInfo
 from tests import sitefactory
+from tests.conftest import HerokuBuild, write_app
 
 MB = 1_000_000
 
@@ -215,3 +217,26 @@ def test_finish_takes_a_snapshot_first_and_reports_last(build: Path, tmp_path: P
     assert "-----> Slug size" in out
     data = json.loads((build / ".slugslim" / "report.json").read_text())
     assert data["before"]["bytes"] == data["after"]["bytes"] > 0
+
+
+@pytest.mark.slow
+def test_report_through_the_emulated_heroku_build(tmp_path: Path, heroku_build: HerokuBuild) -> None:
+    app = write_app(tmp_path / "app", {
+        "requirements.txt": "tensorflow==2.21.0\nflask-fake==3.0.0\n",
+        "app.py": "import tensorflow\nimport flask_fake\n",
+        "Procfile": "web: python app.py\n",
+    })
+    build = heroku_build(app)
+    assert build.ok, build.log
+    assert "       -----> Slug size" in build.log  # heroku/python indents the hook's output
+    assert "Swapped before install: tensorflow==2.21.0 → tensorflow-cpu==2.21.0" in build.log
+    data = json.loads((build.build_dir / ".slugslim" / "report.json").read_text())
+    assert data["after"]["bytes"] < data["before"]["bytes"]
+    # The estimate against the slug the harness made with tar czf.
+    assert abs(data["after"]["compressed_bytes"] - build.slug_bytes) / build.slug_bytes < 0.03
+    on_disk = sum(p.stat().st_size for p in build.build_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    assert abs(data["after"]["bytes"] - on_disk) < 20_000  # report.json and the state file differ
+    prune_levers = {lever["rule"]: lever["bytes"] for lever in data["levers"] if lever["step"] == "prune"}
+    assert prune_levers and sum(prune_levers.values()) <= data["saved"]["bytes"]
+    names = subprocess.run(["tar", "-tzf", str(build.slug)], capture_output=True, text=True, check=True).stdout
+    assert "./app/.slugslim/report.json" in names.splitlines()
