@@ -180,3 +180,15 @@ def test_exit_code_1_on_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (tmp_path / "requirements.txt").write_text("flask\n")
     assert cli.main(["analyze", str(tmp_path), "--config", str(bad)]) == 1
     assert "prune.bytecode" in capsys.readouterr().err
+
+
+def test_overlapping_removals_count_once() -> None:
+    from slugslim.analyze import _dedupe
+
+    def removal(path: str, rule: str) -> dict[str, Any]:
+        return {"root": "site-packages", "path": path, "bytes": 1, "rule": rule}
+
+    removals = [removal("nvidia/lib/a.so", "symbols"), removal("nvidia/lib/a.so", "fixup"),
+                removal("pkg/include", "headers"), removal("pkg/include/x.h", "user"), removal("other.py", "user")]
+    assert [(r["path"], r["rule"]) for r in _dedupe(removals)] == [
+        ("nvidia/lib/a.so", "fixup"), ("pkg/include", "headers"), ("other.py", "user")]

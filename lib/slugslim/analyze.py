@@ -291,6 +291,22 @@ def _cuda_removals(scanned: installed.Installed) -> list[dict[str, Any]]:
     return removals
 
 
+def _dedupe(removals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One removal per path: drop any that is the same as, or inside, one listed earlier or a
+    directory listed anywhere (the fix-up's CUDA files and a prune rule can name the same file)."""
+    kept: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for removal in sorted(removals, key=lambda r: (r["path"].count("/"), 0 if r["rule"] == "fixup" else 1)):
+        parts = removal["path"].split("/")
+        prefixes = {(removal["root"], "/".join(parts[:i])) for i in range(1, len(parts) + 1)}
+        if prefixes & seen:
+            continue
+        seen.add((removal["root"], removal["path"]))
+        kept.append(removal)
+    order = {id(r): i for i, r in enumerate(removals)}
+    return sorted(kept, key=lambda r: order[id(r)])
+
+
 def analyze(target: Target, settings: config.Config) -> Analysis:
     analysis = Analysis(target, settings)
     swap = _optional("slugslim.swap")
@@ -329,6 +345,7 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
             analysis.removals.extend({"root": "site-packages", **r.to_json()} for r in plan.removals)
         if target.app_dir is not None:
             analysis.unused = unused.find_unused(target.app_dir, scanned, settings.report.ignore_unused)
+    analysis.removals = _dedupe(analysis.removals)
     _measure(analysis)
     if scanned is not None:
         after_sizes = {installed.canonical(k) if k != installed.UNOWNED else k: v for k, v in scanned.sizes().items()}
