@@ -326,9 +326,9 @@ def render(result: ReportResult, config: Config, width: int | None = None) -> No
     for line in result.swaps:
         log.detail(f"Swapped before install: {line}")
     if result.levers:
-        log.detail("Saved on disk, by lever:")
+        log.detail("Saved, by lever (the swap in wheel size, the rest on disk):")
         name_width = max(len(lever["lever"]) for lever in result.levers)
-        for lever in result.levers:
+        for lever in sorted(result.levers, key=lambda item: (item["step"] != "swap", -item["bytes"])):
             log.detail(f"  {lever['lever']:<{name_width}}  {log.human_bytes(lever['bytes']):>9}")
     both = [*result.distributions_before, *result.distributions_after]
     for title, rows in (("before", result.distributions_before), ("after", result.distributions_after)):
@@ -356,9 +356,12 @@ def write(build_dir: Path, result: ReportResult) -> Path:
     return path
 
 
+BUILD_LOG_WIDTH = 72  # heroku/python indents our hook's output by another 7 columns
+
+
 def run(ctx: FinishContext, before: Snapshot) -> ReportResult:
     result = build(ctx, before)
     ctx.results["report"] = result.to_json()
-    render(result, ctx.config)
+    render(result, ctx.config, width=BUILD_LOG_WIDTH)
     write(ctx.build_dir, result)
     return result
