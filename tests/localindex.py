@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from wheelfactory import normalize
+from tests.wheelfactory import normalize
 
 
 def _project(filename: str) -> str:

@@ -10,10 +10,11 @@ import venv
 from pathlib import Path
 
 import pytest
+
 from slugslim import fixup, swap
 from slugslim.config import Config, SwapConfig
 from slugslim.context import FinishContext
-from wheelfactory import WheelSpec, build_wheel, tf_family
+from tests.wheelfactory import WheelSpec, build_wheel, tf_family
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from localindex import serve
+
 from slugslim import swap
 from slugslim.config import Config, SwapConfig
 from slugslim.errors import SwapHashError
 from slugslim.wheels import NoLookup, PipLookup
-from wheelfactory import sha256_of, tf_family
+from tests.localindex import serve
+from tests.wheelfactory import sha256_of, tf_family
 
 GPU_LOCK_HEADER = "# my lock, made with care\n"
 

@@ -42,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
     settings = load_config(build_dir, env)
     state: dict[str, Any] = read_state(build_dir)
     state.update(version=__version__, buildpack=str(args.buildpack), python=args.python, tools=str(args.tools))
-    state["swap"] = swap.prepare(build_dir, settings, env).to_json()
+    if args.no_hook:
+        # heroku/python has installed everything already: rewriting requirements.txt now would change
+        # nothing that got installed. The finish phase's fix-up replaces any GPU TensorFlow instead.
+        state["swap"] = swap.SwapResult(enabled=settings.swap.enabled,
+                                        manager=swap.package_manager(build_dir)).to_json()
+    else:
+        state["swap"] = swap.prepare(build_dir, settings, env).to_json()
 
     if not args.no_hook:
         state["hook"] = hook.install(build_dir, args.buildpack, args.python, args.tools)

@@ -327,8 +327,10 @@ def build_plan(app_dir: Path, config: SwapConfig, root: Path | None = None, pyth
                 file_plan.edits[index] = requirements.with_hashes(lines, [])
                 file_plan.swaps.append(swap)
                 continue
-            _look_up(swap, requirement, lookup, plan.hash_mode)
-            if plan.hash_mode:
+            # A constraint line needs hashes only if it had some: pip checks hashes of what it installs.
+            needs_hash = plan.hash_mode and (bool(entry.hashes) or not parsed.constraint)
+            _look_up(swap, requirement, lookup, needs_hash)
+            if needs_hash:
                 if swap.new_wheel is None or not swap.new_wheel.sha256:
                     raise SwapHashError(where, entry.lineno, entry.args, target,
                                         swap.reason or "the index did not give the file's sha256.")
@@ -472,6 +474,7 @@ def prepare(build_dir: Path, config: Config, env: dict[str, str], lookup: Lookup
             lock = OTHER_MANAGERS[("uv", "poetry", "pipenv").index(manager)]
             result.notes.append(f"{lock} cannot be re-locked at build time; any GPU TensorFlow it installs "
                                 "is replaced by the CPU build after the install")
+            log.detail(f"TensorFlow CPU swap: {result.notes[-1]}")
         return result
     root = build_dir / REQUIREMENTS
     if lookup is None:

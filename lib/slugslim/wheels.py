@@ -88,7 +88,7 @@ class PipLookup:
         return [
             sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed",
             "--quiet", "--report", str(report), "--only-binary=:all:", "--python-version", self.python_version,
-            "--target", str(target), "--timeout", "20", "--retries", "2", *self.index_options, requirement,
+            "--target", str(target), "--timeout", "15", "--retries", "1", *self.index_options, requirement,
         ]
 
     def find(self, requirement: str) -> WheelInfo:
