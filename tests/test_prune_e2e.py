@@ -101,8 +101,8 @@ def test_build_names_the_culprit_and_strict_restores_byte_identical(
     hooked = write_app(tmp_path / "hooked", {"requirements.txt": REQUIREMENTS, "app.py": APP,
                                              "bin/post_compile": DIGEST_HOOK})
     (hooked / "bin/post_compile").chmod(0o755)
-    strict = heroku_build(hooked, env=links, cache_dir=primed_copy(tmp_path), config_vars={"SLUGSLIM_VERIFY_COMMAND": check,
-                                                          "SLUGSLIM_VERIFY_STRICT": "true"})
+    strict_vars = {"SLUGSLIM_VERIFY_COMMAND": check, "SLUGSLIM_VERIFY_STRICT": "true"}
+    strict = heroku_build(hooked, env=links, cache_dir=primed_copy(tmp_path), config_vars=strict_vars)
     assert not strict.ok, strict.log[strict.log.find("Pruning site-packages"):]
     assert "Error: The app no longer imports after pruning." in strict.log
     before = json.loads((strict.build_dir / "before-prune.json").read_text())
