@@ -282,6 +282,11 @@ class Engine:
             if prune_cfg.bytecode != "drop":
                 self._refresh_bytecode(baseline)
             tree.imported_bytecode = baseline.bytecode(self.site_packages)
+            if modules and not baseline.modules:
+                # Imports passed but none came from this site-packages: dropping bytecode
+                # on that evidence would drop it all, so keep it instead.
+                tree.imported_bytecode = None
+                self.say("The imports did not load anything from this site-packages; keeping all bytecode")
             self._baseline, self._command = baseline, command
             self.say(f"Checked imports before pruning ({log.seconds(baseline.seconds)}): "
                      + (", ".join(modules) if modules else "no installed module is imported by the app"))
@@ -321,7 +326,7 @@ class Engine:
         filesystems) leaves every .pyc stale; the interpreter would then recompile them at every
         dyno boot. Writing them now makes them valid, so the imported policy keeps them.
         """
-        root = str(self.site_packages) + os.sep
+        root = os.path.realpath(self.site_packages) + os.sep
         stale = sorted(source for source, _cached, good in baseline.modules.values()
                        if not good and source.startswith(root))
         if not stale:
