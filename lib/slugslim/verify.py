@@ -55,9 +55,14 @@ loaded = {}
 for name, module in list(sys.modules.items()):
     spec = getattr(module, "__spec__", None)
     origin = getattr(spec, "origin", None) or ""
-    if not origin.startswith(root) or not origin.endswith(".py"):
+    if not origin.endswith(".py"):
+        continue
+    # /app/.heroku/python is a symlink to BUILD_DIR/.heroku/python during the build
+    origin = os.path.realpath(origin)
+    if not origin.startswith(root):
         continue
     cached = getattr(spec, "cached", None) or ""
+    cached = os.path.realpath(cached) if cached else ""
     loaded[name] = [origin, cached, bool(cached) and valid(origin, cached)]
 with open(out, "w") as handle:
     json.dump({"failures": failures, "modules": loaded}, handle)
@@ -88,7 +93,7 @@ class Outcome:
 
     def bytecode(self, site_packages: Path) -> frozenset[str]:
         """The valid .pyc files this run imported, relative to site-packages."""
-        root = str(site_packages) + os.sep
+        root = os.path.realpath(site_packages) + os.sep
         return frozenset(
             cached[len(root):].replace(os.sep, "/")
             for _source, cached, good in self.modules.values()
@@ -174,7 +179,8 @@ def run(
     loaded: dict[str, tuple[str, str, bool]] = {}
     with tempfile.TemporaryDirectory(prefix="slugslim-verify-") as scratch:
         result_file = Path(scratch) / "result.json"
-        argv = [str(python), "-c", _SCRIPT, str(result_file), json.dumps(modules), str(site_packages) + os.sep]
+        root = os.path.realpath(site_packages) + os.sep
+        argv = [str(python), "-c", _SCRIPT, str(result_file), json.dumps(modules), root]
         try:
             proc = subprocess.run(
                 argv, cwd=cwd, env=run_env, timeout=timeout, capture_output=True, text=True, errors="replace"

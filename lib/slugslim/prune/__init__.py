@@ -11,6 +11,7 @@ from pathlib import Path
 from slugslim import log
 from slugslim.config import PruneConfig
 from slugslim.context import FinishContext
+from slugslim.errors import SlugslimError
 from slugslim.plan import Plan
 from slugslim.prune.engine import Engine, PruneResult, plan_tree, quarantine_location
 from slugslim.prune.tree import scan
@@ -47,7 +48,17 @@ def run(ctx: FinishContext) -> PruneResult:
         app_dir=ctx.build_dir,
         source=ctx.config.origins.get("prune.keep", ctx.config.origins.get("prune.remove", "slugslim.yml")),
     )
-    result = engine.run()
+    try:
+        result = engine.run()
+    except SlugslimError:
+        raise
+    except Exception as exc:  # a bug in slugslim must not cost the user their deploy
+        log.warning(
+            f"Warning: slugslim's prune step failed unexpectedly ({type(exc).__name__}: {exc}).\n"
+            "Everything it had moved was put back, and the build continues unpruned.\n"
+            "Please report this, with the build log, to the slugslim maintainers."
+        )
+        result = PruneResult("unpruned", Plan(root=str(site_packages)), notes=[f"internal error: {exc!r}"])
     result.timings["total"] = time.monotonic() - started
     ctx.results["prune"] = result.to_json()
     log.detail(f"Done ({log.seconds(result.timings['total'])})")

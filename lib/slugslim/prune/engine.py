@@ -279,7 +279,14 @@ class Engine:
                 self.warn("Warning: verify.command fails even before pruning:\n"
                           f"{baseline.command_failure}\nslugslim will not use it to check the pruned tree.")
                 command = ""
+            if prune_cfg.bytecode != "drop":
+                self._refresh_bytecode(baseline)
             tree.imported_bytecode = baseline.bytecode(self.site_packages)
+            if modules and not baseline.modules:
+                # Imports passed but none came from this site-packages: dropping bytecode
+                # on that evidence would drop it all, so keep it instead.
+                tree.imported_bytecode = None
+                self.say("The imports did not load anything from this site-packages; keeping all bytecode")
             self._baseline, self._command = baseline, command
             self.say(f"Checked imports before pruning ({log.seconds(baseline.seconds)}): "
                      + (", ".join(modules) if modules else "no installed module is imported by the app"))
@@ -300,6 +307,9 @@ class Engine:
             self.say("Nothing to prune")
             return result
         self._log_plan(plan)
+        if os.environ.get("SLUGSLIM_DEBUG"):
+            for r in plan.removals[:50]:
+                self.say(f"  {r.rule}: {r.path} ({r.reason})")
 
         box = quarantine.Quarantine(self.quarantine_dir, self.site_packages, symbols.strip_tool())
         try:
@@ -308,6 +318,37 @@ class Engine:
             # Never leave the tree half-pruned: anything still set aside goes back.
             quarantine.recover(self.quarantine_dir)
             raise
+
+    def _refresh_bytecode(self, baseline: verify.Outcome) -> None:
+        """Recompile the stale or missing .pyc of modules the app imports.
+
+        A cache restored without timestamps (heroku/python copies without --link across
+        filesystems) leaves every .pyc stale; the interpreter would then recompile them at every
+        dyno boot. Writing them now makes them valid, so the imported policy keeps them.
+        """
+        root = os.path.realpath(self.site_packages) + os.sep
+        stale = sorted(source for source, _cached, good in baseline.modules.values()
+                       if not good and source.startswith(root))
+        if not stale:
+            return
+        code = ("import py_compile, sys\n"
+                "for s in sys.argv[1:]:\n"
+                "    try:\n"
+                "        py_compile.compile(s, doraise=True)\n"
+                "        print(s)\n"
+                "    except Exception:\n"
+                "        pass\n")
+        env = {k: v for k, v in self.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        proc = subprocess.run([str(self.python), "-c", code, *stale], env=env, capture_output=True, text=True,
+                              errors="replace", check=False, timeout=self.config.verify.timeout)
+        compiled = set(proc.stdout.splitlines())
+        refreshed = 0
+        for name, (source, cached, good) in list(baseline.modules.items()):
+            if not good and source in compiled and cached:
+                baseline.modules[name] = (source, cached, True)
+                refreshed += 1
+        if refreshed:
+            self.say(f"Refreshed the stale bytecode of {refreshed} imported modules")
 
     def _verify(self, modules: list[str], command: str,
                 baseline: verify.Outcome | None = None) -> verify.Outcome:
