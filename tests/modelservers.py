@@ -38,6 +38,7 @@ class FileServer:
     objects: dict[str, bytes] = field(default_factory=dict)
     faults: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -52,6 +53,7 @@ class FileServer:
         self.objects.clear()
         self.faults.clear()
         self.requests.clear()
+        self.headers.clear()
 
 
 def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
@@ -85,6 +87,7 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path))
+            state.headers.append(dict(self.headers.items()))
             fault = self._fault()
             if fault == "hang":
                 state.stopping.wait(30)

@@ -7,11 +7,17 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+
+import botocore.auth
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from slugslim.config import ModelsConfig
 from slugslim.models import Entry, render_manifest
-
 from tests.modelservers import (
     ACCESS_KEY,
     BOOT_SCRIPT,
@@ -277,3 +283,23 @@ def test_lazy_helper_raises_when_the_fetch_fails(tmp_path: Path, file_server: Fi
                           capture_output=True, text=True, check=False)
     assert "could not fetch models/gone.h5" in done.stdout
     assert "HTTP 404" in done.stdout
+
+
+def test_curl_signs_the_boot_request_as_botocore_would(tmp_path: Path, file_server: FileServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto does not check signatures, so check curl's against botocore's on the captured request."""
+    data = b"weights"
+    key = f"/{BUCKET}/p/{sha256(data)}/m.h5"
+    file_server.objects[key] = data
+    app = make_app(tmp_path, [Entry("m.h5", len(data), sha256(data), f"s3:/{key}", "m.h5")])
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_SESSION_TOKEN": SESSION_TOKEN,
+           "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": file_server.url}
+    done = run_dyno(app, env)
+    assert done.returncode == 0, done.stderr
+    sent = {k.lower(): v for k, v in file_server.headers[-1].items()}
+    moment = datetime.strptime(sent["x-amz-date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: moment)
+    request = AWSRequest(method="GET", url=file_server.url + key)
+    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY, SESSION_TOKEN), "s3", "eu-west-1").add_auth(request)
+    assert sent["authorization"] == request.headers["Authorization"]
+    assert sent["x-amz-security-token"] == SESSION_TOKEN

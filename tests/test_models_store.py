@@ -13,11 +13,11 @@ import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
+
 from slugslim import models, modelstore, sigv4
 from slugslim.config import Config, ModelsConfig
 from slugslim.context import FinishContext
 from slugslim.errors import ModelStoreError
-
 from tests.modelservers import (
     ACCESS_KEY,
     BUCKET,
