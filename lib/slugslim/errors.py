@@ -102,6 +102,66 @@ class SwapHashError(SlugslimError):
         )
 
 
+class AnalyzeError(SlugslimError):
+    """``slugslim analyze`` was pointed at something it cannot analyse."""
+
+    title = "Cannot analyze this path"
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+
+    def detail(self) -> str:
+        return f"{self.path}:\n{self.problem}\n\n{self.fix}"
+
+
+class PruneGlobError(SlugslimError):
+    """A prune.keep or prune.remove glob that does not stay inside site-packages."""
+
+    title = "A prune glob points outside site-packages"
+
+    def __init__(self, key: str, glob: str, source: str) -> None:
+        super().__init__(f"{key}: {glob}")
+        self.key = key
+        self.glob = glob
+        self.source = source
+
+    def detail(self) -> str:
+        return (
+            f"In {self.source}, '{self.key}' contains the glob {self.glob!r}.\n"
+            "Globs in prune.keep and prune.remove are relative to site-packages "
+            "(.heroku/python/lib/pythonX.Y/site-packages), and this one is absolute or climbs out "
+            "of it with '..'. slugslim never removes anything outside site-packages.\n\n"
+            f"Write the glob relative to site-packages, for example 'tensorflow/include/**', "
+            f"or remove it from '{self.key}'."
+        )
+
+
+class VerificationError(SlugslimError):
+    """verify.strict is on and the app does not import after pruning, even after bisecting."""
+
+    title = "The app no longer imports after pruning"
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__("; ".join(failures))
+        self.failures = failures
+
+    def detail(self) -> str:
+        shown = "\n".join(f"  {line}" for line in self.failures[:10])
+        return (
+            "slugslim removed files from site-packages and then checked that your app's imports "
+            "still work. They did not, and leaving out the removals it could blame did not help:\n"
+            f"{shown}\n\n"
+            "Everything slugslim removed has been put back. Because 'verify.strict' is true in your "
+            "slugslim config, the build stops here instead of continuing unpruned.\n"
+            "Keep the files your app needs with 'prune.keep' globs in slugslim.yml, turn the rule "
+            "named above off (for example 'prune: {tests: false}'), or set 'verify.strict: false' "
+            "to let the build continue unpruned."
+        )
+
+
 class ModelStoreError(SlugslimError):
     """models.strict is true and a model could not be put at, or found at, models.source."""
 
