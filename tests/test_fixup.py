@@ -95,8 +95,7 @@ CHECK = ("import importlib.metadata as m, tensorflow; "
          "print(tensorflow.BUILD, m.version('tensorflow'), m.version('tensorflow-cpu'))")
 
 
-def test_transitive_tf_keras_gets_the_cpu_build_and_a_metadata_only_tensorflow(make_app: App,
-                                                                                tmp_path: Path) -> None:
+def test_transitive_tf_keras_gets_the_cpu_build_and_a_metadata_only_tensorflow(make_app: App) -> None:
     app = make_app
     app.install("tf-keras==2.21.0")  # tf-keras requires tensorflow: the GPU build comes in
     assert (app.site / "tensorflow" / "libtensorflow_gpu.so.2").is_file()
@@ -111,16 +110,8 @@ def test_transitive_tf_keras_gets_the_cpu_build_and_a_metadata_only_tensorflow(m
         "tensorflow-cpu==2.21.0"]
     assert app.pip("check").returncode == 0
     assert not list(app.build.parent.glob(".slugslim-quarantine-*"))
-    # Nothing left to do on the next run.
+    # Nothing left to do on the next run (the cached rebuild is in test_swap_e2e).
     assert swap.fixup(app.context()).actions == []
-    # The next build restores this site-packages from the cache and installs again: nothing to fetch,
-    # so an index without the GPU wheel is enough.
-    no_gpu = tmp_path / "no-gpu"
-    shutil.copytree(app.wheelhouse, no_gpu)
-    (no_gpu / "tensorflow-2.21.0-py3-none-any.whl").unlink()
-    done = app.pip_install("tf-keras==2.21.0", "tensorflow-cpu==2.21.0", find_links=no_gpu)
-    assert done.returncode == 0, done.stderr
-    assert app.run(CHECK) == "cpu 2.21.0 2.21.0"
 
 
 def test_both_installed_gpu_last_reinstalls_the_cpu_files(make_app: App) -> None:
@@ -185,11 +176,10 @@ def test_cuda_wheels_something_else_needs_stay(make_app: App) -> None:
     assert app.pip("check").returncode == 0
 
 
-@pytest.mark.parametrize("config", [Config(swap=SwapConfig(enabled=False)),
-                                    Config(swap=SwapConfig(keep=("tensorflow",)))])
-def test_swap_false_and_keep_leave_the_gpu_build(make_app: App, config: Config) -> None:
+def test_swap_false_and_keep_leave_the_gpu_build(make_app: App) -> None:
     app = make_app
     app.install("tensorflow==2.21.0")
-    swap.fixup(app.context(config=config))
-    assert app.run("import tensorflow; print(tensorflow.BUILD)") == "gpu"
-    assert "tensorflow-cpu" not in app.dists()
+    for config in (Config(swap=SwapConfig(enabled=False)), Config(swap=SwapConfig(keep=("tensorflow",)))):
+        swap.fixup(app.context(config=config))
+        assert app.run("import tensorflow; print(tensorflow.BUILD)") == "gpu"
+        assert "tensorflow-cpu" not in app.dists()

@@ -17,8 +17,6 @@ from slugslim.wheels import NoLookup, PipLookup
 from tests.localindex import serve
 from tests.wheelfactory import sha256_of, tf_family
 
-GPU_LOCK_HEADER = "# my lock, made with care\n"
-
 
 @pytest.fixture(autouse=True)
 def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,27 +254,3 @@ def test_hash_mode_without_a_hash_fails_clearly_and_writes_nothing(tmp_path: Pat
     message = caught.value.render()
     assert "requirements.txt line 2" in message and "swap: false" in message and "tensorflow-cpu" in message
     assert (app_dir / "requirements.txt").read_text() == text
-
-
-def test_pip_tools_apps_are_relocked_with_header_and_options_kept(tmp_path: Path, index: str,
-                                                                    wheelhouse: Path) -> None:
-    app_dir = app(tmp_path, {"requirements.in": "tensorflow[and-cuda]==2.21.0\n"})
-    env = {"PIP_INDEX_URL": index}
-    subprocess.run([sys.executable, "-m", "piptools", "compile", "--quiet", "--generate-hashes", "--no-header",
-                    "--strip-extras", "-o", "requirements.txt", "requirements.in"], cwd=app_dir, check=True,
-                   env={**os.environ, **env})
-    locked = (app_dir / "requirements.txt").read_text()
-    assert "nvidia-cublas-cu12==12.5.3.2" in locked
-    (app_dir / "requirements.txt").write_text(f"{GPU_LOCK_HEADER}--index-url {index}\n\n{locked}")
-    result = swap.prepare(app_dir, Config(), env)
-    assert result.relocked
-    out = (app_dir / "requirements.txt").read_text()
-    lines = out.splitlines(keepends=True)
-    assert lines[0].startswith("# slugslim (Heroku buildpack) re-locked")
-    assert "".join(lines[1:4]) == f"{GPU_LOCK_HEADER}--index-url {index}\n\n"
-    cpu_hash = sha256_of(next(wheelhouse.glob("tensorflow_cpu-*.whl")))
-    assert f"tensorflow-cpu==2.21.0 \\\n    --hash=sha256:{cpu_hash}\n" in out
-    assert "nvidia" not in out and "tensorflow==" not in out
-    assert body(app_dir / "requirements.in") == "tensorflow-cpu==2.21.0\n"
-    done = pip_install(app_dir / "requirements.txt", index, tmp_path / "target")
-    assert done.returncode == 0, done.stderr

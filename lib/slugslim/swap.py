@@ -329,7 +329,8 @@ def build_plan(app_dir: Path, config: SwapConfig, root: Path | None = None, pyth
                 continue
             # A constraint line needs hashes only if it had some: pip checks hashes of what it installs.
             needs_hash = plan.hash_mode and (bool(entry.hashes) or not parsed.constraint)
-            _look_up(swap, requirement, lookup, needs_hash)
+            if needs_hash or not parsed.constraint:  # a constraint installs nothing: no sizes to show
+                _look_up(swap, requirement, lookup, needs_hash)
             if needs_hash:
                 if swap.new_wheel is None or not swap.new_wheel.sha256:
                     raise SwapHashError(where, entry.lineno, entry.args, target,
@@ -367,6 +368,15 @@ def _look_up(swap: Swap, requirement: Requirement, lookup: Lookup, hash_mode: bo
         swap.reason = (f"'{_without_marker(requirement)}' is not pinned to one version with ==, "
                        "which hash-checking mode requires.")
         return
+    if swap.version is not None:
+        # Pinned: both files in one pip run, for the log line's sizes.
+        try:
+            found = lookup.find_all([str(target), f"{swap.source}=={swap.version}"])
+            swap.new_wheel, swap.old_wheel = found.get(swap.target), found.get(swap.source)
+        except LookupFailed:
+            pass
+        if swap.new_wheel is not None:
+            return
     try:
         swap.new_wheel = lookup.find(str(target))
         swap.version = swap.version or swap.new_wheel.version
