@@ -18,6 +18,7 @@ from __future__ import annotations
 from slugslim.config import PruneConfig
 from slugslim.plan import Removal
 from slugslim.prune.rule import removal
+from slugslim.prune.tests import TEST_DIRS
 from slugslim.prune.tree import SiteTree
 
 NAME = "headers"
@@ -27,6 +28,11 @@ CYTHON_SUFFIXES = (".pxd", ".pyx")
 # Top-level packages that read their headers at run time (JIT compilation).
 RUNTIME_COMPILERS = frozenset({"cupy", "cupy_backends", "triton", "torch", "numba", "pythran", "pyximport"})
 _CYTHON_READERS = ("pyximport", "cython.inline", "Cython.Build")
+
+
+def _is_test_path(path: str) -> bool:
+    *dirs, name = path.split("/")
+    return any(d in TEST_DIRS for d in dirs) or name.startswith("test_") or name.endswith("_test.py")
 
 
 class HeadersRule:
@@ -74,7 +80,9 @@ class HeadersRule:
         for top, group in by_top.items():
             texts = []
             for source in tree.walk_files(top):
-                if source.endswith(".py") and source not in tree.links:
+                # Test code that mentions a .pyx is not a runtime reader (and the tests rule
+                # removes it, so counting it would make a second build plan differently).
+                if source.endswith(".py") and source not in tree.links and not _is_test_path(source):
                     try:
                         texts.append((tree.root / source).read_text(encoding="utf-8", errors="replace"))
                     except OSError:
