@@ -11,7 +11,6 @@ quarantine whose journal says where every item came from; the next run puts each
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -201,55 +200,17 @@ class Quarantine:
         trash = self.location.with_name(f"{self.location.name}{TRASH}{os.getpid()}-{time.monotonic_ns()}")
         _make_deletable(self.location)
         os.rename(self.location, trash)
-        subprocess.Popen(
-            [sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)", str(trash)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
+        _delete_detached(trash)
 
 
 def empty_trash(location: Path) -> None:
-    """Delete what an earlier background commit may have left (a killed build, say)."""
+    """Delete, in the background, what an earlier background commit may have left (a killed build)."""
     for trash in location.parent.glob(f"{location.name}{TRASH}*"):
-        # A detached deleter may still be at work on it: whatever is gone is fine.
-        with contextlib.suppress(OSError):
-            _make_deletable(trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        _delete_detached(trash)
 
 
-def recover(location: Path) -> int:
-    """Put back everything a killed run left in its quarantine; then remove it. Returns items restored."""
-    journal = location / JOURNAL
-    if not location.exists():
-        return 0
-    restored = 0
-    anchor: Path | None = None
-    records: list[dict[str, object]] = []
-    if journal.is_file():
-        for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by the kill; its rename never happened
-            if isinstance(record, dict):
-                records.append(record)
-    for record in records:
-        if "anchor" in record:
-            anchor = Path(str(record["anchor"]))
-    if anchor is not None and anchor.is_dir():
-        for record in reversed(records):
-            if "id" not in record:
-                continue
-            item = location / ITEMS / str(record["id"])
-            if not (item.exists() or item.is_symlink()):
-                continue
-            target = Path(os.path.normpath(anchor / str(record["path"])))
-            if record.get("kind") == "strip":
-                _rename(item, target, replace=True)
-            elif target.exists() or target.is_symlink():
-                continue  # something newer is already there (e.g. pip reinstalled it)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _rename(item, target)
-            restored += 1
-    _rmtree(location)
-    return restored
+def _delete_detached(path: Path) -> None:
+    subprocess.Popen(
+        [sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)", str(path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
