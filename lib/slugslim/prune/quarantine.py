@@ -214,3 +214,42 @@ def _delete_detached(path: Path) -> None:
         [sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)", str(path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+
+
+def recover(location: Path) -> int:
+    """Put back everything a killed run left in its quarantine; then remove it. Returns items restored."""
+    journal = location / JOURNAL
+    if not location.exists():
+        return 0
+    restored = 0
+    anchor: Path | None = None
+    records: list[dict[str, object]] = []
+    if journal.is_file():
+        for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by the kill; its rename never happened
+            if isinstance(record, dict):
+                records.append(record)
+    for record in records:
+        if "anchor" in record:
+            anchor = Path(str(record["anchor"]))
+    if anchor is not None and anchor.is_dir():
+        for record in reversed(records):
+            if "id" not in record:
+                continue
+            item = location / ITEMS / str(record["id"])
+            if not (item.exists() or item.is_symlink()):
+                continue
+            target = Path(os.path.normpath(anchor / str(record["path"])))
+            if record.get("kind") == "strip":
+                _rename(item, target, replace=True)
+            elif target.exists() or target.is_symlink():
+                continue  # something newer is already there (e.g. pip reinstalled it)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _rename(item, target)
+            restored += 1
+    _rmtree(location)
+    return restored
