@@ -8,6 +8,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.build import PYTHON_BUILDPACK, SLUGSLIM, run_build
 
@@ -150,3 +152,25 @@ def test_never_creates_what_heroku_python_refuses(tmp_path: Path, offline_env: d
     for forbidden in (".heroku/python", "venv", ".venv", "Pipfile.lock", "poetry.lock", "uv.lock"):
         assert not (build.build_dir / forbidden).exists(), forbidden
     assert not (SLUGSLIM / "export").exists()
+
+
+def test_detect_passes_for_python_apps_and_explains_otherwise(tmp_path: Path) -> None:
+    for marker in ("requirements.txt", "uv.lock", "pyproject.toml", ".python-version", "manage.py"):
+        app = write_app(tmp_path / marker.strip("."), {marker: ""})
+        done = subprocess.run([str(SLUGSLIM / "bin/detect"), str(app)], capture_output=True, text=True)
+        assert (done.returncode, done.stdout) == (0, "slugslim\n"), marker
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([str(SLUGSLIM / "bin/detect"), str(empty)], capture_output=True, text=True)
+    assert done.returncode == 1 and "no Python app here" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_release_prints_valid_empty_yaml(tmp_path: Path) -> None:
+    done = subprocess.run([str(SLUGSLIM / "bin/release"), str(tmp_path)], capture_output=True, text=True, check=True)
+    assert yaml.safe_load(done.stdout) == {}
+
+
+def test_cli_help_lists_the_local_commands() -> None:
+    done = subprocess.run([str(SLUGSLIM / "bin/slugslim"), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "analyze" in done.stdout and "prune" in done.stdout

@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from slugslim.config import Config, PruneConfig, VerifyConfig
 from slugslim.errors import PruneGlobError, VerificationError
 from slugslim.prune import plan as prune_plan
 from slugslim.prune import quarantine
 from slugslim.prune.engine import Engine, PruneResult
-
 from tests.prunetree import build_template, tree_digest
 
 HAS_CC = shutil.which("cc") is not None

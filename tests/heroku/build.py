@@ -106,22 +106,28 @@ def run_build(
     copies = [_copy_buildpack(bp, Path(tempfile.mkdtemp(prefix="buildpack_", dir=workdir)) / bp.name)
               for bp in buildpacks]
 
-    def run(cmd: list[str]) -> int:
+    def run(cmd: list[str], *, capture: bool = False) -> tuple[int, str]:
         done = subprocess.run(cmd, cwd=build_dir, env=process_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
-        log.append(done.stdout)
-        return done.returncode
+        if not capture:
+            log.append(done.stdout)
+        return done.returncode, done.stdout
 
+    log.append("-----> Using buildpacks:\n")
+    log.extend(f"       {n}. {bp.name}\n" for n, bp in enumerate(buildpacks, 1))
     exports: list[Path] = []
     returncode = 0
     for buildpack in copies:
-        if run([str(buildpack / "bin/detect"), str(build_dir)]) != 0:
+        detected, name = run([str(buildpack / "bin/detect"), str(build_dir)], capture=True)
+        if detected != 0:
+            log.append(name)
             log.append(f" !     App not compatible with buildpack: {buildpack.name}\n")
             returncode = 1
             break
+        log.append(f"-----> {name.strip()} app detected\n")
         sourced = "".join(f'source "{e}"; ' for e in exports)
-        returncode = run(["bash", "-c", f'{sourced}exec "$@"', "compile",
-                          str(buildpack / "bin/compile"), str(build_dir), str(cache_dir), str(env_dir)])
+        returncode, _ = run(["bash", "-c", f'{sourced}exec "$@"', "compile",
+                             str(buildpack / "bin/compile"), str(build_dir), str(cache_dir), str(env_dir)])
         if returncode != 0:
             log.append(" !     Push rejected, failed to compile app.\n")
             break
@@ -130,8 +136,11 @@ def run_build(
 
     slug_path = None
     if returncode == 0:
-        run([str(copies[-1] / "bin/release"), str(build_dir)])
-        if slug:
+        released, release_yaml = run([str(copies[-1] / "bin/release"), str(build_dir)], capture=True)
+        if released != 0:
+            log.append(release_yaml)
+            returncode = released
+        if slug and returncode == 0:
             slug_path = make_slug(build_dir, workdir / f"{build_dir.name}.tar.gz")
             log.append(f"-----> Compressing...\n       Done: {slug_path.stat().st_size / 1e6:.1f}M\n")
     return Build(returncode, "".join(log), build_dir, cache_dir, env_dir, slug_path, time.monotonic() - started)

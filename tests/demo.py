@@ -1,0 +1,96 @@
+"""`make demo`: the sample Flask + Keras app through the emulated Heroku build, slugslim in front.
+
+It prints the build log as Heroku would show it and the size of the resulting slug. The demo's
+model goes to a model store on 127.0.0.1 during the build and comes back when the slug boots
+the way a dyno does (bash sources .profile.d with HOME at the unpacked app). The real
+tensorflow-cpu and its dependencies are downloaded once into ~/.cache/slugslim-demo/wheels; the
+build itself then runs offline from there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.heroku.build import REPO, run_build
+from tests.modelservers import run_dyno, start_file_server
+
+APP = Path(__file__).resolve().parent / "demo_app"
+# What the emulated heroku/python installs once slugslim has swapped tensorflow for tensorflow-cpu.
+WHEELS_NEEDED = ["tensorflow-cpu==2.21.0", "flask", "gunicorn", "pillow"]
+
+
+def cache_root() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "slugslim-demo"
+
+
+def base_python() -> str:
+    return str(getattr(sys, "_base_executable", sys.executable))
+
+
+def ensure_wheels(wheels: Path) -> None:
+    print(f"-----> Fetching the demo's wheels into {wheels} (once; about 300 MB)", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                    "--dest", str(wheels), *WHEELS_NEEDED], check=True)
+
+
+def ensure_template(template: Path) -> Path:
+    if not (template / "bin" / "python").exists():
+        shutil.rmtree(template, ignore_errors=True)
+        subprocess.run([base_python(), "-m", "venv", str(template)], check=True)
+    return template
+
+
+def main() -> int:
+    root = cache_root()
+    wheels = root / "wheels"
+    ensure_wheels(wheels)
+    template = ensure_template(root / "python-template")
+    tools_wheels = os.environ.get("SLUGSLIM_TEST_TOOLS_WHEELS", str(REPO / ".cache" / "tools-wheels"))
+    workdir = REPO / ".cache" / "demo"
+    shutil.rmtree(workdir, ignore_errors=True)
+    env = {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": f"{wheels} {tools_wheels}",
+        "EMULATED_PYTHON": base_python(),
+        "EMULATED_PYTHON_TEMPLATE": str(template),
+    }
+    # A local model store (accepts PUT) stands in for S3; the demo's model is small, hence min_size.
+    store = start_file_server()
+    config_vars = {
+        "SLUGSLIM_MODELS_SOURCE": f"{store.url}/models",
+        "SLUGSLIM_MODELS_UPLOAD": "true",
+        "SLUGSLIM_MODELS_MIN_SIZE": "0.01",
+    }
+    print(f"-----> Building {APP.relative_to(REPO)} with slugslim in front of (emulated) heroku/python\n", flush=True)
+    build = run_build(APP, workdir, env=env, config_vars=config_vars)
+    print(build.log)
+    if not build.ok or build.slug is None:
+        print(f"The demo build failed (exit {build.returncode}).", file=sys.stderr)
+        return 1
+    print(f"Slug: {build.slug} ({build.slug_bytes / 1e6:.1f} MB compressed), built in {build.seconds:.0f}s")
+    return boot(build.slug, workdir / "dyno", config_vars)
+
+
+def boot(slug: Path, dyno: Path, config_vars: dict[str, str]) -> int:
+    """Unpack the slug and start it as a dyno would, to show the model coming back."""
+    dyno.mkdir()
+    subprocess.run(["tar", "-xzf", str(slug), "-C", str(dyno)], check=True)
+    home = dyno / "app"
+    model = "models/classifier.keras"
+    print(f"\n-----> Dyno boot from the slug ({model} in the slug: {(home / model).exists()})")
+    done = run_dyno(home, config_vars, f"sha256sum {model} | cut -c1-16")
+    print(done.stderr.rstrip())
+    if done.returncode != 0:
+        print("The dyno did not start.", file=sys.stderr)
+        return 1
+    print(f"       {model} is back, sha256 {done.stdout.strip()}...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""slugslim.yml and SLUGSLIM_* config vars: defaults, precedence, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slugslim import config
+from slugslim.errors import ConfigError
+
+
+def load(tmp_path: Path, text: str | None = None, env: dict[str, str] | None = None) -> config.Config:
+    if text is not None:
+        (tmp_path / "slugslim.yml").write_text(text, encoding="utf-8")
+    return config.load(tmp_path, env or {}).config
+
+
+def error_of(tmp_path: Path, text: str | None = None, env: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text, env)
+    return caught.value
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    settings = load(tmp_path)
+    assert settings.swap.enabled and settings.prune.bytecode == "imported"
+    assert settings.prune.packages == ("libclang",)
+    assert settings.models.min_size == 10.0 and settings.models.boot_timeout == 45
+    assert settings.models.on_fetch_failure == "fail"
+    assert (settings.limits.soft_mb, settings.limits.hard_mb) == (300, 500)
+
+
+def test_file_values_and_section_shorthand(tmp_path: Path) -> None:
+    settings = load(tmp_path, "swap: false\nprune:\n  bytecode: drop\n  keep: ['foo/**']\nmodels:\n  min_size: 2.5\n")
+    assert settings.swap.enabled is False
+    assert settings.prune.bytecode == "drop" and settings.prune.keep == ("foo/**",)
+    assert settings.models.min_size == 2.5
+    assert settings.origins["prune.bytecode"] == "slugslim.yml line 3"
+
+
+def test_config_vars_win_over_the_file(tmp_path: Path) -> None:
+    env = {"SLUGSLIM_PRUNE_BYTECODE": "keep", "SLUGSLIM_SWAP_KEEP": "nvidia-cublas-cu12, tensorrt",
+           "SLUGSLIM_MODELS": "off", "SLUGSLIM_LIMITS_HARD_MB": "1000", "SLUGSLIM_DISABLE": "0"}
+    settings = load(tmp_path, "prune:\n  bytecode: drop\nmodels:\n  enabled: true\n", env)
+    assert settings.prune.bytecode == "keep"
+    assert settings.swap.keep == ("nvidia-cublas-cu12", "tensorrt")
+    assert settings.models.enabled is False
+    assert settings.limits.hard_mb == 1000
+    assert settings.origins["prune.bytecode"] == "config var SLUGSLIM_PRUNE_BYTECODE"
+
+
+def test_unknown_key_is_named_with_the_closest_valid_key(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "prune:\n  bytecode: keep\n  kep: ['a']\n")
+    assert err.source == "slugslim.yml line 3"
+    assert "Unknown key 'prune.kep'." in err.render()
+    assert "Did you mean 'keep'?" in err.render()
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "modles:\n  upload: true\n")
+    assert "Unknown section 'modles'." in err.render() and "Did you mean 'models'?" in err.render()
+
+
+def test_wrong_type_gives_path_expected_and_found(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "limits:\n  hard_mb: big\n")
+    assert err.source == "slugslim.yml line 2"
+    assert "'limits.hard_mb' must be a whole number, but it is a string ('big')." in err.render()
+
+
+def test_wrong_choice(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "prune:\n  bytecode: some\n")
+    assert "'prune.bytecode' must be one of imported, keep, drop" in err.render()
+
+
+def test_invalid_yaml_gives_line_and_column(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "prune:\n  keep: [a, b\nmodels: {}\n")
+    assert err.source.startswith("slugslim.yml at line ")
+    assert ", column " in err.source
+    assert "not valid YAML" in err.render()
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    assert "must be a mapping of sections" in error_of(tmp_path, "- prune\n").render()
+
+
+def test_bad_config_var_is_named(tmp_path: Path) -> None:
+    err = error_of(tmp_path, None, {"SLUGSLIM_PRUNE_BYTECOD": "keep"})
+    assert err.source == "config var SLUGSLIM_PRUNE_BYTECOD"
+    assert "Did you mean 'SLUGSLIM_PRUNE_BYTECODE'?" in err.render()
+    err = error_of(tmp_path, None, {"SLUGSLIM_VERIFY_STRICT": "maybe"})
+    assert "'verify.strict' must be true or false" in err.render()
+
+
+def test_config_var_outside_any_section_warns(tmp_path: Path) -> None:
+    loaded = config.load(tmp_path, {"SLUGSLIM_PRUNNE": "false"})
+    assert loaded.warnings and "SLUGSLIM_PRUNNE" in loaded.warnings[0]
+
+
+def test_cross_field_checks(tmp_path: Path) -> None:
+    assert "is larger than 'limits.hard_mb'" in error_of(tmp_path, "limits:\n  soft_mb: 600\n").render()
+    assert "nowhere to upload to" in error_of(tmp_path, "models:\n  upload: true\n").render()
+    assert "must start with s3://BUCKET" in error_of(tmp_path, "models:\n  source: ftp://x\n").render()
+
+
+def test_yaml_spelling_of_the_file_name_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "slugslim.yaml").write_text("swap: false\n")
+    assert "Rename slugslim.yaml to slugslim.yml" in error_of(tmp_path).render()
+
+
+def test_read_env_dir(tmp_path: Path) -> None:
+    (tmp_path / "SLUGSLIM_SWAP").write_text("false")
+    (tmp_path / "OTHER").write_text("x")
+    assert config.read_env_dir(tmp_path) == {"OTHER": "x", "SLUGSLIM_SWAP": "false"}
+    assert config.read_env_dir(tmp_path / "missing") == {}
