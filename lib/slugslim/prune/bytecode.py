@@ -3,7 +3,9 @@
 Evidence: all ``.pyc`` in tensorflow-cpu 2.21.0's site-packages are 31.5 MB gz, of which
 14.6 MB belong to modules a Keras app imports. Dropping every ``.pyc`` made a cold
 ``import tensorflow`` take 1.75x as long (5.4 s -> 9.8 s on 2 cores), on every dyno boot,
-so the default keeps exactly what the verification run imported.
+so the default keeps exactly what the verification run imported. Measured (an app importing
+flask, gunicorn, PIL, numpy, keras, tensorflow): 2,553 imported modules keep their .pyc;
+1,701 other files go, 23.2 MB (9.3 MB gz), and cold ``import tensorflow`` is not slower.
 
 What it always removes: ``__pycache__`` entries whose source is gone (orphans, and the
 bytecode of code other rules remove), ``.pytest_cache`` and ``.mypy_cache`` directories,

@@ -255,6 +255,7 @@ class Engine:
         prune_cfg, verify_cfg = self.config.prune, self.config.verify
         timings: dict[str, float] = {}
         recovered = quarantine.recover(self.quarantine_dir)
+        quarantine.empty_trash(self.quarantine_dir)
         if recovered:
             self.say(f"Put back {recovered} items an interrupted earlier run had set aside")
 
@@ -385,7 +386,9 @@ class Engine:
         result.verify_runs = 1
         result.timings["verify_after"] = outcome.seconds
         if outcome.ok:
-            box.discard()
+            commit_started = time.monotonic()
+            box.discard(background=True)
+            result.timings["commit"] = time.monotonic() - commit_started
             self._tally(result, entries)
             self._log_done(result, outcome)
             return result
@@ -406,7 +409,7 @@ class Engine:
             final = self._verify(modules, command, baseline)
             result.verify_runs += 1
             if final.ok:
-                box.discard()
+                box.discard(background=True)
                 result.status = "partial"
                 self._tally(result, entries)
                 self._log_done(result, final)

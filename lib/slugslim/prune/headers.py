@@ -1,7 +1,9 @@
 """Rule 'headers': C/C++ headers, include/ trees and static libraries.
 
 Evidence: ``tensorflow/include`` alone is 30.5 MB gz of tensorflow-cpu 2.21.0's
-site-packages. Headers and ``*.a`` archives are read by compilers, never by a running app.
+site-packages. Measured with this rule on tensorflow-cpu 2.21.0 + flask, gunicorn, pillow:
+268.7 MB (35.9 MB gz), 11,028 files, with ``import tensorflow`` and a Keras fit/save/load/
+predict run passing. Headers and ``*.a`` archives are read by compilers, never by a running app.
 
 What it removes: ``*.h *.hpp *.hh *.inc *.cuh`` files, ``include/`` directories inside a
 package that hold no Python module (Eigen's headers have no extension, so the whole tree
@@ -18,6 +20,7 @@ from __future__ import annotations
 from slugslim.config import PruneConfig
 from slugslim.plan import Removal
 from slugslim.prune.rule import removal
+from slugslim.prune.tests import TEST_DIRS
 from slugslim.prune.tree import SiteTree
 
 NAME = "headers"
@@ -27,6 +30,11 @@ CYTHON_SUFFIXES = (".pxd", ".pyx")
 # Top-level packages that read their headers at run time (JIT compilation).
 RUNTIME_COMPILERS = frozenset({"cupy", "cupy_backends", "triton", "torch", "numba", "pythran", "pyximport"})
 _CYTHON_READERS = ("pyximport", "cython.inline", "Cython.Build")
+
+
+def _is_test_path(path: str) -> bool:
+    *dirs, name = path.split("/")
+    return any(d in TEST_DIRS for d in dirs) or name.startswith("test_") or name.endswith("_test.py")
 
 
 class HeadersRule:
@@ -74,7 +82,9 @@ class HeadersRule:
         for top, group in by_top.items():
             texts = []
             for source in tree.walk_files(top):
-                if source.endswith(".py") and source not in tree.links:
+                # Test code that mentions a .pyx is not a runtime reader (and the tests rule
+                # removes it, so counting it would make a second build plan differently).
+                if source.endswith(".py") and source not in tree.links and not _is_test_path(source):
                     try:
                         texts.append((tree.root / source).read_text(encoding="utf-8", errors="replace"))
                     except OSError:

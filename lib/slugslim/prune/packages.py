@@ -1,8 +1,9 @@
 """Rule 'packages': distributions a dependency pulls in that nothing imports at run time.
 
 Default list and evidence:
-- ``libclang`` (24.6 MB gz): tensorflow 2.x requires it for its build-time op generators;
-  nothing in tensorflow, keras or their dependencies imports ``clang`` when an app runs.
+- ``libclang`` (24.6 MB gz, 64.0 MB): tensorflow 2.x requires it for its build-time op
+  generators; nothing in tensorflow, keras or their dependencies imports ``clang`` when an app
+  runs (measured: import tensorflow/keras and a Keras fit/save/load/predict run pass without it).
 
 What it removes: every file RECORD lists for the distribution inside site-packages, except
 its ``.dist-info``. What it must never touch: the ``.dist-info`` itself, so ``pip check``,

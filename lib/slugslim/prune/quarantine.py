@@ -16,6 +16,8 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from slugslim.prune.symbols import NAME as STRIP_RULE
 JOURNAL = "journal.jsonl"
 ITEMS = "items"
 STAGING = "staging"
+TRASH = ".trash-"
 
 
 @dataclass
@@ -64,17 +67,21 @@ def _rename(src: Path, dst: Path, replace: bool = False) -> None:
                 parent.chmod(mode)
 
 
+def _make_deletable(path: Path) -> None:
+    """Read-only directories (a non-root build) would refuse the deletion of their entries."""
+    for top, dirnames, _files in os.walk(path):
+        for name in dirnames:
+            sub = os.path.join(top, name)
+            if not os.path.islink(sub):
+                os.chmod(sub, os.lstat(sub).st_mode | stat.S_IRWXU)
+    path.chmod(path.stat().st_mode | stat.S_IRWXU)
+
+
 def _rmtree(path: Path) -> None:
-    """Delete a tree even where read-only directories (a non-root build) would refuse it."""
     if not (path.exists() or path.is_symlink()):
         return
     if path.is_dir() and not path.is_symlink():
-        for top, dirnames, _files in os.walk(path):
-            for name in dirnames:
-                sub = os.path.join(top, name)
-                if not os.path.islink(sub):
-                    os.chmod(sub, os.lstat(sub).st_mode | stat.S_IRWXU)
-        path.chmod(path.stat().st_mode | stat.S_IRWXU)
+        _make_deletable(path)
         shutil.rmtree(path)
     else:
         path.unlink()
@@ -179,9 +186,34 @@ class Quarantine:
             if item.exists() or item.is_symlink():
                 _rename(item, self.target(entry.removal), replace=entry.kind == "strip")
 
-    def discard(self) -> None:
-        """Commit: the removals become final."""
-        _rmtree(self.location)
+    def discard(self, background: bool = False) -> None:
+        """Commit: the removals become final.
+
+        With ``background``, the quarantine is renamed out of the way (atomically, so it can no
+        longer be "recovered") and deleted by a detached process: deleting tens of thousands of
+        files took 40 s on a busy disk, and nothing in it can reach the slug (it is outside
+        BUILD_DIR), so the build need not wait for it.
+        """
+        if not background:
+            _rmtree(self.location)
+            return
+        trash = self.location.with_name(f"{self.location.name}{TRASH}{os.getpid()}-{time.monotonic_ns()}")
+        _make_deletable(self.location)
+        os.rename(self.location, trash)
+        _delete_detached(trash)
+
+
+def empty_trash(location: Path) -> None:
+    """Delete, in the background, what an earlier background commit may have left (a killed build)."""
+    for trash in location.parent.glob(f"{location.name}{TRASH}*"):
+        _delete_detached(trash)
+
+
+def _delete_detached(path: Path) -> None:
+    subprocess.Popen(
+        [sys.executable, "-c", "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)", str(path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
 
 
 def recover(location: Path) -> int:

@@ -3,7 +3,9 @@
 Evidence: ELF symbol tables are about 20 MB gz of tensorflow-cpu 2.21.0's site-packages
 (``libtensorflow_cc.so.2`` alone carries a 175 MB ``.strtab``); 163 shared objects hold
 262 MB of ``.symtab``/``.strtab``/debug sections uncompressed. ``--strip-unneeded`` keeps
-``.dynsym``, so dynamic linking and ``dlsym`` work as before.
+``.dynsym``, so dynamic linking and ``dlsym`` work as before. Measured: 100 files stripped,
+254.1 MB (25.9 MB gz) saved; 58 left alone (``.libs/`` or patchelf signs: every auditwheel-
+repaired numpy, h5py and pillow module); all 100 still load.
 
 What it must never touch: auditwheel-vendored libraries (any ``<pkg>.libs/`` directory) and
 any file with signs of patchelf rewriting (auditwheel patches the extension modules too, to

@@ -1,7 +1,8 @@
 """Rule 'tests': test suites that no runtime code imports.
 
 Evidence: tests/ directories are 4.6 MB gz of tensorflow-cpu 2.21.0's site-packages (numpy,
-h5py, opt_einsum, keras, TensorFlow's own kernel tests).
+h5py, opt_einsum, keras, TensorFlow's own kernel tests). Measured with this rule (which also
+takes unimported ``*_test.py`` modules such as keras's): 27.1 MB (7.0 MB gz), 1,414 files.
 
 What it removes: directories named ``tests``, ``test`` or ``testing`` and modules named
 ``test_*.py`` or ``*_test.py``, below a package, but only when a static scan of every other
