@@ -15,6 +15,9 @@ import pytest
 from tests import wheelfactory
 from tests.heroku.build import REPO, Build, run_build
 
+# Model stores on 127.0.0.1 (moto S3, an HTTP server with PUT) as fixtures for every test module.
+pytest_plugins = ["tests.modelservers"]
+
 # The interpreter the test venv was made from: the emulated heroku/python installs this one.
 BASE_PYTHON = str(getattr(sys, "_base_executable", sys.executable))
 

@@ -181,7 +181,8 @@ def tf_keras_spec(version: str = "2.21.0") -> WheelSpec:
 
 
 def nvidia_spec(name: str, version: str) -> WheelSpec:
-    module = normalize(name).replace("-", "_").split("_cu")[0]
+    # nvidia-cublas-cu12 -> nvidia/cublas/lib/libnvidia_cublas.so (strip only the trailing -cuNN)
+    module = re.sub(r"_cu\d+$", "", normalize(name).replace("-", "_"))
     return WheelSpec(
         name=name,
         version=version,

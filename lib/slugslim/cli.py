@@ -61,7 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in arguments if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(arguments)
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as exc:
+        # argparse exits 2 on bad arguments, but 2 is what `analyze` returns for "over the hard
+        # limit" in CI, so a usage error is 1, like every other error.
+        if exc.code == 2:
+            return 1
+        raise
     if not getattr(args, "command", None):
         parser.print_help()
         return 1

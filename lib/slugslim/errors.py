@@ -56,3 +56,129 @@ class ToolError(SlugslimError):
         tail = "\n".join(self.output.strip().splitlines()[-15:])
         shown = f"\n\nIts last output was:\n{tail}" if tail else ""
         return f"{self.what}{shown}\n\n{self.fix}"
+
+
+class RequirementsError(SlugslimError):
+    """A requirements file that pip would reject as well, found while reading it for the swap."""
+
+    title = "Cannot read your requirements file"
+
+    def __init__(self, file: str, line: int, problem: str, fix: str) -> None:
+        super().__init__(f"{file} line {line}: {problem}")
+        self.file = file
+        self.line = line
+        self.problem = problem
+        self.fix = fix
+
+    def detail(self) -> str:
+        return f"In {self.file}, line {self.line}:\n{self.problem}\n\n{self.fix}"
+
+
+class SwapHashError(SlugslimError):
+    """Hash-checking mode, and the hash of the CPU build cannot be had."""
+
+    title = "Cannot switch TensorFlow to its CPU build in a hashed requirements file"
+
+    def __init__(self, file: str, line: int, requirement: str, target: str, why: str) -> None:
+        super().__init__(f"{file} line {line}: {why}")
+        self.file = file
+        self.line = line
+        self.requirement = requirement
+        self.target = target
+        self.why = why
+
+    def detail(self) -> str:
+        return (
+            f"{self.file} line {self.line} asks for '{self.requirement}' and the file uses --hash, so pip\n"
+            f"installs only files whose sha256 the file lists. Heroku dynos have no GPU, so slugslim\n"
+            f"replaces it with '{self.target}', which needs that file's hash, but:\n"
+            f"{self.why}\n\n"
+            "slugslim did not change the file, because pip would reject a file with a wrong or missing hash.\n"
+            "Choose one of:\n"
+            f"  - commit a lock file that asks for '{self.target}' instead (for example, replace\n"
+            f"    tensorflow with tensorflow-cpu in requirements.in and run 'pip-compile --generate-hashes');\n"
+            "  - or turn the swap off with 'swap: false' in slugslim.yml (or the config var\n"
+            "    SLUGSLIM_SWAP=false) and install the GPU build as written."
+        )
+
+
+class AnalyzeError(SlugslimError):
+    """``slugslim analyze`` was pointed at something it cannot analyse."""
+
+    title = "Cannot analyze this path"
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+
+    def detail(self) -> str:
+        return f"{self.path}:\n{self.problem}\n\n{self.fix}"
+
+
+class PruneGlobError(SlugslimError):
+    """A prune.keep or prune.remove glob that does not stay inside site-packages."""
+
+    title = "A prune glob points outside site-packages"
+
+    def __init__(self, key: str, glob: str, source: str) -> None:
+        super().__init__(f"{key}: {glob}")
+        self.key = key
+        self.glob = glob
+        self.source = source
+
+    def detail(self) -> str:
+        return (
+            f"In {self.source}, '{self.key}' contains the glob {self.glob!r}.\n"
+            "Globs in prune.keep and prune.remove are relative to site-packages "
+            "(.heroku/python/lib/pythonX.Y/site-packages), and this one is absolute or climbs out "
+            "of it with '..'. slugslim never removes anything outside site-packages.\n\n"
+            f"Write the glob relative to site-packages, for example 'tensorflow/include/**', "
+            f"or remove it from '{self.key}'."
+        )
+
+
+class VerificationError(SlugslimError):
+    """verify.strict is on and the app does not import after pruning, even after bisecting."""
+
+    title = "The app no longer imports after pruning"
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__("; ".join(failures))
+        self.failures = failures
+
+    def detail(self) -> str:
+        shown = "\n".join(f"  {line}" for line in self.failures[:10])
+        return (
+            "slugslim removed files from site-packages and then checked that your app's imports "
+            "still work. They did not, and leaving out the removals it could blame did not help:\n"
+            f"{shown}\n\n"
+            "Everything slugslim removed has been put back. Because 'verify.strict' is true in your "
+            "slugslim config, the build stops here instead of continuing unpruned.\n"
+            "Keep the files your app needs with 'prune.keep' globs in slugslim.yml, turn the rule "
+            "named above off (for example 'prune: {tests: false}'), or set 'verify.strict: false' "
+            "to let the build continue unpruned."
+        )
+
+
+class ModelStoreError(SlugslimError):
+    """models.strict is true and a model could not be put at, or found at, models.source."""
+
+    title = "Models could not be stored at models.source"
+
+    def __init__(self, source: str, failures: str) -> None:
+        super().__init__(failures)
+        self.source = source
+        self.failures = failures
+
+    def detail(self) -> str:
+        return (
+            f"slugslim takes model files out of the slug and fetches them from {self.source} when a\n"
+            "dyno starts. These models are not known to be there:\n"
+            f"{self.failures}\n\n"
+            "Because models.strict is true in slugslim.yml, the build stops instead of shipping them\n"
+            "inside the slug. Check that the AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION config\n"
+            "vars (and AWS_ENDPOINT_URL for a store other than AWS) can write to that bucket, or that the\n"
+            "https:// address accepts PUT. Or set models.strict to false to ship such models in the slug."
+        )

@@ -11,7 +11,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from slugslim import config, hook, log
+from slugslim import config, hook, log, models, prune, report, swap
 from slugslim.cli import existing_dir
 from slugslim.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 
@@ -54,6 +54,15 @@ def run(args: argparse.Namespace) -> int:
     )
     log.step("Slimming the slug")
     log.detail(f"Site-packages: {ctx.site_packages.relative_to(build_dir) if ctx.site_packages else 'none found'}")
+    # Measured before any change, so the report can say what each lever saved.
+    before = report.snapshot(build_dir) if settings.report.enabled else None
+    # The swap fix-up goes before pruning: it decides which packages are installed.
+    swap.fixup(ctx)
+    prune.run(ctx)
+    # Last of the steps that change the app: every build step, the app's own hook included, has had the models.
+    models.run(ctx)
+    if before is not None:
+        report.run(ctx, before)
     _cleanup_state(build_dir)
     return 0
 

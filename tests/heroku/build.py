@@ -68,10 +68,9 @@ def _copy_buildpack(source: Path, dest: Path) -> Path:
 def make_slug(build_dir: Path, slug: Path) -> Path:
     """The slug as Heroku makes it: tar.gz (gzip -6) with the app under ./app."""
     subprocess.run(
-        ["tar", "--create", "--gzip", "--file", str(slug), "--directory", str(build_dir),
+        ["tar", "--create", "--use-compress-program", "gzip -6", "--file", str(slug), "--directory", str(build_dir),
          "--transform", r"s,^\.,./app,", "."],
         check=True,
-        env={**os.environ, "GZIP": "-6"},
     )
     return slug
 

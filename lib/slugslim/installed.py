@@ -1,0 +1,189 @@
+"""What is installed in a site-packages: distributions, their files and sizes, their import names.
+
+slugslim runs on the system python, not the app's, so this reads the *target* site-packages'
+metadata with ``importlib.metadata.distributions(path=[site_packages])``: RECORD for the files,
+``top_level.txt`` and RECORD for import names, ``entry_points.txt`` for console scripts.
+
+Sizes are what is on disk now. Files no RECORD lists (``__pycache__`` written after install,
+files a build step added) count towards the distribution that owns most of their top-level
+directory, so the per-distribution sizes add up to the whole site-packages.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+UNOWNED = "(files no package claims)"
+_MODULE_SUFFIX = re.compile(r"(\.cpython-[^.]+|\.abi3|\.cp\d+-[^.]+)?\.(py|pyc|so|pyd)$")
+
+
+def canonical(name: str) -> str:
+    """PEP 503 normalised distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass
+class Distribution:
+    name: str
+    version: str
+    files: list[str] = field(default_factory=list)  # relative to site-packages, inside it only
+    bytes: int = 0
+    import_names: set[str] = field(default_factory=set)  # dotted prefixes it provides files for
+    scripts: set[str] = field(default_factory=set)  # console scripts and bin/ files it installs
+    requires: list[str] = field(default_factory=list)  # Requires-Dist lines
+
+    @property
+    def key(self) -> str:
+        return canonical(self.name)
+
+
+@dataclass
+class Installed:
+    site_packages: Path
+    distributions: dict[str, Distribution] = field(default_factory=dict)  # canonical name -> dist
+    file_sizes: dict[str, int] = field(default_factory=dict)  # every regular file, relative path -> bytes
+    unowned_bytes: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.file_sizes.values())
+
+    def sizes(self) -> dict[str, int]:
+        """Distribution name -> bytes on disk, plus UNOWNED when some files belong to nobody."""
+        result = {d.name: d.bytes for d in self.distributions.values()}
+        if self.unowned_bytes:
+            result[UNOWNED] = self.unowned_bytes
+        return result
+
+    def providers(self) -> dict[str, set[str]]:
+        """Dotted import name (and every prefix of it) -> canonical names of distributions providing it."""
+        mapping: dict[str, set[str]] = {}
+        for dist in self.distributions.values():
+            for name in dist.import_names:
+                mapping.setdefault(name, set()).add(dist.key)
+        return mapping
+
+
+def module_names(relpath: str) -> list[str]:
+    """Dotted names a site-packages file makes importable: ``google/protobuf/x.py`` gives
+    ``google``, ``google.protobuf``, ``google.protobuf.x``. Empty for metadata and data dirs."""
+    parts = relpath.split("/")
+    if parts[0].endswith((".dist-info", ".egg-info", ".data")) or parts[0] in ("..", "__pycache__", "bin"):
+        return []
+    if parts[0].endswith(".pth"):
+        return []
+    last = parts[-1]
+    match = _MODULE_SUFFIX.search(last)
+    if match:
+        parts[-1] = last[: match.start()]
+        if parts[-1] == "__init__":
+            parts.pop()
+    else:
+        parts.pop()  # a data file: only its directories are importable names
+    parts = [p for p in parts if p != "__pycache__"]
+    if not parts or not all(p.isidentifier() for p in parts):
+        # e.g. 'numpy.libs' or a stray file: keep the importable prefix only
+        good: list[str] = []
+        for part in parts:
+            if not part.isidentifier():
+                break
+            good.append(part)
+        parts = good
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _walk_sizes(root: Path) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    stack = [("", str(root))]
+    while stack:
+        rel, path = stack.pop()
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    child = f"{rel}/{entry.name}" if rel else entry.name
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append((child, entry.path))
+                    elif stat.S_ISREG(st.st_mode):
+                        sizes[child] = st.st_size
+        except OSError:
+            continue
+    return sizes
+
+
+def _script_name(record_path: str) -> str | None:
+    """``../../../bin/gunicorn`` in RECORD is a script pip put into the environment's bin/."""
+    parts = record_path.split("/")
+    if ".." in parts and len(parts) >= 2 and parts[-2] in ("bin", "Scripts"):
+        return parts[-1]
+    return None
+
+
+def scan(site_packages: Path) -> Installed:
+    installed = Installed(site_packages=site_packages, file_sizes=_walk_sizes(site_packages))
+    claimed: dict[str, str] = {}
+    for found in metadata.distributions(path=[str(site_packages)]):
+        name = found.metadata["Name"]
+        if not name or canonical(name) in installed.distributions:
+            continue
+        dist = Distribution(name=name, version=str(found.metadata["Version"] or ""))
+        for entry in found.files or []:
+            rel = posixpath.normpath(str(entry).replace("\\", "/"))
+            script = _script_name(rel)
+            if script:
+                dist.scripts.add(script)
+                continue
+            if rel.startswith("../") or rel not in installed.file_sizes or rel in claimed:
+                continue
+            claimed[rel] = dist.key
+            dist.files.append(rel)
+            dist.import_names.update(module_names(rel))
+        top_level = found.read_text("top_level.txt") or ""
+        dist.import_names.update(line.strip().replace("/", ".") for line in top_level.splitlines() if line.strip())
+        for entry_point in found.entry_points:
+            if entry_point.group in ("console_scripts", "gui_scripts"):
+                dist.scripts.add(entry_point.name)
+        dist.requires = list(found.requires or [])
+        installed.distributions[dist.key] = dist
+
+    # Attribute files nobody claims to whoever owns most of their top-level directory.
+    owners: dict[str, Counter[str]] = {}
+    for rel, key in claimed.items():
+        owners.setdefault(rel.split("/", 1)[0], Counter())[key] += 1
+    for rel, size in installed.file_sizes.items():
+        owner = claimed.get(rel)
+        if owner is None:
+            counts = owners.get(rel.split("/", 1)[0])
+            if counts and "/" in rel:
+                owner = counts.most_common(1)[0][0]
+                installed.distributions[owner].files.append(rel)
+        if owner is None:
+            installed.unowned_bytes += size
+        else:
+            installed.distributions[owner].bytes += size
+    return installed
+
+
+def find_site_packages(path: Path) -> Path | None:
+    """The site-packages of a virtualenv, a Python prefix or a Heroku app dir; or path itself."""
+    if path.name == "site-packages" or any(path.glob("*.dist-info")):
+        return path
+    for pattern in (
+        ".heroku/python/lib/python3.*/site-packages",
+        "lib/python3.*/site-packages",
+        "Lib/site-packages",
+    ):
+        candidates = sorted(p for p in path.glob(pattern) if p.is_dir() and not p.is_symlink())
+        if candidates:
+            return candidates[-1]
+    return None

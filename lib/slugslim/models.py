@@ -1,0 +1,509 @@
+"""Models out of the slug: found at the end of the build, put back at dyno boot, verified.
+
+Apps commit ``.h5``, ``.keras`` and SavedModel files of hundreds of MB. ``.slugignore`` cannot
+take them out: it runs before any buildpack, so a build step that needs the model (conversion,
+warm-up, tests) would lose it too. So this step runs last in the finish phase, after the app's
+own ``bin/post_compile``: it finds the models, makes sure each one is at ``models.source``
+(uploading it with ``models.upload: true``), removes only those, and writes
+
+- ``.slugslim/models.json``: the manifest (path, size, sha256, source of every file taken out);
+- ``.profile.d/slugslim-models.sh``: bash + curl, fetches them back at every dyno start;
+- ``slugslim_models.py``: an optional helper to fetch a model on first use instead.
+
+A model that cannot be found at its source stays in the slug, with a warning: we never ship an
+app whose model cannot be fetched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from slugslim import log
+from slugslim.config import ModelsConfig
+from slugslim.context import STATE_DIR, FinishContext
+from slugslim.errors import ModelStoreError
+from slugslim.modelstore import Location, Store, StoreError, open_store, redact
+
+MANIFEST = Path(STATE_DIR) / "models.json"
+PROFILE_SCRIPT = Path(".profile.d") / "slugslim-models.sh"
+HELPER = Path("slugslim_models.py")
+BOOT_DIR = Path(__file__).parent / "boot"
+HELPER_MARKER = "slugslim-models-helper"
+
+# Weights and graphs by their usual file names. .joblib/.pkl/.bin are models only when large,
+# which models.min_size (applied to every candidate) takes care of.
+SUFFIXES: dict[str, str] = {
+    ".h5": "Keras/HDF5",
+    ".hdf5": "Keras/HDF5",
+    ".keras": "Keras",
+    ".pb": "TensorFlow graph",
+    ".tflite": "TensorFlow Lite",
+    ".onnx": "ONNX",
+    ".pt": "PyTorch",
+    ".pth": "PyTorch",
+    ".safetensors": "safetensors",
+    ".joblib": "joblib",
+    ".pkl": "pickle",
+    ".bin": "binary weights",
+}
+# Never looked into: hidden directories at the top (heroku/python's .heroku, our .slugslim,
+# .profile.d, and what other buildpacks install, such as .apt/ or .jdk/: their large binaries
+# are not the app's models), version control, and node_modules.
+SKIP_ANYWHERE = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules"})
+# A TensorFlow checkpoint is a prefix P with P.index and P.data-NNNNN-of-NNNNN (and P.meta in TF1).
+_SHARD = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
+# What the boot script can read back from a manifest line: no quote, backslash or control character.
+_SAFE_PATH = re.compile(r'^[^"\\\x00-\x1f\x7f]+$')
+BIG_FILE = 50_000_000
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Model:
+    """One unit taken out or kept as a whole: a file, a SavedModel directory, or a checkpoint prefix."""
+
+    path: str
+    kind: str
+    reason: str
+    files: tuple[ModelFile, ...]
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "reason": self.reason,
+            "bytes": self.bytes,
+            "files": [{"path": f.path, "bytes": f.bytes} for f in self.files],
+        }
+
+
+@dataclass
+class Scan:
+    models: list[Model] = field(default_factory=list)
+    small: list[Model] = field(default_factory=list)
+    excluded: list[Model] = field(default_factory=list)
+    # Units that cannot be taken out safely (a symlink inside a SavedModel directory).
+    unsafe: list[tuple[Model, str]] = field(default_factory=list)
+
+
+def _matches(relative: str, patterns: tuple[str, ...]) -> str:
+    """The first glob that matches a path. A glob without '/' matches the file name anywhere."""
+    name = PurePosixPath(relative).name
+    for pattern in patterns:
+        clean = pattern.strip()
+        clean = (clean[2:] if clean.startswith("./") else clean).rstrip("/")
+        if fnmatch.fnmatchcase(relative, clean) or ("/" not in clean and fnmatch.fnmatchcase(name, clean)):
+            return pattern
+        if fnmatch.fnmatchcase(relative, f"{clean}/*"):
+            return pattern
+    return ""
+
+
+def _regular(path: Path) -> os.stat_result | None:
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def _is_savedmodel(directory: Path) -> bool:
+    pb = directory / "saved_model.pb"
+    variables = directory / "variables"
+    return (
+        _regular(pb) is not None
+        and variables.is_dir()
+        and not variables.is_symlink()
+    )
+
+
+def _savedmodel(app_dir: Path, directory: Path) -> tuple[Model, str]:
+    """All regular files of a SavedModel, and a reason it is unsafe to move (a symlink inside)."""
+    files: list[ModelFile] = []
+    problem = ""
+    for root, dirs, names in os.walk(directory, followlinks=False):
+        base = Path(root)
+        for name in sorted(dirs):
+            if (base / name).is_symlink():
+                problem = f"{(base / name).relative_to(app_dir).as_posix()} is a symlink"
+        for name in sorted(names):
+            info = _regular(base / name)
+            if info is None:
+                problem = f"{(base / name).relative_to(app_dir).as_posix()} is not a regular file"
+                continue
+            files.append(ModelFile((base / name).relative_to(app_dir).as_posix(), info.st_size))
+        dirs.sort()
+    relative = directory.relative_to(app_dir).as_posix()
+    return Model(relative, "savedmodel", "SavedModel directory", tuple(files)), problem
+
+
+def scan(app_dir: Path, config: ModelsConfig) -> Scan:
+    """Walk the app (not its hidden top-level dirs such as .heroku/, never through symlinks); sort what it finds."""
+    result = Scan()
+    if not config.enabled:
+        return result
+    threshold = config.min_size * MB
+    candidates: list[tuple[Model, str]] = []
+
+    for root, dirs, names in os.walk(app_dir, followlinks=False):
+        base = Path(root)
+        top = base == app_dir
+        keep_dirs = []
+        for name in sorted(dirs):
+            child = base / name
+            if (top and name.startswith(".")) or name in SKIP_ANYWHERE or child.is_symlink():
+                continue
+            if _is_savedmodel(child):
+                model, problem = _savedmodel(app_dir, child)
+                candidates.append((model, problem))
+                continue
+            keep_dirs.append(name)
+        dirs[:] = keep_dirs
+
+        files: dict[str, int] = {}
+        for name in names:
+            info = _regular(base / name)
+            if info is not None:
+                files[name] = info.st_size
+        grouped: set[str] = set()
+        prefixes = sorted({m.group("prefix") for n in files if (m := _SHARD.match(n))})
+        for prefix in prefixes:
+            members = sorted(
+                n for n in files if n in (f"{prefix}.index", f"{prefix}.meta") or
+                ((m := _SHARD.match(n)) is not None and m.group("prefix") == prefix)
+            )
+            grouped.update(members)
+            relative = (base / prefix).relative_to(app_dir).as_posix()
+            model_files = tuple(ModelFile((base / n).relative_to(app_dir).as_posix(), files[n]) for n in members)
+            candidates.append((Model(relative, "checkpoint", "TensorFlow checkpoint", model_files), ""))
+        for name in sorted(files):
+            if name in grouped:
+                continue
+            relative = (base / name).relative_to(app_dir).as_posix()
+            suffix = PurePosixPath(name).suffix.lower()
+            if suffix in SUFFIXES:
+                reason = f"{SUFFIXES[suffix]} file"
+            elif ".ckpt" in name:
+                reason = "checkpoint file"
+            else:
+                reason = ""
+            if reason or _matches(relative, config.include):
+                candidates.append((Model(relative, "file", reason, (ModelFile(relative, files[name]),)), ""))
+
+    for model, problem in sorted(candidates, key=lambda c: c[0].path):
+        member_paths = [model.path, *(f.path for f in model.files)]
+        if any(_matches(p, config.exclude) for p in member_paths):
+            result.excluded.append(model)
+            continue
+        included = next((g for p in member_paths if (g := _matches(p, config.include))), "")
+        if included:
+            model = Model(model.path, model.kind, model.reason or f"models.include '{included}'", model.files)
+        elif not model.reason:
+            continue
+        if problem:
+            result.unsafe.append((model, problem))
+            continue
+        if model.bytes < threshold and not included:
+            result.small.append(model)
+            continue
+        result.models.append(model)
+    return result
+
+
+def discover(app_dir: Path, config: ModelsConfig) -> list[Model]:
+    """The models that would be taken out of the slug (if their source has them)."""
+    return scan(app_dir, config).models
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Entry:
+    """One file of the manifest."""
+
+    path: str
+    bytes: int
+    sha256: str
+    source: str
+    model: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "bytes": self.bytes, "sha256": self.sha256, "source": self.source,
+                "model": self.model}
+
+
+@dataclass
+class ModelsResult:
+    enabled: bool = True
+    source: str = ""
+    found: list[Model] = field(default_factory=list)
+    removed: list[Model] = field(default_factory=list)
+    kept: list[tuple[Model, str]] = field(default_factory=list)
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    present_files: int = 0
+    small_files: int = 0
+    manifest: str = ""
+
+    @property
+    def removed_bytes(self) -> int:
+        return sum(m.bytes for m in self.removed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "source": redact(self.source) if self.source.startswith("http") else self.source,
+            "found": [m.to_json() for m in self.found],
+            "removed": [m.path for m in self.removed],
+            "removed_bytes": self.removed_bytes,
+            "kept": [{"path": m.path, "bytes": m.bytes, "reason": why} for m, why in self.kept],
+            "uploaded_files": self.uploaded_files,
+            "uploaded_bytes": self.uploaded_bytes,
+            "already_at_source_files": self.present_files,
+            "small_files_kept": self.small_files,
+            "manifest": self.manifest,
+        }
+
+
+def render_manifest(entries: list[Entry], config: ModelsConfig) -> str:
+    """JSON, one file entry per line with a fixed key order, so the boot script can read it with bash alone."""
+    lines = [
+        "{",
+        '  "version": 1,',
+        f'  "boot_timeout": {int(config.boot_timeout)},',
+        f'  "on_fetch_failure": {json.dumps(config.on_fetch_failure)},',
+        '  "files": [',
+    ]
+    for index, entry in enumerate(entries):
+        comma = "," if index < len(entries) - 1 else ""
+        lines.append("    " + json.dumps(entry.to_json(), ensure_ascii=False) + comma)
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+class _Uploader:
+    """Makes sure each file is at the source; prints progress for big files."""
+
+    def __init__(self, store: Store, config: ModelsConfig, result: ModelsResult) -> None:
+        self.store = store
+        self.config = config
+        self.result = result
+
+    def ensure(self, app_dir: Path, model_file: ModelFile, sha256: str) -> Location:
+        """Return where the file is; raise StoreError if it is not known to be there."""
+        location = self.store.location(sha256, PurePosixPath(model_file.path).name)
+        head_error = ""
+        try:
+            if self.store.exists(location, model_file.bytes):
+                self.result.present_files += 1
+                log.detail(f"{model_file.path}: already at {location.shown}")
+                return location
+        except StoreError as exc:
+            if not self.config.upload:
+                raise
+            # S3 answers 403, not 404, for a missing object when the key may not list the bucket.
+            head_error = str(exc)
+        if not self.config.upload:
+            raise StoreError(f"it is not at {location.shown}, and models.upload is not true")
+        self._upload(app_dir, model_file, sha256, location, head_error)
+        return location
+
+    def _upload(self, app_dir: Path, model_file: ModelFile, sha256: str, location: Location, head_error: str) -> None:
+        size = model_file.bytes
+        started = time.monotonic()
+        state = {"next": 0.25, "last": started}
+
+        def progress(sent: int) -> None:
+            if size < BIG_FILE or sent >= size:
+                return
+            now = time.monotonic()
+            if sent / size >= state["next"] or now - state["last"] >= 10:
+                log.detail(f"  {model_file.path}: {sent * 100 // size}% of {log.human_bytes(size)}")
+                while state["next"] <= sent / size:
+                    state["next"] += 0.25
+                state["last"] = now
+
+        log.detail(f"{model_file.path}: uploading {log.human_bytes(size)} to {location.shown}")
+        try:
+            self.store.put(location, app_dir / model_file.path, size, sha256, progress)
+        except StoreError as exc:
+            raise StoreError(f"{exc} (and before that: {head_error})" if head_error else str(exc)) from None
+        elapsed = time.monotonic() - started
+        log.detail(f"  uploaded in {log.seconds(elapsed)}")
+        self.result.uploaded_files += 1
+        self.result.uploaded_bytes += size
+
+
+def _log_found(found: Scan) -> None:
+    for model in found.models:
+        count = f", {len(model.files)} files" if len(model.files) > 1 else ""
+        log.detail(f"{model.path} ({log.human_bytes(model.bytes)}, {model.reason}{count})")
+    if found.small:
+        total = sum(m.bytes for m in found.small)
+        log.detail(
+            f"{len(found.small)} smaller model file(s) ({log.human_bytes(total)}) stay in the slug: "
+            "they are below models.min_size"
+        )
+    if found.excluded:
+        log.detail(f"Kept by models.exclude: {', '.join(m.path for m in found.excluded)}")
+
+
+def _remove(app_dir: Path, model: Model) -> None:
+    """Delete a model's files; it is at its source, so the slug can do without it."""
+    for model_file in model.files:
+        (app_dir / model_file.path).unlink()
+    if model.kind == "savedmodel":
+        # Empty directories left behind are harmless; the boot script recreates what it needs.
+        shutil.rmtree(app_dir / model.path, ignore_errors=True)
+
+
+def _write_boot_files(app_dir: Path, entries: list[Entry], config: ModelsConfig) -> None:
+    manifest = app_dir / MANIFEST
+    manifest.parent.mkdir(exist_ok=True)
+    manifest.write_text(render_manifest(entries, config), encoding="utf-8")
+    script = app_dir / PROFILE_SCRIPT
+    script.parent.mkdir(exist_ok=True)
+    if script.is_symlink():
+        script.unlink()
+    shutil.copyfile(BOOT_DIR / "slugslim-models.sh", script)
+    script.chmod(0o755)
+
+
+def install_helper(app_dir: Path) -> bool:
+    """Ship slugslim_models.py into the app, unless the app has a module of its own by that name."""
+    target = app_dir / HELPER
+    if target.is_symlink() or (target.exists() and HELPER_MARKER not in target.read_text(errors="replace")):
+        log.warning(
+            "Warning: your app has its own slugslim_models.py, so slugslim did not write its helper there.\n"
+            "slugslim_models.path() will be whatever your file defines."
+        )
+        return False
+    shutil.copyfile(BOOT_DIR / "slugslim_models.py", target)
+    return True
+
+
+def _manifest_safe(path: str) -> bool:
+    return bool(_SAFE_PATH.match(path)) and path == path.strip()
+
+
+def run(ctx: FinishContext) -> ModelsResult:
+    """The finish-phase step. Stores ``ctx.results["models"]``."""
+    config = ctx.config.models
+    result = ModelsResult(enabled=config.enabled, source=config.source)
+    ctx.results["models"] = result.to_json()
+    if not config.enabled:
+        return result
+
+    app_dir = ctx.build_dir
+    found = scan(app_dir, config)
+    result.found = found.models
+    result.small_files = sum(len(m.files) for m in found.small)
+    if not found.models and not found.unsafe:
+        ctx.results["models"] = result.to_json()
+        return result
+
+    log.step("Taking models out of the slug")
+    _log_found(found)
+    for model, problem in found.unsafe:
+        result.kept.append((model, problem))
+        log.warning(
+            f"Warning: {model.path} stays in the slug: {problem}.\n"
+            "slugslim only moves regular files, so that nothing outside your app can be read or removed."
+        )
+    if not found.models:
+        ctx.results["models"] = result.to_json()
+        return result
+
+    if not config.source:
+        install_helper(app_dir)
+        total = sum(m.bytes for m in found.models)
+        result.kept.extend((m, "models.source is not set") for m in found.models)
+        log.warning(
+            f"Warning: {len(found.models)} model(s) ({log.human_bytes(total)}) stay in the slug.\n"
+            "To take them out and fetch them at dyno boot instead, set models.source in slugslim.yml\n"
+            "(for example 'source: s3://my-bucket/models' with 'upload: true' and the AWS_* config vars).\n"
+            "To silence this, set 'models: false'."
+        )
+        ctx.results["models"] = result.to_json()
+        return result
+
+    entries: list[Entry] = []
+    failures: list[tuple[Model, str]] = []
+    try:
+        store = open_store(config.source, ctx.env)
+    except StoreError as exc:
+        failures = [(m, str(exc)) for m in found.models]
+    else:
+        uploader = _Uploader(store, config, result)
+        for model in found.models:
+            unsafe = [f.path for f in model.files if not _manifest_safe(f.path)]
+            if unsafe:
+                failures.append((model, f"the path {unsafe[0]!r} has a quote, backslash or control character"))
+                continue
+            model_entries: list[Entry] = []
+            try:
+                for model_file in model.files:
+                    digest = sha256_of(app_dir / model_file.path)
+                    location = uploader.ensure(app_dir, model_file, digest)
+                    model_entries.append(Entry(model_file.path, model_file.bytes, digest, location.uri, model.path))
+            except StoreError as exc:
+                failures.append((model, str(exc)))
+                continue
+            entries.extend(model_entries)
+            result.removed.append(model)
+
+    if failures:
+        result.kept.extend(failures)
+        lines = "\n".join(f"  {m.path}: {why}" for m, why in failures)
+        if config.strict:
+            ctx.results["models"] = result.to_json()
+            raise ModelStoreError(redact(config.source) if config.source.startswith("http") else config.source,
+                                  lines)
+        log.warning(
+            f"Warning: {len(failures)} model(s) stay in the slug, because they are not known to be at models.source:\n"
+            f"{lines}\n"
+            "The app still works: these models ship inside the slug as before. To take them out, fix the\n"
+            "cause above (set models.upload: true, or the AWS_* config vars).\n"
+            "Set models.strict: true to fail the build instead."
+        )
+
+    for model in result.removed:
+        _remove(app_dir, model)
+    # The helper ships whenever the app has models, so code that calls slugslim_models.path()
+    # imports on every build, whether or not a model was taken out this time.
+    install_helper(app_dir)
+    if entries:
+        _write_boot_files(app_dir, entries, config)
+        result.manifest = MANIFEST.as_posix()
+        log.detail(
+            f"Took {len(result.removed)} model(s) out of the slug ({log.human_bytes(result.removed_bytes)}); "
+            f"{PROFILE_SCRIPT.as_posix()} fetches them at dyno boot"
+        )
+    ctx.results["models"] = result.to_json()
+    return result

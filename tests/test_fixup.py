@@ -1,0 +1,185 @@
+"""The finish-phase fix-up on real installs: fake TensorFlow wheels, real pip, the app's own interpreter."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from slugslim import fixup, swap
+from slugslim.config import Config, SwapConfig
+from slugslim.context import FinishContext
+from tests.wheelfactory import WheelSpec, build_wheel, tf_family
+
+
+@pytest.fixture(autouse=True)
+def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only our wheelhouse: no pip config files or PIP_* settings of the machine running the tests."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for name in [n for n in os.environ if n.startswith("PIP_") and n != "PIP_CONFIG_FILE"]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheels")
+    tf_family(out)
+    build_wheel(WheelSpec(name="cuda-user", requires=["nvidia-cublas-cu12"], files={"cuda_user/__init__.py": ""}),
+                out)
+    return out
+
+
+class App:
+    """BUILD_DIR with .heroku/python laid out as heroku/python leaves it (here a venv without pip)."""
+
+    def __init__(self, root: Path, wheelhouse: Path, with_pip: bool = True) -> None:
+        self.build = root / "build"
+        self.build.mkdir(parents=True)
+        venv.create(self.build / ".heroku" / "python", with_pip=False, symlinks=True)
+        self.python = self.build / ".heroku" / "python" / "bin" / "python"
+        self.site = next((self.build / ".heroku" / "python" / "lib").glob("python3.*/site-packages"))
+        self.wheelhouse = wheelhouse
+        self.with_pip = with_pip
+        if with_pip:
+            # heroku/python leaves pip in the app's Python (not with uv). Copying ours is much faster
+            # than ensurepip, and pip is pure Python.
+            import pip
+
+            source = Path(pip.__file__).parent
+            shutil.copytree(source, self.site / "pip")
+            info = next(source.parent.glob("pip-*.dist-info"))
+            shutil.copytree(info, self.site / info.name)
+
+    def pip(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The app's pip, or ours pointed at the app's interpreter when it has none."""
+        command = [str(self.python), "-m", "pip"] if self.with_pip else [
+            sys.executable, "-m", "pip", "--python", str(self.python)]
+        return subprocess.run([*command, *args], capture_output=True, text=True, check=False)
+
+    def pip_install(self, *requirements: str, find_links: Path | None = None) -> subprocess.CompletedProcess[str]:
+        links = find_links or self.wheelhouse
+        return self.pip("install", "--no-index", "--find-links", str(links), "--no-cache-dir", "--quiet",
+                        *requirements)
+
+    def install(self, *requirements: str) -> None:
+        done = self.pip_install(*requirements)
+        assert done.returncode == 0, done.stderr
+
+    def context(self, manager: str = "pip", config: Config | None = None) -> FinishContext:
+        return FinishContext(
+            build_dir=self.build, cache_dir=None, config=config or Config(), python=self.python,
+            site_packages=self.site, state={"swap": {"manager": manager}},
+            env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(self.wheelhouse)},
+        )
+
+    def run(self, code: str) -> str:
+        done = subprocess.run([str(self.python), "-c", code], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def dists(self) -> dict[str, fixup.Dist]:
+        return fixup.read_dists(self.site)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, wheelhouse: Path) -> App:
+    return App(tmp_path, wheelhouse)
+
+
+CHECK = ("import importlib.metadata as m, tensorflow; "
+         "print(tensorflow.BUILD, m.version('tensorflow'), m.version('tensorflow-cpu'))")
+
+
+def test_transitive_tf_keras_gets_the_cpu_build_and_a_metadata_only_tensorflow(make_app: App) -> None:
+    app = make_app
+    app.install("tf-keras==2.21.0")  # tf-keras requires tensorflow: the GPU build comes in
+    assert (app.site / "tensorflow" / "libtensorflow_gpu.so.2").is_file()
+    result = swap.fixup(app.context())
+    assert [a["action"] for a in result.actions] == ["installed"]
+    assert "required by tf-keras" in result.actions[0]["detail"]
+    assert not (app.site / "tensorflow" / "libtensorflow_gpu.so.2").exists()
+    assert (app.site / "tensorflow" / "libtensorflow_cpu.so.2").is_file()
+    assert app.run(CHECK) == "cpu 2.21.0 2.21.0"
+    dists = app.dists()
+    assert dists["tensorflow"].is_stand_in and [str(r) for r in dists["tensorflow"].requires] == [
+        "tensorflow-cpu==2.21.0"]
+    assert app.pip("check").returncode == 0
+    assert not list(app.build.parent.glob(".slugslim-quarantine-*"))
+    # Nothing left to do on the next run (the cached rebuild is in test_swap_e2e).
+    assert swap.fixup(app.context()).actions == []
+
+
+def test_both_installed_gpu_last_reinstalls_the_cpu_files(make_app: App) -> None:
+    app = make_app
+    app.install("tensorflow-cpu==2.21.0")
+    app.install("tensorflow==2.21.0")  # overwrites the shared tensorflow/ files
+    assert app.run("import tensorflow; print(tensorflow.BUILD)") == "gpu"
+    result = swap.fixup(app.context())
+    assert [a["action"] for a in result.actions] == ["reinstalled"]
+    assert app.run(CHECK) == "cpu 2.21.0 2.21.0"
+    assert not (app.site / "tensorflow" / "libtensorflow_gpu.so.2").exists()
+    assert app.pip("check").returncode == 0
+
+
+def test_both_installed_cpu_last_keeps_the_cpu_files_without_a_download(make_app: App) -> None:
+    app = make_app
+    app.install("tensorflow==2.21.0")
+    app.install("tensorflow-cpu==2.21.0")
+    result = swap.fixup(app.context())
+    assert [a["action"] for a in result.actions] == ["kept-cpu"]
+    assert app.run(CHECK) == "cpu 2.21.0 2.21.0"
+    assert not (app.site / "tensorflow" / "libtensorflow_gpu.so.2").exists()
+
+
+def test_uv_lock_install_keeps_the_gpu_name_with_cpu_files_and_stubs_the_cuda_wheels(make_app: App,
+                                                                                    tmp_path: Path) -> None:
+    app = App(tmp_path / "uv", make_app.wheelhouse, with_pip=False)  # heroku/python's uv leaves no pip
+    (app.build / "uv.lock").write_text("version = 1\n")
+    # What `uv sync` does for a lock with tensorflow[and-cuda]: the GPU build and its CUDA wheels.
+    app.install("tensorflow[and-cuda]==2.21.0")
+    cublas = app.site / "nvidia" / "cublas" / "lib" / "libnvidia_cublas.so"
+    assert cublas.is_file()
+    result = swap.fixup(app.context(manager="uv"))
+    assert result.layout == "merged"
+    assert sorted(a["action"] for a in result.actions) == ["installed", "removed", "removed"]
+    assert not (app.site / "nvidia").exists()
+    dists = app.dists()
+    assert "tensorflow-cpu" not in dists  # uv would uninstall a package its lock does not list
+    assert dists["tensorflow"].marked
+    assert "tensorflow/libtensorflow_cpu.so.2" in dists["tensorflow"].paths()
+    assert app.run("import importlib.metadata as m, tensorflow; print(tensorflow.BUILD, m.version('tensorflow'))") \
+        == "cpu 2.21.0"
+    assert app.pip("check").returncode == 0
+    # The next sync finds every locked package installed, CUDA ones included: nothing to download.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = app.pip_install("tensorflow[and-cuda]==2.21.0", find_links=empty)
+    assert done.returncode == 0, done.stderr
+    # And uninstalling tensorflow removes the CPU files it now owns.
+    assert app.pip("uninstall", "-y", "tensorflow").returncode == 0
+    assert not (app.site / "tensorflow").exists()
+
+
+def test_cuda_wheels_something_else_needs_stay(make_app: App) -> None:
+    app = make_app
+    app.install("tensorflow[and-cuda]==2.21.0", "cuda-user==1.0.0")
+    result = swap.fixup(app.context())
+    actions = {(a["action"], a["package"]) for a in result.actions}
+    assert ("kept", "nvidia-cublas-cu12") in actions
+    assert ("removed", "nvidia-cudnn-cu12") in actions
+    assert (app.site / "nvidia" / "cublas").is_dir()
+    assert app.pip("check").returncode == 0
+
+
+def test_swap_false_and_keep_leave_the_gpu_build(make_app: App) -> None:
+    app = make_app
+    app.install("tensorflow==2.21.0")
+    for config in (Config(swap=SwapConfig(enabled=False)), Config(swap=SwapConfig(keep=("tensorflow",)))):
+        swap.fixup(app.context(config=config))
+        assert app.run("import tensorflow; print(tensorflow.BUILD)") == "gpu"
+        assert "tensorflow-cpu" not in app.dists()

@@ -1,0 +1,82 @@
+"""Models through the emulated Heroku build, then the slug booted the way a dyno boots it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HerokuBuild, write_app
+from tests.modelservers import ACCESS_KEY, BUCKET, S3, SECRET_KEY, run_dyno
+
+# The app's own build step reads the model: the finish phase takes it out only after this ran.
+USES_MODEL = """#!/usr/bin/env bash
+set -euo pipefail
+echo "warm-up read the model: $(sha256sum models/classifier.h5 | cut -c1-16)"
+"""
+
+
+def unpack(slug: Path, into: Path) -> Path:
+    into.mkdir()
+    subprocess.run(["tar", "-xzf", str(slug), "-C", str(into)], check=True)
+    return into / "app"
+
+
+def slug_names(slug: Path) -> list[str]:
+    listing = subprocess.run(["tar", "-tzf", str(slug)], capture_output=True, text=True, check=True).stdout
+    return listing.splitlines()
+
+
+@pytest.mark.slow
+def test_s3_models_leave_the_slug_and_come_back_at_boot(tmp_path: Path, heroku_build: HerokuBuild,
+                                                        s3_server: S3) -> None:
+    model = os.urandom(2_000_000)
+    variables = os.urandom(1_500_000)
+    app = write_app(tmp_path / "src", {
+        "requirements.txt": "flask-fake==3.0.0\n",
+        "app.py": "import flask_fake\n",
+        "slugslim.yml": f"models:\n  source: s3://{BUCKET}/demo\n  upload: true\n  min_size: 1\n",
+        "bin/post_compile": USES_MODEL,
+        "models/classifier.h5": model,
+        "models/vocab.pkl": b"small pickle stays",
+        "export/1/saved_model.pb": os.urandom(40_000),
+        "export/1/variables/variables.index": os.urandom(300),
+        "export/1/variables/variables.data-00000-of-00001": variables,
+    })
+    (app / "bin/post_compile").chmod(0o755)
+    config_vars = s3_server.env()
+    build = heroku_build(app, config_vars=config_vars)
+    assert build.ok, build.log
+    log = build.log
+
+    digest = hashlib.sha256(model).hexdigest()
+    assert f"warm-up read the model: {digest[:16]}" in log
+    assert log.index("warm-up read the model") < log.index("Taking models out of the slug")
+    assert "models/classifier.h5 (2.0 MB, Keras/HDF5 file)" in log
+    assert "export/1 (1.5 MB, SavedModel directory, 3 files)" in log
+    assert f"models/classifier.h5: uploading 2.0 MB to s3://{BUCKET}/demo/{digest}/classifier.h5" in log
+    assert "Took 2 model(s) out of the slug (3.5 MB)" in log
+    for secret in (ACCESS_KEY, SECRET_KEY):
+        assert secret not in log
+    assert f"demo/{digest}/classifier.h5" in s3_server.object_keys()
+
+    names = slug_names(build.slug) if build.slug else []
+    assert "./app/models/classifier.h5" not in names
+    assert "./app/export/1/variables/variables.data-00000-of-00001" not in names
+    assert "./app/models/vocab.pkl" in names
+    for shipped in (".slugslim/models.json", ".profile.d/slugslim-models.sh", "slugslim_models.py",
+                    "bin/post_compile"):
+        assert f"./app/{shipped}" in names
+
+    # Dyno boot: bash sources .profile.d with HOME at the unpacked app, the config vars set.
+    home = unpack(build.slug, tmp_path / "dyno")  # type: ignore[arg-type]
+    booted = run_dyno(home, config_vars, "python3 -c 'print(open(\"models/classifier.h5\",\"rb\").read(4).hex())'")
+    assert booted.returncode == 0, booted.stderr
+    assert booted.stdout.strip() == model[:4].hex()
+    assert (home / "export/1/variables/variables.data-00000-of-00001").read_bytes() == variables
+    assert "fetched 4 file(s), 3.5 MB, in " in booted.stderr
+    for secret in (ACCESS_KEY, SECRET_KEY):
+        assert secret not in booted.stdout + booted.stderr

@@ -1,0 +1,100 @@
+"""The verified prune inside the emulated Heroku build (slugslim + heroku/python + the hook)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HerokuBuild, write_app
+from tests.prunetree import specs, tree_digest
+from tests.wheelfactory import build_wheel
+
+REQUIREMENTS = "tensorflow-cpu==2.21.0\nlibclang==18.1.1\nalpha==1.0.0\n"
+APP = "import tensorflow\nimport alpha\n"
+
+# Runs as the app's own bin/post_compile, before slugslim's finish phase: records the tree
+# the way tests.prunetree.tree_digest does, so the test can compare after a failed prune.
+DIGEST_HOOK = r'''#!/usr/bin/env bash
+set -euo pipefail
+python - <<'PY'
+import glob, hashlib, json, os, stat
+root = glob.glob(".heroku/python/lib/python3.*/site-packages")[0]
+out = {}
+for top, dirnames, filenames in os.walk(root):
+    for name in dirnames + filenames:
+        path = os.path.join(top, name)
+        rel = os.path.relpath(path, root)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ["link", os.readlink(path)]
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = ["dir", stat.S_IMODE(st.st_mode)]
+        else:
+            out[rel] = ["file", stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                        hashlib.sha256(open(path, "rb").read()).hexdigest()]
+    dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(top, d))]
+json.dump(out, open("before-prune.json", "w"))
+PY
+'''
+
+
+@pytest.fixture
+def links(tmp_path: Path, offline_env: dict[str, str]) -> dict[str, str]:
+    house = tmp_path / "prune-wheels"
+    for spec in specs(tmp_path, with_elf=False):
+        if spec.name in ("alpha", "libclang"):
+            build_wheel(spec, house)
+    return {"PIP_FIND_LINKS": f"{house} {offline_env['PIP_FIND_LINKS']}"}
+
+
+def test_build_prunes_verified_and_a_cached_rebuild_finds_nothing(
+        tmp_path: Path, heroku_build: HerokuBuild, links: dict[str, str]) -> None:
+    app = write_app(tmp_path / "app", {"requirements.txt": REQUIREMENTS, "app.py": APP})
+    build = heroku_build(app, env=links)
+    assert build.ok, build.log
+    assert "-----> Pruning site-packages" in build.log
+    assert "Checked imports before pruning" in build.log and "alpha, tensorflow" in build.log
+    site = build.site_packages()
+    assert not (site / "tensorflow/include").exists()
+    assert not (site / "tensorflow/python/kernel_tests/tests").exists()
+    assert (site / "tensorflow/_api/v2/__internal__/test").is_dir()
+    assert (site / "tensorflow/python/data/ops/test_mode.py").is_file()
+    assert not (site / "clang").exists() and (site / "libclang-18.1.1.dist-info/RECORD").is_file()
+    # bytecode policy 'imported': what the verification imported keeps its .pyc, the rest loses it
+    assert list((site / "alpha/__pycache__").glob("core.*.pyc"))
+    assert not list((site / "alpha/__pycache__").glob("unused.*.pyc"))
+    assert not list(build.build_dir.parent.glob(".slugslim-quarantine-*"))
+    names = subprocess.run(["tar", "-tzf", str(build.slug)], capture_output=True, text=True, check=True).stdout
+    assert "tensorflow/include" not in names and "/clang/" not in names
+
+    again = heroku_build(app, env={**links, "SLUGSLIM_DEBUG": "1"})
+    assert again.ok, again.log
+    assert "-----> Restoring cache" in again.log
+    assert "Nothing to prune" in again.log, again.log[again.log.index("Pruning site-packages"):]
+
+
+def test_build_rolls_back_byte_identical_and_names_the_culprit(
+        tmp_path: Path, heroku_build: HerokuBuild, links: dict[str, str]) -> None:
+    app = write_app(tmp_path / "app", {"requirements.txt": REQUIREMENTS, "app.py": APP,
+                                       "bin/post_compile": DIGEST_HOOK})
+    (app / "bin/post_compile").chmod(0o755)
+    # A rule that breaks an import the app needs: verification fails, everything goes back,
+    # bisecting blames the user rule, and the other rules are applied again and verified.
+    build = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_REMOVE": "alpha/core.py"})
+    assert build.ok, build.log
+    assert "Rule 'user' on package alpha broke your app" in build.log
+    assert "import alpha: ImportError: cannot import name 'core'" in build.log
+    site = build.site_packages()
+    assert not (site / "tensorflow/include").exists()
+    before = json.loads((build.build_dir / "before-prune.json").read_text())
+    after = {k: list(v) for k, v in tree_digest(site).items()}
+    # What the failed attempt had moved is back byte-identical (content, mode, mtime): every
+    # file except those the final, verified prune removed.
+    final = [p for p in before if not after.get(p)]
+    assert "alpha/core.py" not in final and after["alpha/core.py"] == before["alpha/core.py"]
+    kept = {p: v for p, v in before.items() if v[0] == "file" and p in after}
+    assert {p: after[p] for p in kept} == kept
+    assert not list(build.build_dir.parent.glob(".slugslim-quarantine-*"))
