@@ -178,3 +178,16 @@ def tar_gz(app: Path, members: list[str], out: Path) -> int:
         check=True,
     )
     return out.stat().st_size
+
+
+def compiled_at_boot(touched: set[str], pristine: set[str]) -> list[str]:
+    """Installed modules the run read as .py although the slug has no bytecode for them."""
+    compiled = []
+    for path in sorted(touched):
+        parts = path.split("/")
+        if not path.endswith(".py") or "site-packages" not in parts:
+            continue
+        directory, name = "/".join(parts[:-1]), parts[-1][:-3]
+        if not any(p.startswith(f"{directory}/__pycache__/{name}.") and p.endswith(".pyc") for p in pristine):
+            compiled.append("/".join(parts[parts.index("site-packages") + 1:]))
+    return compiled

@@ -64,7 +64,7 @@ def _group(relative: str) -> str:
 
 
 def remaining_bytes(app: Path, touched: set[str], top: int = 10) -> list[dict[str, Any]]:
-    """Where the slug's compressed bytes are: per package (tensorflow per subdir), gzip -6 per file.
+    """Where the slug's bytes beyond the floor are: per package (tensorflow per subdir), gzip -6 per file.
 
     Each file is deflated on its own, so the sizes add up to a little more than the slug's
     (no shared dictionary across files); ``untouched`` is the part the smoke workload never opened.
@@ -84,7 +84,8 @@ def remaining_bytes(app: Path, touched: set[str], top: int = 10) -> list[dict[st
             files[group] += 1
             if relative not in touched:
                 untouched[group] += size
-    ranked = sorted(total, key=lambda g: total[g], reverse=True)[:top]
+    # Ranked by what the smoke run never opened: the bytes between this slug and the floor.
+    ranked = sorted(total, key=lambda g: (untouched[g], total[g]), reverse=True)[:top]
     return [{"where": g, "gz_bytes": total[g], "untouched_gz_bytes": untouched[g], "files": files[g]} for g in ranked]
 
 
@@ -140,6 +141,7 @@ def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dic
         "floor_of": floor.get("floor_of"),
         "floor_error": floor.get("error"),
         "remaining_top10": top,
+        "compiled_at_boot": floor.get("compiled_at_boot", []),
         "packages": {},
     }
     stock = next((v.data for v in variants if v.name == "stock"), {})
@@ -252,15 +254,27 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
     if outcome["remaining_top10"]:
         missed = any(t["pass"] is False for t in outcome["targets"])
         md += [
-            "## Where the slugslim slug's bytes are (top 10)" + (" — targets missed, see above" if missed else ""),
+            "## Where the slugslim slug's remaining bytes are (top 10)" + (" — targets missed" if missed else ""),
             "",
-            "Each file deflated on its own at level 6 (so the column sums to a bit more than the slug); "
-            "*untouched* is the part the smoke workload never opened.",
+            "Ranked by *untouched*: the compressed bytes of files the smoke workload never opened, i.e. what "
+            "separates this slug from the floor. Each file deflated on its own at level 6, so the columns add up "
+            "to a little more than the slug.",
             "",
-            "| where | gz MB | untouched gz MB | files |",
+            "| where | untouched gz MB | all gz MB | files |",
             "|---|---:|---:|---:|",
-            *[f"| {r['where']} | {_mb(r['gz_bytes'])} | {_mb(r['untouched_gz_bytes'])} | {r['files']} |"
+            *[f"| {r['where']} | {_mb(r['untouched_gz_bytes'])} | {_mb(r['gz_bytes'])} | {r['files']} |"
               for r in outcome["remaining_top10"]],
+            "",
+        ]
+    compiled = outcome.get("compiled_at_boot") or []
+    if compiled:
+        md += [
+            f"## Modules compiled at every boot of the slugslim slug ({len(compiled)})",
+            "",
+            "The traced smoke run read these `.py` files and the slug has no bytecode for them, so every dyno "
+            "compiles them again at boot (part of the cold-start difference):",
+            "",
+            ", ".join(f"`{m}`" for m in compiled[:60]) + (" …" if len(compiled) > 60 else ""),
             "",
         ]
     md += _report_section(outcome)

@@ -277,7 +277,8 @@ def floor(variant: Variant) -> dict[str, Any]:
     say(f"floor: {len(touched & variant.pristine)} of {len(variant.pristine)} slug files opened; "
         f"with the app source {len(members)} files, {size / 1e6:.1f} MB")
     return {"floor_bytes": size, "floor_files": len(members), "floor_of": variant.name, "members": members,
-            "opened_outside_slug": len(touched - variant.pristine)}
+            "opened_outside_slug": len(touched - variant.pristine),
+            "compiled_at_boot": dyno.compiled_at_boot(touched, variant.pristine)}
 
 
 def main() -> int:
@@ -323,6 +324,9 @@ def main() -> int:
     outcome = results.collect(chosen, floor_data, top, time.monotonic() - started, args.buildpack, env)
     print()
     print(results.table(outcome))
+    if outcome["compiled_at_boot"]:
+        print(f"\n{len(outcome['compiled_at_boot'])} modules read from .py with no bytecode in the slugslim slug "
+              f"(compiled at every boot): {', '.join(outcome['compiled_at_boot'][:20])} ...")
     print()
     for line in results.targets(outcome):
         print(line)
