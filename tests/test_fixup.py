@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,13 +15,7 @@ from slugslim.config import Config, SwapConfig
 from slugslim.context import FinishContext
 from tests.wheelfactory import WheelSpec, build_wheel, tf_family
 
-
-@pytest.fixture(autouse=True)
-def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only our wheelhouse: no pip config files or PIP_* settings of the machine running the tests."""
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    for name in [n for n in os.environ if n.startswith("PIP_") and n != "PIP_CONFIG_FILE"]:
-        monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("isolated_pip")
 
 
 @pytest.fixture(scope="module")
