@@ -51,32 +51,12 @@ from packaging.utils import canonicalize_name
 
 from slugslim import log, requirements
 from slugslim.context import FinishContext
-from slugslim.errors import SlugslimError
+from slugslim.errors import FixupError, SlugslimError
 from slugslim.swap import CPU_BUILDS, REQUIREMENTS, SWAPS, index_options, is_cuda_wheel, kept, package_manager
 
 STAND_IN_INSTALLER = "slugslim"
 MARKER_FILE = "SLUGSLIM"
 EXACT_SYNC_MANAGERS = frozenset({"uv", "poetry"})
-
-
-class FixupError(SlugslimError):
-    title = "Could not replace GPU TensorFlow with its CPU build"
-
-    def __init__(self, what: str, output: str) -> None:
-        super().__init__(what)
-        self.what = what
-        self.output = output
-
-    def detail(self) -> str:
-        tail = "\n".join(self.output.strip().splitlines()[-12:])
-        return (
-            f"{self.what}\n\n"
-            + (f"The last output was:\n{tail}\n\n" if tail else "")
-            + "Your app installed the GPU build of TensorFlow, which Heroku dynos cannot use, and slugslim\n"
-            "tried to replace it with the CPU build of the same version. slugslim put back what it moved.\n"
-            "Either pin tensorflow-cpu in your dependencies yourself, or keep the GPU build with\n"
-            "'swap: {keep: [tensorflow]}' (or 'swap: false') in slugslim.yml."
-        )
 
 
 @dataclass
