@@ -87,6 +87,14 @@ def primed_cache(tmp_path_factory: pytest.TempPathFactory, offline_env: dict[str
     return cache
 
 
+@pytest.fixture
+def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the test's own wheels: no pip config files or PIP_* settings of the machine running the tests."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for name in [n for n in os.environ if n.startswith("PIP_") and n != "PIP_CONFIG_FILE"]:
+        monkeypatch.delenv(name)
+
+
 HerokuBuild = Callable[..., Build]
 
 

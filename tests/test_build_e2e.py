@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -35,6 +36,10 @@ def test_before_heroku_python_installs_hook_and_removes_it(tmp_path: Path, herok
     assert log.index("-----> Preparing a slim slug (slugslim)") < log.index("Installing dependencies using")
     assert log.index("Installing dependencies using") < log.index("Running bin/post_compile hook")
     assert "       -----> Slimming the slug" in log  # heroku/python indents hook output
+    # Every step says how long it took.
+    assert re.search(r"-----> Preparing a slim slug \(slugslim\)\n(?:.*\n)*?\s+Done \(\d+\.\ds\)", log)
+    assert re.search(r"-----> Pruning site-packages\n(?:.*\n)*?\s+Done \(\d+\.\ds\)", log)
+    assert re.search(r"slugslim finished in \d+\.\ds", log)
     # The app had no hook: ours is gone, and so is the bin/ dir we created for it.
     assert not (build.build_dir / "bin").exists()
     assert not (build.build_dir / ".slugslim" / "state.json").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -14,15 +13,10 @@ import pytest
 from slugslim import fixup, swap
 from slugslim.config import Config, SwapConfig
 from slugslim.context import FinishContext
-from tests.wheelfactory import WheelSpec, build_wheel, tf_family
+from slugslim.errors import FixupError
+from tests.wheelfactory import WheelSpec, build_wheel, tensorflow_cpu_spec, tf_family
 
-
-@pytest.fixture(autouse=True)
-def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only our wheelhouse: no pip config files or PIP_* settings of the machine running the tests."""
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    for name in [n for n in os.environ if n.startswith("PIP_") and n != "PIP_CONFIG_FILE"]:
-        monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("isolated_pip")
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +177,22 @@ def test_swap_false_and_keep_leave_the_gpu_build(make_app: App) -> None:
         swap.fixup(app.context(config=config))
         assert app.run("import tensorflow; print(tensorflow.BUILD)") == "gpu"
         assert "tensorflow-cpu" not in app.dists()
+
+
+def test_a_cpu_build_that_fails_verification_puts_the_gpu_files_back_and_fails(make_app: App,
+                                                                              tmp_path: Path) -> None:
+    app = make_app
+    app.install("tensorflow==2.21.0")
+    broken = tmp_path / "broken-wheels"
+    spec = tensorflow_cpu_spec()
+    spec.files = {**spec.files, "tensorflow/__init__.py": "raise ImportError('this CPU build is broken')\n"}
+    build_wheel(spec, broken)
+    ctx = app.context()
+    ctx.env["PIP_FIND_LINKS"] = f"{broken} {app.wheelhouse}"
+    with pytest.raises(FixupError) as caught:
+        swap.fixup(ctx)
+    assert "this CPU build is broken" in caught.value.render()
+    assert "swap: {keep: [tensorflow]}" in caught.value.render()
+    # What only the GPU build had came back from the quarantine, which is gone.
+    assert (app.site / "tensorflow" / "libtensorflow_gpu.so.2").is_file()
+    assert not list(app.build.parent.glob(".slugslim-quarantine-*"))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import HerokuBuild, write_app
+from tests.heroku.build import PYTHON_BUILDPACK, SLUGSLIM
 from tests.prunetree import specs, tree_digest
 from tests.wheelfactory import build_wheel
 
@@ -66,7 +70,7 @@ def test_build_prunes_verified_and_a_cached_rebuild_finds_nothing(
     # bytecode policy 'imported': what the verification imported keeps its .pyc, the rest loses it
     assert list((site / "alpha/__pycache__").glob("core.*.pyc"))
     assert not list((site / "alpha/__pycache__").glob("unused.*.pyc"))
-    assert not list(build.build_dir.parent.glob(".slugslim-quarantine-*"))
+    assert not (build.build_dir.parent / f".slugslim-quarantine-{build.build_dir.name}").exists()
     names = subprocess.run(["tar", "-tzf", str(build.slug)], capture_output=True, text=True, check=True).stdout
     assert "tensorflow/include" not in names and "/clang/" not in names
 
@@ -97,4 +101,54 @@ def test_build_rolls_back_byte_identical_and_names_the_culprit(
     assert "alpha/core.py" not in final and after["alpha/core.py"] == before["alpha/core.py"]
     kept = {p: v for p, v in before.items() if v[0] == "file" and p in after}
     assert {p: after[p] for p in kept} == kept
-    assert not list(build.build_dir.parent.glob(".slugslim-quarantine-*"))
+    assert not (build.build_dir.parent / f".slugslim-quarantine-{build.build_dir.name}").exists()
+
+
+# The finish phase's apply, killed by SIGKILL after a few renames into the quarantine, the way a
+# build killed mid-prune (dyno limits, a cancelled build) leaves BUILD_DIR.
+KILLED_APPLY = """
+import os, signal, sys
+from pathlib import Path
+sys.path[:0] = {paths!r}
+from slugslim.config import PruneConfig
+from slugslim.prune import plan, quarantine
+from slugslim.prune.engine import quarantine_location
+site, build_dir = Path({site!r}), Path({build_dir!r})
+renames = 0
+real = quarantine._rename
+def dying(src, dst, replace=False):
+    global renames
+    renames += 1
+    if renames == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(src, dst, replace)
+quarantine._rename = dying
+box = quarantine.Quarantine(quarantine_location(build_dir, site), site, None)
+box.apply(plan(site, PruneConfig(symbols=False)).removals)
+"""
+
+
+def test_a_build_killed_mid_prune_and_run_again_ends_consistent(
+        tmp_path: Path, heroku_build: HerokuBuild, offline_env: dict[str, str], links: dict[str, str]) -> None:
+    app = write_app(tmp_path / "app", {"requirements.txt": REQUIREMENTS, "app.py": APP})
+    installed = heroku_build(app, env=links, buildpacks=(PYTHON_BUILDPACK,), slug=False)
+    assert installed.ok, installed.log
+    site, build_dir = installed.site_packages(), installed.build_dir
+    before = tree_digest(site)
+    code = KILLED_APPLY.format(paths=sys.path, site=str(site), build_dir=str(build_dir))
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert tree_digest(site) != before  # half-applied: three removals are out of site-packages
+
+    # slugslim runs again on that build dir; after heroku/python, it runs both phases at once.
+    rerun = subprocess.run(
+        [str(SLUGSLIM / "bin/compile"), str(build_dir), str(installed.cache_dir), str(installed.env_dir)],
+        env={**os.environ, **offline_env, **links, "STACK": "heroku-24"}, capture_output=True, text=True,
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "Put back 3 items an interrupted earlier run had set aside" in rerun.stdout
+    assert "from site-packages" in rerun.stdout
+    assert not (build_dir.parent / f".slugslim-quarantine-{build_dir.name}").exists()
+    check = subprocess.run([str(build_dir / ".heroku/python/bin/python"), "-c", "import tensorflow, alpha"],
+                           cwd=build_dir, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr

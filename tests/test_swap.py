@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,13 +16,7 @@ from slugslim.wheels import NoLookup, PipLookup
 from tests.localindex import serve
 from tests.wheelfactory import sha256_of, tf_family
 
-
-@pytest.fixture(autouse=True)
-def isolated_pip(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only our local index: no pip config files or PIP_* settings of the machine running the tests."""
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    for name in [n for n in os.environ if n.startswith("PIP_") and n != "PIP_CONFIG_FILE"]:
-        monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("isolated_pip")
 
 
 @pytest.fixture(scope="module")

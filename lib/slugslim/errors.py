@@ -182,3 +182,25 @@ class ModelStoreError(SlugslimError):
             "vars (and AWS_ENDPOINT_URL for a store other than AWS) can write to that bucket, or that the\n"
             "https:// address accepts PUT. Or set models.strict to false to ship such models in the slug."
         )
+
+
+class FixupError(SlugslimError):
+    """GPU TensorFlow was installed and could not be replaced with its CPU build."""
+
+    title = "Could not replace GPU TensorFlow with its CPU build"
+
+    def __init__(self, what: str, output: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.output = output
+
+    def detail(self) -> str:
+        tail = "\n".join(self.output.strip().splitlines()[-12:])
+        return (
+            f"{self.what}\n\n"
+            + (f"The last output was:\n{tail}\n\n" if tail else "")
+            + "Your app installed the GPU build of TensorFlow, which Heroku dynos cannot use, and slugslim\n"
+            "tried to replace it with the CPU build of the same version. slugslim put back what it moved.\n"
+            "Either pin tensorflow-cpu in your dependencies yourself, or keep the GPU build with\n"
+            "'swap: {keep: [tensorflow]}' (or 'swap: false') in slugslim.yml."
+        )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from slugslim import config, hook, log, models, prune, report, swap
@@ -52,19 +54,30 @@ def run(args: argparse.Namespace) -> int:
         site_packages=find_site_packages(build_dir),
         state=state,
     )
+    started = time.monotonic()
     log.step("Slimming the slug")
     log.detail(f"Site-packages: {ctx.site_packages.relative_to(build_dir) if ctx.site_packages else 'none found'}")
     # Measured before any change, so the report can say what each lever saved.
     before = report.snapshot(build_dir) if settings.report.enabled else None
     # The swap fix-up goes before pruning: it decides which packages are installed.
-    swap.fixup(ctx)
-    prune.run(ctx)
+    _timed(lambda: swap.fixup(ctx))
+    _timed(lambda: prune.run(ctx))
     # Last of the steps that change the app: every build step, the app's own hook included, has had the models.
-    models.run(ctx)
+    _timed(lambda: models.run(ctx))
     if before is not None:
-        report.run(ctx, before)
+        _timed(lambda: report.run(ctx, before))
     _cleanup_state(build_dir)
+    log.detail(f"slugslim finished in {log.seconds(time.monotonic() - started)}")
     return 0
+
+
+def _timed(body: Callable[[], object]) -> None:
+    """Run one finish step; if it opened a step in the build log, close it with its duration."""
+    opened = log.steps_printed()
+    started = time.monotonic()
+    body()
+    if log.steps_printed() > opened:
+        log.detail(f"Done ({log.seconds(time.monotonic() - started)})")
 
 
 def _cleanup_state(build_dir: Path) -> None:

@@ -51,32 +51,15 @@ from packaging.utils import canonicalize_name
 
 from slugslim import log, requirements
 from slugslim.context import FinishContext
-from slugslim.errors import SlugslimError
+from slugslim.errors import FixupError, SlugslimError
+from slugslim.plan import Removal
+from slugslim.prune import quarantine as prune_quarantine
+from slugslim.prune.engine import quarantine_location
 from slugslim.swap import CPU_BUILDS, REQUIREMENTS, SWAPS, index_options, is_cuda_wheel, kept, package_manager
 
 STAND_IN_INSTALLER = "slugslim"
 MARKER_FILE = "SLUGSLIM"
 EXACT_SYNC_MANAGERS = frozenset({"uv", "poetry"})
-
-
-class FixupError(SlugslimError):
-    title = "Could not replace GPU TensorFlow with its CPU build"
-
-    def __init__(self, what: str, output: str) -> None:
-        super().__init__(what)
-        self.what = what
-        self.output = output
-
-    def detail(self) -> str:
-        tail = "\n".join(self.output.strip().splitlines()[-12:])
-        return (
-            f"{self.what}\n\n"
-            + (f"The last output was:\n{tail}\n\n" if tail else "")
-            + "Your app installed the GPU build of TensorFlow, which Heroku dynos cannot use, and slugslim\n"
-            "tried to replace it with the CPU build of the same version. slugslim put back what it moved.\n"
-            "Either pin tensorflow-cpu in your dependencies yourself, or keep the GPU build with\n"
-            "'swap: {keep: [tensorflow]}' (or 'swap: false') in slugslim.yml."
-        )
 
 
 @dataclass
@@ -151,40 +134,55 @@ class FixupResult:
 
 
 class Quarantine:
-    """Files moved next to BUILD_DIR (same filesystem) until verification passes."""
+    """GPU-only files moved aside until verification passes, journaled by the prune engine's quarantine.
 
-    def __init__(self, build_dir: Path) -> None:
-        self.build_dir = build_dir
-        self.root = build_dir.parent / f".slugslim-quarantine-{build_dir.name}-fixup"
-        self.moved: list[tuple[Path, Path]] = []
+    It sits next to BUILD_DIR on the same filesystem, like the prune step's, under its own name; a
+    fix-up killed half-way is put back by the next one (``recover``) before it starts again.
+    """
+
+    def __init__(self, build_dir: Path, site: Path) -> None:
+        self.site = site
+        prune_location = quarantine_location(build_dir, site)
+        self.location = prune_location.with_name(f"{prune_location.name}-fixup")
+        prune_quarantine.recover(self.location)
+        self._box: prune_quarantine.Quarantine | None = None
+        self.entries: list[prune_quarantine.Entry] = []
         self.bytes = 0
 
     def take(self, path: Path) -> int:
-        """Move one file or directory (never through a symlink out of BUILD_DIR). Returns bytes."""
+        """Move one file or directory of site-packages aside (never through a symlink). Returns bytes."""
         if not (path.exists() or path.is_symlink()):
             return 0
-        parent = path.parent.resolve()
-        if not parent.is_relative_to(self.build_dir.resolve()):
+        if not path.parent.resolve().is_relative_to(self.site.resolve()):
             return 0
+        if self._box is None:
+            self._box = prune_quarantine.Quarantine(self.location, self.site)
         size = _size(path)
-        destination = self.root / f"{len(self.moved):06d}-{path.name}"
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, destination)
-        self.moved.append((path, destination))
+        relative = path.relative_to(self.site).as_posix()
+        applied, failed = self._box.apply([Removal(relative, size, "fixup", "only the GPU build had it")])
+        if failed:
+            raise OSError(f"could not move {relative} aside: {failed[relative]}")
+        self.entries.extend(applied)
         self.bytes += size
         return size
 
     def restore(self) -> None:
-        for original, moved in reversed(self.moved):
-            original.parent.mkdir(parents=True, exist_ok=True)
-            if not (original.exists() or original.is_symlink()):
-                os.replace(moved, original)
-        self.moved.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Put back what was taken. A stand-in written where an original was taken gives way to it."""
+        if self._box is not None:
+            for entry in self.entries:
+                written = self._box.target(entry.removal)
+                if written.is_dir() and not written.is_symlink():
+                    shutil.rmtree(written)
+                elif written.exists() or written.is_symlink():
+                    written.unlink()
+            self._box.restore(self.entries)
+            self._box.discard()
+        self.entries.clear()
 
     def commit(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.moved.clear()
+        if self._box is not None:
+            self._box.discard()
+        self.entries.clear()
 
 
 def _size(path: Path) -> int:
@@ -241,7 +239,7 @@ def run(ctx: FinishContext) -> FixupResult:
         return result
     log.detail("GPU TensorFlow found after the install; replacing it with the CPU build:")
     manager = str(ctx.state.get("swap", {}).get("manager") or package_manager(ctx.build_dir))
-    quarantine = Quarantine(ctx.build_dir)
+    quarantine = Quarantine(ctx.build_dir, site)
     pip = pip_command(ctx)
     before, _ = _check(ctx, [], [])
     try:

@@ -21,8 +21,18 @@ def _out(stream: TextIO | None = None) -> TextIO:
     return stream if stream is not None else sys.stdout
 
 
+_steps_printed = 0
+
+
 def step(text: str, stream: TextIO | None = None) -> None:
+    global _steps_printed
+    _steps_printed += 1
     print(f"{STEP}{text}", file=_out(stream), flush=True)
+
+
+def steps_printed() -> int:
+    """How many steps have been printed so far; lets a caller tell whether a function opened one."""
+    return _steps_printed
 
 
 def detail(text: str, stream: TextIO | None = None) -> None:

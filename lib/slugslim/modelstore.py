@@ -10,6 +10,7 @@ credentials, userinfo or query strings (a pre-signed URL is a credential).
 
 from __future__ import annotations
 
+import abc
 import base64
 import http.client
 import re
@@ -85,19 +86,19 @@ def _s3_code(body: bytes) -> str:
     return f" ({match.group(1).decode()})" if match else ""
 
 
-class Store:
+class Store(abc.ABC):
     """HEAD and PUT of content-addressed objects. Subclasses say how a URL is built and signed."""
 
     scheme = "https"
     netloc = ""
     kind = ""
 
-    def location(self, sha256: str, filename: str) -> Location:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def location(self, sha256: str, filename: str) -> Location: ...
 
+    @abc.abstractmethod
     def _target(self, location: Location) -> tuple[str, str, str]:
         """(scheme, netloc, encoded path) of the request for a location."""
-        raise NotImplementedError
 
     def _headers(self, method: str, netloc: str, path: str, payload_sha256: str) -> dict[str, str]:
         return {}

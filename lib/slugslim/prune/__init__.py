@@ -61,5 +61,4 @@ def run(ctx: FinishContext) -> PruneResult:
         result = PruneResult("unpruned", Plan(root=str(site_packages)), notes=[f"internal error: {exc!r}"])
     result.timings["total"] = time.monotonic() - started
     ctx.results["prune"] = result.to_json()
-    log.detail(f"Done ({log.seconds(result.timings['total'])})")
     return result
