@@ -18,7 +18,6 @@ error (including bad arguments). See ``SCHEMA`` below and the README for the ``-
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import shutil
 import sys
@@ -26,10 +25,9 @@ import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from slugslim import config, estimate, installed, log, report, unused
+from slugslim import config, estimate, installed, log, models, prune, report, swap, unused
 from slugslim.errors import AnalyzeError
 
 EXIT_OK = 0
@@ -60,7 +58,6 @@ SCHEMA = """\
   "distributions": [{"name": str, "bytes": int}],      # largest after, on disk
   "limits": {"soft_mb": int, "hard_mb": int, "over_soft": bool, "over_hard": bool},
   "notes": [str],
-  "unavailable": ["swap" | "prune" | "models"],      # steps missing from this build
   "exit_code": 0 | 2
 }"""
 
@@ -144,14 +141,6 @@ def load_settings(target: Target, config_file: Path | None) -> config.Config:
         return config.load(Path(scratch), env).config
 
 
-def _optional(module: str) -> ModuleType | None:
-    """Sibling steps (swap, prune, models) are optional at import time so analyze degrades clearly."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
 @dataclass
 class Analysis:
     target: Target
@@ -165,7 +154,6 @@ class Analysis:
     distributions: list[tuple[str, int]] = field(default_factory=list)
     before_bytes: int = 0
     after_bytes: int = 0
-    unavailable: set[str] = field(default_factory=set)  # steps this build does not have yet
 
     @property
     def over_hard(self) -> bool:
@@ -207,7 +195,6 @@ class Analysis:
             "limits": {"soft_mb": limits.soft_mb, "hard_mb": limits.hard_mb,
                        "over_soft": self.over_soft, "over_hard": self.over_hard},
             "notes": self.target.notes,
-            "unavailable": sorted(self.unavailable),
             "exit_code": self.exit_code(),
         }
 
@@ -309,15 +296,10 @@ def _dedupe(removals: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def analyze(target: Target, settings: config.Config) -> Analysis:
     analysis = Analysis(target, settings)
-    swap = _optional("slugslim.swap")
-    models = _optional("slugslim.models")
-    prune = _optional("slugslim.prune")
-    analysis.unavailable = {name for name, module in (("swap", swap), ("prune", prune), ("models", models))
-                            if module is None}
     if target.app_dir is not None:
-        if swap is not None and settings.swap.enabled:
+        if settings.swap.enabled:
             analysis.swaps = list(swap.plan_swaps(target.app_dir, settings.swap))
-        if models is not None and settings.models.enabled:
+        if settings.models.enabled:
             analysis.models = list(models.discover(target.app_dir, settings.models))
             if analysis.models and not settings.models.source:
                 target.notes.append(
@@ -340,7 +322,7 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
                 "tensorflow-cpu instead (about half the size); the size after does not include that, only "
                 "the CUDA libraries it drops."
             )
-        if prune is not None and settings.prune.enabled:
+        if settings.prune.enabled:
             plan = prune.plan(target.site_packages, settings.prune)
             analysis.removals.extend({"root": "site-packages", **r.to_json()} for r in plan.removals)
         if target.app_dir is not None:
@@ -368,12 +350,8 @@ def render(analysis: Analysis, width: int) -> None:
         for line in note.splitlines():
             # Commands (indented) stay on one line so they can be copied.
             log.detail(line if line.startswith(" ") else textwrap.fill(line, max(40, width - len(log.DETAIL))))
-    unavailable = "Not available in this slugslim build."
-
     log.step("TensorFlow swap")
-    if "swap" in analysis.unavailable:
-        log.detail(unavailable)
-    elif not target.app_dir:
+    if not target.app_dir:
         log.detail("Not checked: pass --app DIR to read your requirements.")
     elif not analysis.swaps:
         log.detail("Nothing to swap.")
@@ -382,14 +360,12 @@ def render(analysis: Analysis, width: int) -> None:
 
     if target.site_packages is not None:
         log.step("Prune plan (dry run)")
-        if "prune" in analysis.unavailable:
-            log.detail(unavailable)
         by_rule = analysis.by_rule()
         files: dict[str, int] = {}
         for removal in analysis.removals:
             files[removal["rule"]] = files.get(removal["rule"], 0) + int(removal.get("files", 1))
         prune_rules = [rule for rule in by_rule if rule not in ("models", "fixup")]
-        if not prune_rules and "prune" not in analysis.unavailable:
+        if not prune_rules:
             log.detail("Nothing to prune.")
         width_rule = max([len(r) for r in prune_rules] + [4])
         for rule in prune_rules:
@@ -399,9 +375,7 @@ def render(analysis: Analysis, width: int) -> None:
             log.detail(f"CUDA libraries the GPU build pulled in (fix-up): {log.human_bytes(by_rule['fixup'])}")
 
     log.step("Model files that would leave the slug")
-    if "models" in analysis.unavailable:
-        log.detail(unavailable)
-    elif not target.app_dir:
+    if not target.app_dir:
         log.detail("Not checked: pass --app DIR to look for model files.")
     elif not analysis.models:
         log.detail("None found.")
