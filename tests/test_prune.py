@@ -308,22 +308,6 @@ def test_cli_dry_run_prints_the_plan_as_json(site: Path, capsys: pytest.CaptureF
 # ------------------------------------------------------------------ pure pieces
 
 
-def test_static_references_cover_relative_and_literal_imports() -> None:
-    from slugslim.prune.tests import references
-
-    source = (
-        "from . import tests\n"
-        "from .. import testing as t\n"
-        "from .sub.test_x import (\n    a,\n    b as c,\n)\n"
-        "import pkg.test_y, other\n"
-        "mod = importlib.import_module('pkg.tests.fixtures')\n"
-        "lazy = LazyLoader('test', globals(), 'tensorflow._api.v2.test')\n"
-    )
-    found = references("pkg/sub/mod.py", source)
-    assert {"pkg.sub.tests", "pkg.testing", "pkg.sub.sub.test_x", "pkg.test_y", "pkg.tests.fixtures",
-            "tensorflow._api.v2.test"} <= found
-
-
 def test_globs_match_paths_not_the_filesystem() -> None:
     from slugslim.prune.globs import GlobSet
 
@@ -332,19 +316,3 @@ def test_globs_match_paths_not_the_filesystem() -> None:
     assert globs.matches("alpha/docs") and not globs.matches("alpha/b/docs")
     assert globs.matches("README.md") and globs.matches("a/b/c.md")
     assert globs.covers("alpha/docs/x/y.txt")
-
-
-def test_app_import_scan_is_static_and_maps_to_installed_distributions(tmp_path: Path) -> None:
-    from slugslim import verify
-
-    (tmp_path / "web").mkdir()
-    (tmp_path / "web" / "app.py").write_text(
-        "import flask\nfrom PIL import Image\nimport os\nfrom . import local\n"
-        "import importlib\nimportlib.import_module('keras.models')\n")
-    (tmp_path / ".heroku" / "python").mkdir(parents=True)
-    (tmp_path / ".heroku" / "python" / "x.py").write_text("import numpy\n")
-    (tmp_path / "broken.py").write_text("def (:\n")
-    names = verify.app_imports(tmp_path)
-    assert {"flask", "PIL", "os", "keras", "importlib"} <= names and "numpy" not in names
-    installed = {"flask": "Flask", "PIL": "pillow", "keras": "keras", "tensorflow": "tensorflow-cpu"}
-    assert verify.targets(names, installed, ["extra"]) == ["PIL", "extra", "flask", "keras", "tensorflow"]

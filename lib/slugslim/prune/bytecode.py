@@ -13,9 +13,12 @@ and pip leftovers in the prefix (``build/`` directories, ``src/`` checkouts no `
 ``.egg-link`` points at).
 
 ``prune.bytecode`` then decides the rest of ``__pycache__``: ``imported`` (default) keeps
-the ``.pyc`` files the verification run loaded and drops the others; ``keep`` keeps all;
-``drop`` drops all. With ``imported`` and no verification run (a dry run, or verify off),
-nothing is dropped by policy, because nothing is known.
+the ``.pyc`` files the verification runs loaded (the import check, ``verify.command`` and the
+booted web process with its requests) and drops the others; ``distributions`` keeps every
+``.pyc`` of each distribution the app loaded anything from and drops those of distributions
+it never loads, plus optimized ``opt-1``/``opt-2`` bytecode; ``keep`` keeps all; ``drop`` drops
+all. With ``imported`` or ``distributions`` and no verification run (a dry run, or verify
+off), nothing is dropped by policy, because nothing is known.
 
 What it must never touch: bytecode of modules the app imports (a missing or stale one is a
 verification failure), sourceless ``.pyc`` outside ``__pycache__`` (that is the module),
@@ -57,6 +60,16 @@ def _du(path: Path) -> tuple[int, int]:
     return total, files
 
 
+def _owner(tree: SiteTree, pyc: str) -> str:
+    """The distribution a .pyc belongs to: its source's owner (pip records the .py, not always the .pyc)."""
+    return tree.owner(source_of(pyc)) or tree.owner(pyc)
+
+
+def _distributions(tree: SiteTree, imported: frozenset[str]) -> set[str]:
+    """The distributions the app imported anything from."""
+    return {owner for owner in (_owner(tree, pyc) for pyc in imported) if owner}
+
+
 class BytecodeRule:
     name = NAME
 
@@ -68,6 +81,7 @@ class BytecodeRule:
 
         keep = tree.imported_bytecode
         policy = config.bytecode
+        used = _distributions(tree, keep) if policy == "distributions" and keep is not None else set()
         for directory in tree.dirs:
             if directory.rsplit("/", 1)[-1] != "__pycache__" or directory in tree.links:
                 continue
@@ -78,6 +92,8 @@ class BytecodeRule:
                 doomed = set(pycs)
             elif policy == "imported" and keep is not None:
                 doomed = {p for p in pycs if p not in keep}
+            elif policy == "distributions" and keep is not None:
+                doomed = {p for p in pycs if _owner(tree, p) not in used or ".opt-" in p.rsplit("/", 1)[-1]}
             else:
                 doomed = set()
             doomed |= orphans
@@ -92,6 +108,10 @@ class BytecodeRule:
                     why = "bytecode whose source is gone"
                 elif policy == "drop":
                     why = "prune.bytecode is drop"
+                elif policy == "distributions" and _owner(tree, pyc) in used:
+                    why = "optimized bytecode (opt-1, opt-2), read only under python -O"
+                elif policy == "distributions":
+                    why = "bytecode of a distribution the app never imports"
                 else:
                     why = "bytecode of a module the app did not import"
                 removals.append(removal(tree, pyc, NAME, why))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim import log, verify
+from slugslim import boot_check, imports, installed, log, verify
 from slugslim.config import Config, PruneConfig
 from slugslim.errors import VerificationError
 from slugslim.plan import Plan, Removal
@@ -235,10 +235,12 @@ class Engine:
     quarantine_dir: Path
     app_dir: Path | None = None
     source: str = "slugslim.yml"
+    config_vars: Mapping[str, str] = field(default_factory=dict)  # the app's, for the boot check
     say: Callable[[str], None] = log.detail
     warn: Callable[[str], None] = log.warning
     _baseline: verify.Outcome | None = field(default=None, init=False)
     _command: str = field(default="", init=False)
+    _web: str = field(default="", init=False)  # the web command that booted before pruning
 
     def dry_run(self, imported: frozenset[str] | None = None) -> PruneResult:
         started = time.monotonic()
@@ -266,20 +268,27 @@ class Engine:
         tree = scan(self.site_packages)
         timings["scan"] = time.monotonic() - tree_started
         if verify_cfg.enabled:
-            app = verify.app_imports(self.app_dir) if self.app_dir else set()
-            modules = verify.targets(app, tree.top_level_modules(), verify_cfg.imports)
-            baseline = self._verify(modules, command)
+            scripts = installed.console_scripts(self.site_packages)
+            found = imports.scan_app(self.app_dir, scripts) if self.app_dir else imports.Found()
+            modules, maybe = verify.targets(found, tree.top_level_modules(), verify_cfg.imports)
+            baseline = self._verify(modules, command, maybe=maybe)
             timings["verify_before"] = baseline.seconds
             broken = sorted(baseline.failures)
             if broken:
                 self.warn("Warning: Some of your app's imports fail even before slugslim prunes anything.\n"
                           + "\n".join(f"import {m}: {baseline.failures[m]}" for m in broken[:5])
                           + "\nslugslim leaves them out of its check; fix them in your app or its requirements.")
-                modules = [m for m in modules if m not in baseline.failures]
+            # From here on, `from x import y` counts as the module x.y only where it was one.
+            modules = sorted({m for m in modules if m not in baseline.failures} | set(baseline.found))
+            shown = sorted(m for m in modules if not any(o.startswith(f"{m}.") for o in modules))
+            self.say(f"Checked imports before pruning ({log.seconds(baseline.seconds)}): "
+                     + (", ".join(shown) if shown else "no installed module is imported by the app"))
             if baseline.command_failure:
                 self.warn("Warning: verify.command fails even before pruning:\n"
                           f"{baseline.command_failure}\nslugslim will not use it to check the pruned tree.")
                 command = ""
+            if verify_cfg.boot != "false" and self.app_dir is not None:
+                self._boot_before(baseline, timings)
             if prune_cfg.bytecode != "drop":
                 self._refresh_bytecode(baseline)
             tree.imported_bytecode = baseline.bytecode(self.site_packages)
@@ -289,10 +298,9 @@ class Engine:
                 tree.imported_bytecode = None
                 self.say("The imports did not load anything from this site-packages; keeping all bytecode")
             self._baseline, self._command = baseline, command
-            self.say(f"Checked imports before pruning ({log.seconds(baseline.seconds)}): "
-                     + (", ".join(modules) if modules else "no installed module is imported by the app"))
-        elif prune_cfg.bytecode == "imported":
-            self.say("verify is off, so no bytecode is dropped (prune.bytecode: imported needs an import run)")
+        elif prune_cfg.bytecode in ("imported", "distributions"):
+            self.say(f"verify is off, so no bytecode is dropped (prune.bytecode: {prune_cfg.bytecode} needs an "
+                     "import run)")
 
         plan_started = time.monotonic()
         active = rules(self.source)
@@ -319,6 +327,31 @@ class Engine:
             # Never leave the tree half-pruned: anything still set aside goes back.
             quarantine.recover(self.quarantine_dir)
             raise
+
+    def _boot(self, command: str) -> boot_check.BootResult:
+        cfg = self.config.verify
+        return boot_check.boot(self.cwd, command, self.config_vars, self.site_packages, cfg.boot_timeout, cfg.paths)
+
+    def _boot_before(self, baseline: verify.Outcome, timings: dict[str, float]) -> None:
+        """Boot the web process on the unpruned tree; only if that works is it checked after pruning."""
+        assert self.app_dir is not None
+        command = boot_check.web_command(self.app_dir)
+        if not command:
+            return
+        self.say(f"Booting the web process as a dyno would, before and after pruning: {command}")
+        self.say(f"  (up to {self.config.verify.boot_timeout} s each, then GET "
+                 f"{', '.join(self.config.verify.paths)}; set verify.boot: false in slugslim.yml to turn this off)")
+        booted = self._boot(command)
+        timings["boot_before"] = booted.seconds
+        if not booted.ok:
+            self.say(f"The web process did not boot before pruning ({booted.failure}), "
+                     "so slugslim checks imports only.")
+            return
+        self._web = command
+        baseline.modules = {**booted.modules, **baseline.modules}
+        answered = ", ".join(f"GET {path} {status}" for path, status in booted.statuses.items())
+        self.say(f"The web process answered in {log.seconds(booted.seconds)} ({answered}); "
+                 f"it imported {len(booted.modules)} modules from site-packages")
 
     def _refresh_bytecode(self, baseline: verify.Outcome) -> None:
         """Recompile the stale or missing .pyc of modules the app imports.
@@ -351,10 +384,16 @@ class Engine:
         if refreshed:
             self.say(f"Refreshed the stale bytecode of {refreshed} imported modules")
 
-    def _verify(self, modules: list[str], command: str,
-                baseline: verify.Outcome | None = None) -> verify.Outcome:
+    def _verify(self, modules: list[str], command: str, baseline: verify.Outcome | None = None,
+                maybe: list[str] | None = None) -> verify.Outcome:
         outcome = verify.run(self.python, self.env, self.cwd, modules, self.site_packages, command,
-                             self.config.verify.timeout)
+                             self.config.verify.timeout, maybe or ())
+        if self._web and outcome.ok:
+            booted = self._boot(self._web)
+            outcome.seconds += booted.seconds
+            outcome.modules = {**booted.modules, **outcome.modules}
+            if not booted.ok:
+                outcome.ok, outcome.boot_failure = False, booted.failure
         if baseline is not None and self.config.prune.bytecode != "drop":
             for name, (_source, _cached, good) in baseline.modules.items():
                 now = outcome.modules.get(name)
@@ -515,8 +554,9 @@ class Engine:
 
     def _log_done(self, result: PruneResult, outcome: verify.Outcome) -> None:
         used = sum(1 for _s, _c, good in outcome.modules.values() if good)
+        booted = ", the web process answers" if self._web else ""
         self.say(f"Verified the pruned tree ({log.seconds(outcome.seconds)}): "
-                 f"{len(result.verified_modules)} imports pass, {used} modules load their bytecode")
+                 f"{len(result.verified_modules)} imports pass{booted}, {used} modules load their bytecode")
         self.say(f"Removed {log.human_bytes(result.bytes)} from site-packages")
 
 
