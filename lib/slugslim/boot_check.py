@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -111,6 +112,13 @@ def _tail(path: Path, lines: int = 12) -> str:
     return "\n".join(line for line in text.splitlines()[-lines:] if line.strip())
 
 
+def _telling(tail: str) -> str:
+    """The line of the output that says most: the last error, else the last line."""
+    lines = tail.splitlines()
+    return next((line.strip() for line in reversed(lines) if re.search(r"(Error|Exception)\b|error:", line)),
+                lines[-1].strip())
+
+
 def boot(build_dir: Path, command: str, config_vars: Mapping[str, str], site_packages: Path,
          timeout: float = 60, paths: Sequence[str] = ("/",)) -> BootResult:
     """Start ``command`` as a web dyno would, request ``paths``, stop it. Never raises for the app."""
@@ -126,12 +134,12 @@ def boot(build_dir: Path, command: str, config_vars: Mapping[str, str], site_pac
         log = Path(output.name)
         try:
             statuses, failure = _answers(proc, port, started + timeout, timeout, paths)
+            seconds = time.monotonic() - started
+            tail = _tail(log)  # before stopping it: what it said about the failure, not its goodbye
         finally:
             _stop(proc)
-        seconds = time.monotonic() - started
-        tail = _tail(log)
         if failure and tail:
-            failure += f"; its last output: {tail.splitlines()[-1][:300]}"
+            failure += f"; its output ends: {_telling(tail)[:300]}"
         return BootResult(ok=not failure, seconds=seconds, failure=failure, modules=record.modules(site_packages),
                           statuses=statuses, output=tail)
 
