@@ -91,8 +91,8 @@ def test_removing_what_the_dyno_loads_is_rolled_back_and_named(
     assert "Rule 'user' on package gunicorn broke your app" in log
     assert "import gunicorn.workers.sync: ModuleNotFoundError" in log
     assert "Rule 'user' on package plugins broke your app" in log
-    assert "web process: GET / answered HTTP 500; its output ends: ModuleNotFoundError: No module named 'plugins.late'" \
-        in log
+    assert ("web process: GET / answered HTTP 500; its output ends: "
+            "ModuleNotFoundError: No module named 'plugins.late'") in log
     site = build.site_packages()
     assert (site / "gunicorn/workers/sync.py").is_file() and (site / "plugins/late.py").is_file()
     # The request-time import keeps its bytecode; the module nothing loads loses it.
