@@ -26,13 +26,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slugslim import log
 from slugslim.imports import processes
 from slugslim.record import ENV as RECORD_ENV
 from slugslim.record import ImportRecord, Modules
+from slugslim.verify import Outcome
 
 DYNO_PATH = "/usr/local/bin:/usr/bin:/bin"
 STOP_GRACE = 10.0
@@ -171,3 +173,48 @@ def _answers(proc: subprocess.Popen[bytes], port: int, deadline: float, timeout:
         if status >= 500:
             return statuses, f"GET {path} answered HTTP {status}"
     return statuses, ""
+
+
+@dataclass
+class WebCheck:
+    """The differential check: boot before pruning; only a web process that booted then is booted
+    again after each change, and a failure then is a verification failure like a failed import."""
+
+    build_dir: Path
+    config_vars: Mapping[str, str]
+    site_packages: Path
+    timeout: float
+    paths: Sequence[str]
+    say: Callable[[str], None]
+    command: str = ""  # set once the web process booted before pruning
+
+    def _boot(self, command: str) -> BootResult:
+        return boot(self.build_dir, command, self.config_vars, self.site_packages, self.timeout, self.paths)
+
+    def before(self, app_dir: Path, baseline: Outcome) -> float:
+        """Boot on the unpruned tree; add what it loaded to the baseline. Returns the seconds it took."""
+        command = web_command(app_dir)
+        if not command:
+            return 0.0
+        self.say(f"Booting the web process as a dyno would, before and after pruning: {command}")
+        self.say(f"  (up to {self.timeout:.0f} s each, then GET {', '.join(self.paths)}; "
+                 "set verify.boot: false in slugslim.yml to turn this off)")
+        booted = self._boot(command)
+        if not booted.ok:
+            self.say(f"The web process did not boot before pruning ({booted.failure}), "
+                     "so slugslim checks imports only.")
+            return booted.seconds
+        self.command = command
+        baseline.modules = {**booted.modules, **baseline.modules}
+        answered = ", ".join(f"GET {path} {status}" for path, status in booted.statuses.items())
+        self.say(f"The web process answered in {log.seconds(booted.seconds)} ({answered}); "
+                 f"it imported {len(booted.modules)} modules from site-packages")
+        return booted.seconds
+
+    def after(self, outcome: Outcome) -> None:
+        """Boot on the changed tree; a failure makes the outcome fail."""
+        booted = self._boot(self.command)
+        outcome.seconds += booted.seconds
+        outcome.modules = {**booted.modules, **outcome.modules}
+        if not booted.ok:
+            outcome.ok, outcome.boot_failure = False, booted.failure

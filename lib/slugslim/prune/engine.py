@@ -240,7 +240,7 @@ class Engine:
     warn: Callable[[str], None] = log.warning
     _baseline: verify.Outcome | None = field(default=None, init=False)
     _command: str = field(default="", init=False)
-    _web: str = field(default="", init=False)  # the web command that booted before pruning
+    _web: boot_check.WebCheck | None = field(default=None, init=False)  # set when the web process booted
 
     def dry_run(self, imported: frozenset[str] | None = None) -> PruneResult:
         started = time.monotonic()
@@ -288,7 +288,10 @@ class Engine:
                           f"{baseline.command_failure}\nslugslim will not use it to check the pruned tree.")
                 command = ""
             if verify_cfg.boot != "false" and self.app_dir is not None:
-                self._boot_before(baseline, timings)
+                web = boot_check.WebCheck(self.cwd, self.config_vars, self.site_packages, verify_cfg.boot_timeout,
+                                          verify_cfg.paths, self.say)
+                timings["boot_before"] = web.before(self.app_dir, baseline)
+                self._web = web if web.command else None
             if prune_cfg.bytecode != "drop":
                 self._refresh_bytecode(baseline)
             tree.imported_bytecode = baseline.bytecode(self.site_packages)
@@ -328,31 +331,6 @@ class Engine:
             quarantine.recover(self.quarantine_dir)
             raise
 
-    def _boot(self, command: str) -> boot_check.BootResult:
-        cfg = self.config.verify
-        return boot_check.boot(self.cwd, command, self.config_vars, self.site_packages, cfg.boot_timeout, cfg.paths)
-
-    def _boot_before(self, baseline: verify.Outcome, timings: dict[str, float]) -> None:
-        """Boot the web process on the unpruned tree; only if that works is it checked after pruning."""
-        assert self.app_dir is not None
-        command = boot_check.web_command(self.app_dir)
-        if not command:
-            return
-        self.say(f"Booting the web process as a dyno would, before and after pruning: {command}")
-        self.say(f"  (up to {self.config.verify.boot_timeout} s each, then GET "
-                 f"{', '.join(self.config.verify.paths)}; set verify.boot: false in slugslim.yml to turn this off)")
-        booted = self._boot(command)
-        timings["boot_before"] = booted.seconds
-        if not booted.ok:
-            self.say(f"The web process did not boot before pruning ({booted.failure}), "
-                     "so slugslim checks imports only.")
-            return
-        self._web = command
-        baseline.modules = {**booted.modules, **baseline.modules}
-        answered = ", ".join(f"GET {path} {status}" for path, status in booted.statuses.items())
-        self.say(f"The web process answered in {log.seconds(booted.seconds)} ({answered}); "
-                 f"it imported {len(booted.modules)} modules from site-packages")
-
     def _refresh_bytecode(self, baseline: verify.Outcome) -> None:
         """Recompile the stale or missing .pyc of modules the app imports.
 
@@ -388,12 +366,8 @@ class Engine:
                 maybe: list[str] | None = None) -> verify.Outcome:
         outcome = verify.run(self.python, self.env, self.cwd, modules, self.site_packages, command,
                              self.config.verify.timeout, maybe or ())
-        if self._web and outcome.ok:
-            booted = self._boot(self._web)
-            outcome.seconds += booted.seconds
-            outcome.modules = {**booted.modules, **outcome.modules}
-            if not booted.ok:
-                outcome.ok, outcome.boot_failure = False, booted.failure
+        if self._web is not None and outcome.ok:
+            self._web.after(outcome)
         if baseline is not None and self.config.prune.bytecode != "drop":
             for name, (_source, _cached, good) in baseline.modules.items():
                 now = outcome.modules.get(name)
