@@ -316,3 +316,23 @@ def test_globs_match_paths_not_the_filesystem() -> None:
     assert globs.matches("alpha/docs") and not globs.matches("alpha/b/docs")
     assert globs.matches("README.md") and globs.matches("a/b/c.md")
     assert globs.covers("alpha/docs/x/y.txt")
+
+
+def test_bytecode_distributions_policy_keeps_whole_distributions_the_app_loads(
+        site: Path, tmp_path: Path) -> None:
+    app = tmp_path / "only-alpha"
+    app.mkdir()
+    (app / "app.py").write_text("import alpha\n")
+    cache = site / "alpha" / "__pycache__"
+    core = next(cache.glob("core.*.pyc"))
+    optimized = core.with_name(core.name.replace(".pyc", ".opt-1.pyc"))
+    shutil.copy2(core, optimized)
+    assert list((site / "beta" / "__pycache__").glob("*.pyc"))
+    config = Config(prune=PruneConfig(bytecode="distributions", symbols=False))
+    result = make_engine(site, app, tmp_path, config).run()
+    assert result.status == "pruned"
+    # alpha is imported, so all of its bytecode stays, even of a module nothing imports...
+    assert core.exists() and list(cache.glob("unused.*.pyc"))
+    # ...but not the optimized variant, which only python -O reads; beta is never loaded at all.
+    assert not optimized.exists()
+    assert not list((site / "beta").rglob("*.pyc"))
