@@ -336,3 +336,11 @@ def test_bytecode_distributions_policy_keeps_whole_distributions_the_app_loads(
     # ...but not the optimized variant, which only python -O reads; beta is never loaded at all.
     assert not optimized.exists()
     assert not list((site / "beta").rglob("*.pyc"))
+
+
+def test_modules_verify_command_loads_keep_their_bytecode(site: Path, app: Path, tmp_path: Path) -> None:
+    config = Config(prune=PruneConfig(symbols=False), verify=VerifyConfig(command="python -c 'import alpha.unused'"))
+    result = make_engine(site, app, tmp_path, config).run()
+    assert result.status == "pruned"
+    # Only verify.command imports it, in a process of its own: the recorder saw it there.
+    assert list((site / "alpha" / "__pycache__").glob("unused.*.pyc"))
