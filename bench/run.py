@@ -4,7 +4,7 @@ Variants, each a first build (fresh BUILD_DIR and CACHE_DIR) on this machine, on
   stock                   the emulated heroku/python alone
   seed-advice             the same, with tensorflow-cpu written into requirements.txt by hand
   slugslim                slugslim (first) + heroku/python, default config
-  slugslim-bytecode-distributions  the same with prune.bytecode: distributions
+  slugslim-bytecode-imported  the same with prune.bytecode: imported
   slugslim-bytecode-drop  the same with prune.bytecode: drop
 
 Then each slug is unpacked and booted as a dyno would boot it (see dyno.py): a median of 5
@@ -159,9 +159,9 @@ def variants(reference: Path, seed: Path, server: ModelServer, slugslim: Path) -
         Variant("seed-advice", "tensorflow-cpu written by hand, no slugslim", seed, (PYTHON_BUILDPACK,)),
         Variant("slugslim", "slugslim + heroku/python, default config", reference, (slugslim, PYTHON_BUILDPACK),
                 models_vars("slugslim")),
-        Variant("slugslim-bytecode-distributions", "slugslim with prune.bytecode: distributions", reference,
+        Variant("slugslim-bytecode-imported", "slugslim with prune.bytecode: imported", reference,
                 (slugslim, PYTHON_BUILDPACK),
-                {**models_vars("slugslim-bytecode-distributions"), "SLUGSLIM_PRUNE_BYTECODE": "distributions"}),
+                {**models_vars("slugslim-bytecode-imported"), "SLUGSLIM_PRUNE_BYTECODE": "imported"}),
         Variant("slugslim-bytecode-drop", "slugslim with prune.bytecode: drop", reference,
                 (slugslim, PYTHON_BUILDPACK),
                 {**models_vars("slugslim-bytecode-drop"), "SLUGSLIM_PRUNE_BYTECODE": "drop"}),

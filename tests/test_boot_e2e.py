@@ -82,7 +82,8 @@ def test_removing_what_the_dyno_loads_is_rolled_back_and_named(
                                        "plugin.txt": "plugins.late\n", "Procfile": "web: gunicorn app:app\n"})
     # gunicorn's workers: `import gunicorn` still works without them, every dyno would crash.
     # plugins/late.py: imported only by a request, so only the booted web process sees it go.
-    build = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_REMOVE": "gunicorn/workers/**,plugins/late.py"})
+    build = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_REMOVE": "gunicorn/workers/**,plugins/late.py",
+                                                      "SLUGSLIM_PRUNE_BYTECODE": "imported"})
     assert build.ok, build.log
     log = build.log
     assert "Booting the web process as a dyno would, before and after pruning: gunicorn app:app" in log
@@ -95,7 +96,8 @@ def test_removing_what_the_dyno_loads_is_rolled_back_and_named(
             "ModuleNotFoundError: No module named 'plugins.late'") in log
     site = build.site_packages()
     assert (site / "gunicorn/workers/sync.py").is_file() and (site / "plugins/late.py").is_file()
-    # The request-time import keeps its bytecode; the module nothing loads loses it.
+    # prune.bytecode: imported, per module: the request-time import keeps its bytecode, the module
+    # nothing loads loses it.
     assert pyc(site, "plugins/late") and pyc(site, "gunicorn/workers/sync")
     assert not pyc(site, "plugins/never")
     assert serve(build.build_dir, "gunicorn app:app") == (200, "late")
@@ -105,7 +107,7 @@ def test_uvicorn_behind_a_procfile_with_a_byte_order_mark(
         tmp_path: Path, heroku_build: HerokuBuild, links: dict[str, str]) -> None:
     app = write_app(tmp_path / "app", {"requirements.txt": "uvicorn==0.54.0\n", "main.py": ASGI_APP,
                                        "Procfile": b"\xef\xbb\xbfweb: uvicorn main:app --host 0.0.0.0 --port $PORT\n"})
-    build = heroku_build(app, env=links)
+    build = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_BYTECODE": "imported"})
     assert build.ok, build.log
     assert "before and after pruning: uvicorn main:app --host 0.0.0.0 --port $PORT" in build.log
     assert "the web process answers" in build.log

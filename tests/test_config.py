@@ -24,7 +24,7 @@ def error_of(tmp_path: Path, text: str | None = None, env: dict[str, str] | None
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:
     settings = load(tmp_path)
-    assert settings.swap.enabled and settings.prune.bytecode == "imported"
+    assert settings.swap.enabled and settings.prune.bytecode == "distributions"
     assert settings.prune.packages == ("libclang",)
     assert settings.models.min_size == 10.0 and settings.models.boot_timeout == 45
     assert settings.models.on_fetch_failure == "fail"

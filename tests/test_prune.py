@@ -184,7 +184,7 @@ def test_bytecode_imported_policy_keeps_used_pyc_and_the_interpreter_uses_it(
         site: Path, app: Path, tmp_path: Path) -> None:
     unused_pyc = list((site / "alpha" / "__pycache__").glob("unused.*.pyc"))
     assert unused_pyc
-    result = make_engine(site, app, tmp_path, Config(prune=PruneConfig(symbols=False))).run()
+    result = make_engine(site, app, tmp_path, Config(prune=PruneConfig(bytecode="imported", symbols=False))).run()
     assert result.status == "pruned"
     assert not any(p.exists() for p in unused_pyc)
     assert list((site / "alpha" / "__pycache__").glob("core.*.pyc"))
@@ -339,7 +339,8 @@ def test_bytecode_distributions_policy_keeps_whole_distributions_the_app_loads(
 
 
 def test_modules_verify_command_loads_keep_their_bytecode(site: Path, app: Path, tmp_path: Path) -> None:
-    config = Config(prune=PruneConfig(symbols=False), verify=VerifyConfig(command="python -c 'import alpha.unused'"))
+    config = Config(prune=PruneConfig(bytecode="imported", symbols=False),
+                    verify=VerifyConfig(command="python -c 'import alpha.unused'"))
     result = make_engine(site, app, tmp_path, config).run()
     assert result.status == "pruned"
     # Only verify.command imports it, in a process of its own: the recorder saw it there.

@@ -39,7 +39,7 @@ class SwapConfig:
 @dataclass(frozen=True)
 class PruneConfig:
     enabled: bool = True
-    bytecode: str = "imported"
+    bytecode: str = "distributions"
     tests: bool = True
     headers: bool = True
     symbols: bool = True
