@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests import wheelfactory
-from tests.heroku.build import REPO, Build, run_build
+from tests.heroku.build import PYTHON_BUILDPACK, REPO, Build, run_build
 
 # Model stores on 127.0.0.1 (moto S3, an HTTP server with PUT) as fixtures for every test module.
 pytest_plugins = ["tests.modelservers"]
@@ -55,9 +55,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def python_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with pip, which the emulated heroku/python copies instead of running ensurepip each build."""
+    """A Python runtime with pip, made once, which the emulated heroku/python copies into each build."""
     template = tmp_path_factory.mktemp("python-template") / "python"
-    subprocess.run([BASE_PYTHON, "-m", "venv", str(template)], check=True)
+    subprocess.run([str(PYTHON_BUILDPACK / "lib/python-runtime.sh"), BASE_PYTHON, str(template)], check=True)
     return template
 
 

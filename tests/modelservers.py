@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.heroku.build import at_app
+
 REPO = Path(__file__).resolve().parent.parent
 BOOT_SCRIPT = REPO / "lib" / "slugslim" / "boot" / "slugslim-models.sh"
 # Made-up credentials: the tests assert that none of these ever shows up in any output.
@@ -215,9 +217,9 @@ def sha256(data: bytes) -> str:
 def run_dyno(
     app_dir: Path, env: dict[str, str], command: str = "echo started", timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Start a 'dyno' on the unpacked app: bash sources every .profile.d/*.sh with HOME set to the
-    app, from the app dir, then runs the process command, as Heroku does (with /app → app_dir)."""
-    script = 'for f in "$HOME"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; ' + command
-    full = {"HOME": str(app_dir), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DYNO": "web.1", **env}
-    return subprocess.run(["bash", "-c", script], cwd=app_dir, env=full, capture_output=True, text=True,
+    """Start a 'dyno' on the unpacked app: app_dir is bound onto /app (privately), bash sources every
+    /app/.profile.d/*.sh with HOME=/app, from /app, then runs the process command, as Heroku does."""
+    script = 'cd /app && for f in "$HOME"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; ' + command
+    full = {"HOME": "/app", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DYNO": "web.1", **env}
+    return subprocess.run(at_app(app_dir, ["bash", "-c", script]), env=full, capture_output=True, text=True,
                           timeout=timeout, check=False)

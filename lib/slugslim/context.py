@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,26 @@ STATE_DIR = ".slugslim"
 STATE_FILE = "state.json"
 
 
-def app_python(build_dir: Path) -> Path:
-    """The interpreter heroku/python installed into the app."""
-    return build_dir / ".heroku" / "python" / "bin" / "python"
+# Where the app's Python lives on a dyno; heroku/python symlinks it to BUILD_DIR/.heroku/python.
+APP_PYTHON_HOME = Path("/app/.heroku/python")
+
+
+def app_python(build_dir: Path, linked: Path = APP_PYTHON_HOME) -> Path:
+    """The interpreter heroku/python installed into the app, by the path heroku/python runs it.
+
+    heroku/python runs its Python as /app/.heroku/python/bin/python, through a symlink to
+    BUILD_DIR/.heroku/python, so that ``sys.executable``, console-script shebangs, ``.pth`` files
+    and ``direct_url.json`` name /app, where the app lives at run time. When that symlink points
+    at this build (or BUILD_DIR is /app), every run of the app's Python and pip goes through it
+    too; otherwise (a local ``slugslim prune``, a build dir from elsewhere) through BUILD_DIR.
+    """
+    home = build_dir / ".heroku" / "python"
+    try:
+        if linked.resolve(strict=True) == home.resolve(strict=True):
+            return linked / "bin" / "python"
+    except OSError:
+        pass
+    return home / "bin" / "python"
 
 
 def find_site_packages(build_dir: Path) -> Path | None:
@@ -69,8 +85,3 @@ class FinishContext:
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', os.defpath)}"
         env.pop("PYTHONHOME", None)
         return env
-
-
-def our_python() -> str:
-    """The system python3 running slugslim itself."""
-    return sys.executable
