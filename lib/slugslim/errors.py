@@ -41,23 +41,6 @@ class ConfigError(SlugslimError):
         )
 
 
-class ToolError(SlugslimError):
-    """An external tool (pip, pip-compile, strip, curl) failed in a way we cannot recover."""
-
-    title = "A build tool failed"
-
-    def __init__(self, what: str, output: str, fix: str) -> None:
-        super().__init__(what)
-        self.what = what
-        self.output = output
-        self.fix = fix
-
-    def detail(self) -> str:
-        tail = "\n".join(self.output.strip().splitlines()[-15:])
-        shown = f"\n\nIts last output was:\n{tail}" if tail else ""
-        return f"{self.what}{shown}\n\n{self.fix}"
-
-
 class RequirementsError(SlugslimError):
     """A requirements file that pip would reject as well, found while reading it for the swap."""
 

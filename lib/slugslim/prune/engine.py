@@ -7,7 +7,6 @@ groups to find what broke which import, re-applies the rest and verifies again.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -537,7 +536,3 @@ def default_python(site_packages: Path) -> tuple[str, dict[str, str]]:
             return str(candidate), env
     env["PYTHONPATH"] = str(site_packages)
     return sys.executable, env
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True)
