@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slugslim.config import Config
+from slugslim.errors import BudgetError
 
 STATE_DIR = ".slugslim"
 STATE_FILE = "state.json"
@@ -72,6 +75,18 @@ class FinishContext:
     site_packages: Path | None
     state: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() at which the finish phase's budget runs out
+    deadline: float = math.inf
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def timeout(self, limit: float) -> float:
+        """``limit`` seconds, or what is left of the budget when that is less. BudgetError if none is."""
+        left = self.time_left()
+        if left <= 0:
+            raise BudgetError(self.config.budget)
+        return min(limit, left)
 
     def python_env(self) -> dict[str, str]:
         """The environment the app's interpreter sees at dyno boot, as far as imports go.
