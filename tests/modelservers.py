@@ -47,6 +47,10 @@ class FileServer:
     max_active: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    # When set, every request needs this Authorization header and this query string (a token), as
+    # a private store would; objects are then kept by path alone.
+    required_auth: str = ""
+    required_query: str = ""
 
     @property
     def url(self) -> str:
@@ -63,6 +67,8 @@ class FileServer:
         self.headers.clear()
         self.active = 0
         self.max_active = 0
+        self.required_auth = ""
+        self.required_query = ""
 
 
 def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
@@ -79,6 +85,17 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
                 return "truncate"
             return fault
 
+        def _refused(self) -> bool:
+            """Answer 401 to a request without the required credentials; strip the token from the path."""
+            path, _, query = self.path.partition("?")
+            if not (state.required_auth or state.required_query):
+                return False
+            if self.headers.get("Authorization", "") != state.required_auth or query != state.required_query:
+                self._empty(401)
+                return True
+            self.path = path
+            return False
+
         def _empty(self, status: int) -> None:
             self.send_response(status)
             self.send_header("Content-Length", "0")
@@ -86,6 +103,8 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
 
         def do_HEAD(self) -> None:
             state.requests.append(("HEAD", self.path))
+            if self._refused():
+                return
             body = state.objects.get(self.path)
             if body is None:
                 self._empty(404)
@@ -97,7 +116,8 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path))
             state.headers.append(dict(self.headers.items()))
-            self._get()
+            if not self._refused():
+                self._get()
 
         def _get(self) -> None:
             fault = self._fault()
@@ -131,6 +151,8 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
             state.requests.append(("PUT", self.path))
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
+            if self._refused():
+                return
             if self._fault() == "put-error":
                 self._empty(500)
                 return

@@ -22,7 +22,8 @@ from slugslim.yamlfile import read_file, type_name
 CONFIG_FILE = "slugslim.yml"
 ENV_PREFIX = "SLUGSLIM_"
 # Config vars that are switches of the buildpack itself, not settings in the schema.
-NON_SCHEMA_VARS = frozenset({"SLUGSLIM_DISABLE", "SLUGSLIM_PIP", "SLUGSLIM_DEBUG"})
+# SLUGSLIM_MODELS_AUTH (user:password for an https models.source) is read by the store and at boot.
+NON_SCHEMA_VARS = frozenset({"SLUGSLIM_DISABLE", "SLUGSLIM_PIP", "SLUGSLIM_DEBUG", "SLUGSLIM_MODELS_AUTH"})
 
 BYTECODE_POLICIES = ("imported", "keep", "drop")
 FETCH_FAILURE_POLICIES = ("fail", "warn")
@@ -57,6 +58,7 @@ class ModelsConfig:
     strict: bool = False
     boot_timeout: int = 45
     on_fetch_failure: str = "fail"
+    fetch_on_release: bool = False
 
 
 @dataclass(frozen=True)

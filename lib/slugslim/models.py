@@ -298,6 +298,7 @@ def render_manifest(entries: list[Entry], config: ModelsConfig) -> str:
         '  "version": 1,',
         f'  "boot_timeout": {int(config.boot_timeout)},',
         f'  "on_fetch_failure": {json.dumps(config.on_fetch_failure)},',
+        f'  "fetch_on_release": {json.dumps(config.fetch_on_release)},',
         '  "files": [',
     ]
     for index, entry in enumerate(entries):
