@@ -120,10 +120,11 @@ def test_bad_config_fails_the_build_naming_the_key(tmp_path: Path, heroku_build:
     assert "Installing dependencies" not in build.log  # failed before heroku/python ran
 
 
-def test_no_pip_bootstrap(tmp_path: Path, offline_env: dict[str, str], tools_wheels: Path) -> None:
+def test_no_pip_bootstrap(tmp_path: Path, offline_env: dict[str, str], tools_wheels: Path,
+                          stack_python: tuple[str, dict[str, str]]) -> None:
     """heroku-24's python3 has no pip: a pip-less python3 first on PATH, pip from a local wheel."""
     venv = tmp_path / "nopip"
-    subprocess.run([offline_env["EMULATED_PYTHON"], "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([stack_python[0], "-m", "venv", "--without-pip", str(venv)], check=True)
     assert subprocess.run([str(venv / "bin/python3"), "-m", "pip", "--version"], capture_output=True).returncode != 0
     pip_wheel = next(tools_wheels.glob("pip-*.whl"))
     app = write_app(tmp_path / "app", {"requirements.txt": "flask-fake==3.0.0\n"})
