@@ -53,7 +53,8 @@ def test_app_hook_runs_first_and_comes_back_byte_identical(tmp_path: Path, herok
     app = write_app(tmp_path / "app", {"requirements.txt": "flask-fake==3.0.0\n", "bin/post_compile": APP_HOOK})
     (app / "bin/post_compile").chmod(0o640)  # not executable in the repo: heroku/python chmods it
     before = _digest(app / "bin/post_compile")
-    build = heroku_build(app, config_vars={"GREETING": "hello"})
+    # Of the config vars, heroku/python gives its pip only PIP_EXTRA_INDEX_URL: this one would stop it.
+    build = heroku_build(app, config_vars={"GREETING": "hello", "PIP_REQUIRE_VIRTUALENV": "true"})
     assert build.ok, build.log
     assert "app hook ran in" in build.log and "GREETING=hello" in build.log
     assert "python on PATH: /app/.heroku/python/bin/python" in build.log
