@@ -12,13 +12,23 @@ DEV_STAMP := $(VENV)/.installed
 TOOLS_WHEELS := .cache/tools-wheels
 TOOLS_STAMP := $(TOOLS_WHEELS)/.complete
 PYTEST_WORKERS ?= 2
-SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh
+SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard tests/heroku/python-buildpack/lib/*.sh) $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh
 
-.PHONY: help test lint pytest demo bench docker-compile lock clean
+# slugslim itself runs on the stack's python3: 3.10 on heroku-22, 3.12 (without pip) on heroku-24,
+# 3.14 on heroku-26. `make test-pythons` runs the end-to-end build tests once per such Python found
+# here (pyenv versions first, else python3.X on PATH); .ci/run runs it after `make test`.
+STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
+	ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python3 2>/dev/null | tail -n 1 | grep . \
+	|| command -v python$$v 2>/dev/null; done)
+E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
+	tests/test_failopen.py tests/test_unused.py
+
+.PHONY: help test lint pytest test-pythons demo bench docker-compile lock clean
 
 help:
 	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
 	@echo "make test   lint (shellcheck, ruff, mypy --strict) and run the tests"
+	@echo "make test-pythons   the end-to-end build tests with slugslim on each stack's Python (3.10, 3.12, ...)"
 	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor"
 	@echo "make docker-compile APP=path STACK=heroku-24   run a real build in heroku/heroku:24-build"
 
@@ -42,6 +52,24 @@ pytest: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
 
 test: lint pytest
+
+# Tool wheels for each Python (pyyaml and tomli are built per version), then the e2e tests with it.
+test-pythons: $(DEV_STAMP)
+	@test -n "$(STACK_PYTHONS)" || echo "test-pythons: no python3.10/3.12/3.13/3.14 here; nothing to run"
+	for python in $(STACK_PYTHONS); do \
+		version="$$($$python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"; \
+		wheels="$(CURDIR)/.cache/tools-wheels-py$$version"; \
+		if [[ ! -f "$$wheels/.complete" ]]; then \
+			rm -rf "$$wheels"; \
+			$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+				--python-version "$$version" --require-hashes -r lib/tools.lock -d "$$wheels"; \
+			touch "$$wheels/.complete"; \
+		fi; \
+		no_pip=0; [[ "$$version" == 3.12 ]] && no_pip=1; \
+		echo "--- slugslim on Python $$version ($$python, without pip: $$no_pip)"; \
+		SLUGSLIM_TEST_SYSTEM_PYTHON="$$python" SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP="$$no_pip" \
+			SLUGSLIM_TEST_TOOLS_WHEELS="$$wheels" $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(E2E_TESTS) || exit 1; \
+	done
 
 demo: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python -m tests.demo

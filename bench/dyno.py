@@ -2,7 +2,8 @@
 
 A dyno starts from the pristine slug every time: bash sources every ``.profile.d/*.sh`` with
 HOME=/app and the config vars set, then runs the process. Here the slug is unpacked under
-``<root>/app`` (not /app: the bench cannot own /app), HOME points there, and after each run
+``<root>/app`` and bound onto /app in a private mount namespace (tests.heroku.build.at_app), so
+the machine's own /app is never touched; HOME is /app, and after each run
 every file the run created (bytecode Python wrote, models fetched at boot) is removed again, so
 each run starts from the slug as shipped, as a new dyno would.
 """
@@ -29,6 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from slugslim.record import ENV, ImportRecord
+
+from tests.heroku.build import at_app
 
 # Heroku sources .profile.d in name order, then runs the command. The two timestamps let the
 # bench tell the .profile.d part (the models fetch) from the Python part.
@@ -78,7 +81,7 @@ def slug_files(app: Path) -> set[str]:
 def dyno_env(app: Path, config_vars: Mapping[str, str]) -> dict[str, str]:
     """What a web dyno's process sees before .profile.d runs: config vars, HOME, PORT, a plain PATH."""
     env = {
-        "HOME": str(app),
+        "HOME": "/app",
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "PORT": "5000",
         "DYNO": "web.1",
@@ -110,7 +113,7 @@ def boot(app: Path, config_vars: Mapping[str, str], pristine: set[str], timeout:
     since = time.time() - 1
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([*(prefix or []), "bash", "-c", BOOT], cwd=app, env=dyno_env(app, config_vars),
+    done = subprocess.run(at_app(app, [*(prefix or []), "bash", "-c", BOOT]), cwd=app, env=dyno_env(app, config_vars),
                           capture_output=True, text=True, timeout=timeout, check=False)
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

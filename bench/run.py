@@ -103,10 +103,11 @@ def tools_wheels() -> Path:
 
 
 def python_template() -> Path:
-    """A venv of the base Python with pip, which the emulated heroku/python copies (as the tests do)."""
+    """A Python runtime with pip, which the emulated heroku/python copies (as the tests do)."""
     template = WORK / "python-template"
-    if not (template / "bin/python").exists():
-        subprocess.run([BASE_PYTHON, "-m", "venv", str(template)], check=True)
+    if not (template / "bin/python").exists() or (template / "pyvenv.cfg").exists():
+        shutil.rmtree(template, ignore_errors=True)
+        subprocess.run([str(PYTHON_BUILDPACK / "lib/python-runtime.sh"), BASE_PYTHON, str(template)], check=True)
     return template
 
 

@@ -3,7 +3,8 @@
 # site-packages. Its few dependencies (pyyaml, packaging, pip-tools) come from the hashed
 # lib/tools.lock and are installed into CACHE_DIR, keyed by lock hash and Python version, so
 # the next build reuses them. heroku-24-build's python3 has no pip: there we run pip's own
-# zipapp, pinned by version and sha256.
+# zipapp, pinned by version and sha256. Failures are warnings: without its tools, bin/compile
+# skips slugslim and the app builds as usual.
 
 set -euo pipefail
 
@@ -17,8 +18,8 @@ BOOTSTRAP_PIP_COMMAND=()
 function bootstrap::system_python() {
 	local python
 	if ! python="$(command -v python3)"; then
-		output::error <<-EOF
-			Error: No python3 found on this stack.
+		output::warning <<-EOF
+			Warning: No python3 found on this stack.
 
 			slugslim runs on the stack image's own python3, which every Heroku
 			stack (heroku-22, heroku-24, heroku-26) provides. This build runs on
@@ -30,8 +31,8 @@ function bootstrap::system_python() {
 		return 1
 	fi
 	if ! "${python}" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
-		output::error <<-EOF
-			Error: The stack's python3 is too old for slugslim.
+		output::warning <<-EOF
+			Warning: The stack's python3 is too old for slugslim.
 
 			slugslim needs Python 3.10 or newer to run (heroku-22 and later have it),
 			but ${python} is $("${python}" --version 2>&1).
@@ -68,8 +69,8 @@ function bootstrap::pip_command() {
 		if ! curl --fail --silent --show-error --location --retry 3 --connect-timeout 10 --max-time 120 \
 			--output "${partial}" "${SLUGSLIM_PIP_ZIPAPP_URL:-${BOOTSTRAP_PIP_URL}}"; then
 			rm -f "${partial}"
-			output::error <<-EOF
-				Error: Could not download pip.
+			output::warning <<-EOF
+				Warning: Could not download pip.
 
 				This stack's python3 has no pip, so slugslim downloads pip's official
 				zipapp (pip ${BOOTSTRAP_PIP_VERSION}) to install its own build tools, and
@@ -82,8 +83,8 @@ function bootstrap::pip_command() {
 		fi
 		if ! bootstrap::verify_sha256 "${partial}" "${BOOTSTRAP_PIP_SHA256}"; then
 			rm -f "${partial}"
-			output::error <<-EOF
-				Error: The downloaded pip did not match its expected checksum.
+			output::warning <<-EOF
+				Warning: The downloaded pip did not match its expected checksum.
 
 				slugslim pins pip ${BOOTSTRAP_PIP_VERSION}'s zipapp by its sha256
 				(${BOOTSTRAP_PIP_SHA256}), and the file that arrived is different.
@@ -138,8 +139,8 @@ function bootstrap::tools() {
 		--no-input --disable-pip-version-check --no-warn-script-location --quiet \
 		--target "${partial}" --requirement "${lock}" >"${log_file}" 2>&1; then
 		rm -rf "${partial}"
-		output::error <<-EOF
-			Error: Could not install slugslim's build tools.
+		output::warning <<-EOF
+			Warning: Could not install slugslim's build tools.
 
 			slugslim installs pyyaml, packaging and pip-tools (pinned by hash) into
 			the build cache with pip, and pip failed:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests import wheelfactory
-from tests.heroku.build import REPO, Build, run_build
+from tests.heroku.build import PYTHON_BUILDPACK, REPO, Build, run_build
 
 # Model stores on 127.0.0.1 (moto S3, an HTTP server with PUT) as fixtures for every test module.
 pytest_plugins = ["tests.modelservers"]
@@ -75,14 +75,38 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def python_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with pip, which the emulated heroku/python copies instead of running ensurepip each build."""
+    """A Python runtime with pip, made once, which the emulated heroku/python copies into each build."""
     template = tmp_path_factory.mktemp("python-template") / "python"
-    subprocess.run([BASE_PYTHON, "-m", "venv", str(template)], check=True)
+    subprocess.run([str(PYTHON_BUILDPACK / "lib/python-runtime.sh"), BASE_PYTHON, str(template)], check=True)
     return template
 
 
 @pytest.fixture(scope="session")
-def offline_env(tools_wheels: Path, wheelhouse: Path, python_template: Path) -> dict[str, str]:
+def stack_python(tmp_path_factory: pytest.TempPathFactory, tools_wheels: Path) -> tuple[str, dict[str, str]]:
+    """The stack's python3 that runs slugslim in builds, and the environment that puts it first on PATH.
+
+    SLUGSLIM_TEST_SYSTEM_PYTHON names another one (`make test-pythons`: heroku-22's 3.10,
+    heroku-24's 3.12, ...); the app's own Python stays BASE_PYTHON either way. With
+    SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP=1 it has no pip, as on heroku-24, and the bootstrap takes
+    pip from the local pip wheel (SLUGSLIM_PIP) instead of downloading the zipapp.
+    """
+    chosen = os.environ.get("SLUGSLIM_TEST_SYSTEM_PYTHON")
+    if not chosen:
+        return shutil.which("python3") or "python3", {}
+    root = tmp_path_factory.mktemp("stack-python")
+    env: dict[str, str] = {}
+    if os.environ.get("SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP") == "1":
+        subprocess.run([chosen, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+        chosen = str(root / "venv/bin/python3")
+        env["SLUGSLIM_PIP"] = str(next(tools_wheels.glob("pip-*.whl")))
+    (root / "bin").mkdir()
+    (root / "bin/python3").symlink_to(chosen)
+    return str(root / "bin/python3"), {**env, "PATH": f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.fixture(scope="session")
+def offline_env(tools_wheels: Path, wheelhouse: Path, python_template: Path,
+                stack_python: tuple[str, dict[str, str]]) -> dict[str, str]:
     """Environment for builds: pip never reaches an index, only our local wheels."""
     return {
         "PIP_NO_INDEX": "1",
@@ -90,6 +114,7 @@ def offline_env(tools_wheels: Path, wheelhouse: Path, python_template: Path) -> 
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "EMULATED_PYTHON": BASE_PYTHON,
         "EMULATED_PYTHON_TEMPLATE": str(python_template),
+        **stack_python[1],
     }
 
 

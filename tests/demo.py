@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.heroku.build import REPO, run_build
+from tests.heroku.build import PYTHON_BUILDPACK, REPO, run_build
 from tests.modelservers import run_dyno, start_file_server
 
 APP = Path(__file__).resolve().parent / "demo_app"
@@ -42,9 +42,9 @@ def ensure_wheels(wheels: Path) -> None:
 
 
 def ensure_template(template: Path) -> Path:
-    if not (template / "bin" / "python").exists():
+    if not (template / "bin" / "python").exists() or (template / "pyvenv.cfg").exists():
         shutil.rmtree(template, ignore_errors=True)
-        subprocess.run([base_python(), "-m", "venv", str(template)], check=True)
+        subprocess.run([str(PYTHON_BUILDPACK / "lib/python-runtime.sh"), base_python(), str(template)], check=True)
     return template
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.heroku.build import at_app
+
 REPO = Path(__file__).resolve().parent.parent
 BOOT_SCRIPT = REPO / "lib" / "slugslim" / "boot" / "slugslim-models.sh"
 # Made-up credentials: the tests assert that none of these ever shows up in any output.
@@ -45,6 +47,10 @@ class FileServer:
     max_active: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    # When set, every request needs this Authorization header and this query string (a token), as
+    # a private store would; objects are then kept by path alone.
+    required_auth: str = ""
+    required_query: str = ""
 
     @property
     def url(self) -> str:
@@ -61,6 +67,8 @@ class FileServer:
         self.headers.clear()
         self.active = 0
         self.max_active = 0
+        self.required_auth = ""
+        self.required_query = ""
 
 
 def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
@@ -77,6 +85,17 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
                 return "truncate"
             return fault
 
+        def _refused(self) -> bool:
+            """Answer 401 to a request without the required credentials; strip the token from the path."""
+            path, _, query = self.path.partition("?")
+            if not (state.required_auth or state.required_query):
+                return False
+            if self.headers.get("Authorization", "") != state.required_auth or query != state.required_query:
+                self._empty(401)
+                return True
+            self.path = path
+            return False
+
         def _empty(self, status: int) -> None:
             self.send_response(status)
             self.send_header("Content-Length", "0")
@@ -84,6 +103,8 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
 
         def do_HEAD(self) -> None:
             state.requests.append(("HEAD", self.path))
+            if self._refused():
+                return
             body = state.objects.get(self.path)
             if body is None:
                 self._empty(404)
@@ -95,7 +116,8 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path))
             state.headers.append(dict(self.headers.items()))
-            self._get()
+            if not self._refused():
+                self._get()
 
         def _get(self) -> None:
             fault = self._fault()
@@ -129,6 +151,8 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
             state.requests.append(("PUT", self.path))
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
+            if self._refused():
+                return
             if self._fault() == "put-error":
                 self._empty(500)
                 return
@@ -215,9 +239,9 @@ def sha256(data: bytes) -> str:
 def run_dyno(
     app_dir: Path, env: dict[str, str], command: str = "echo started", timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Start a 'dyno' on the unpacked app: bash sources every .profile.d/*.sh with HOME set to the
-    app, from the app dir, then runs the process command, as Heroku does (with /app → app_dir)."""
-    script = 'for f in "$HOME"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; ' + command
-    full = {"HOME": str(app_dir), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DYNO": "web.1", **env}
-    return subprocess.run(["bash", "-c", script], cwd=app_dir, env=full, capture_output=True, text=True,
+    """Start a 'dyno' on the unpacked app: app_dir is bound onto /app (privately), bash sources every
+    /app/.profile.d/*.sh with HOME=/app, from /app, then runs the process command, as Heroku does."""
+    script = 'cd /app && for f in "$HOME"/.profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; ' + command
+    full = {"HOME": "/app", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DYNO": "web.1", **env}
+    return subprocess.run(at_app(app_dir, ["bash", "-c", script]), env=full, capture_output=True, text=True,
                           timeout=timeout, check=False)

@@ -125,3 +125,14 @@ def test_boot_check_settings(tmp_path: Path) -> None:
     err = error_of(tmp_path / "off", "verify:\n  paths: [health]\n")
     assert "'verify.paths' entries must start with '/'" in err.render() and "slugslim.yml line 2" in err.render()
     assert "one of auto, false" in error_of(tmp_path / "off", "verify:\n  boot: sometimes\n").render()
+
+
+def test_budget_is_a_top_level_setting_from_the_file_or_a_config_var(tmp_path: Path) -> None:
+    assert load(tmp_path).budget == 300
+    assert load(tmp_path, "budget: 120\nprune:\n  tests: false\n").budget == 120
+    settings = load(tmp_path, "budget: 120\n", {"SLUGSLIM_BUDGET": "45"})
+    assert settings.budget == 45 and settings.origins["budget"] == "config var SLUGSLIM_BUDGET"
+    bad = error_of(tmp_path, "prune:\n  tests: false\nbudget: soon\n")
+    assert bad.source == "slugslim.yml line 3" and "'budget' must be a whole number" in bad.problem
+    typo = error_of(tmp_path, "budgte: 10\n")
+    assert "Did you mean 'budget'?" in typo.fix

@@ -78,6 +78,16 @@ def test_build_prunes_verified_and_a_cached_rebuild_finds_nothing(
     assert again.ok, again.log
     assert "-----> Restoring cache" in again.log
     assert "Nothing to prune" in again.log, again.log[again.log.index("Pruning site-packages"):]
+    assert "Cleared heroku/python's cached packages" not in again.log
+
+    # A setting changed after a cached build: what it no longer removes comes back.
+    headers = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_HEADERS": "false"})
+    assert headers.ok, headers.log
+    assert ("Cleared heroku/python's cached packages (the setting prune.headers changed), so that this build "
+            "installs them in full") in headers.log
+    assert "-----> Restoring cache" not in headers.log
+    assert (headers.site_packages() / "tensorflow/include/tensorflow/core/framework/tensor.h").is_file()
+    assert not (headers.site_packages() / "tensorflow/python/kernel_tests/tests").exists()
 
 
 def test_build_rolls_back_byte_identical_and_names_the_culprit(

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.build import Build
+from tests.modelservers import run_dyno
 from tests.wheelfactory import sha256_of
 
 pytestmark = pytest.mark.slow
@@ -193,3 +194,26 @@ def test_a_path_requirement_to_the_gpu_wheel_is_left_as_written_warned_and_fixed
         in build.log
     assert "tensorflow 2.21.0 (installed from pip) → tensorflow-cpu 2.21.0" in build.log
     assert app_python(build, CHECK) == "cpu 2.21.0"
+
+
+def test_fixup_console_scripts_name_the_app_python_and_run_on_a_dyno(tmp_path: Path,
+                                                                      heroku_build: HerokuBuild) -> None:
+    # tf-keras requires `tensorflow`: the GPU build comes in, and the fix-up's pip install of the CPU
+    # build rewrites bin/saved_model_cli. It must name the Python a dyno has: /app/.heroku/python.
+    app = write_app(tmp_path / "app", {"requirements.txt": "tf-keras==2.21.0\n"})
+    build = heroku_build(app)
+    assert build.ok, build.log
+    assert "tensorflow-cpu 2.21.0, installed with --no-deps" in build.log
+    script = build.build_dir / ".heroku/python/bin/saved_model_cli"
+    assert script.read_text().splitlines()[0] == "#!/app/.heroku/python/bin/python"
+    # The slug carries its own Python runtime (no venv pointing elsewhere), which runs from /app.
+    python_home = build.build_dir / ".heroku/python"
+    assert not (python_home / "pyvenv.cfg").exists()
+    assert list(python_home.glob("lib/python3.*/os.py"))
+    home = tmp_path / "dyno"
+    home.mkdir()
+    subprocess.run(["tar", "-xzf", str(build.slug), "-C", str(home)], check=True)
+    shutil.rmtree(build.build_dir)  # a dyno has no BUILD_DIR
+    booted = run_dyno(home / "app", {}, "saved_model_cli; python -c 'import sys; print(sys.prefix)'")
+    assert booted.returncode == 0, booted.stderr
+    assert booted.stdout.split("\n")[:2] == ["saved_model_cli cpu", "/app/.heroku/python"]

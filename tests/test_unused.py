@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from slugslim import installed, unused
 from tests import sitefactory
+from tests.heroku.build import REPO
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +99,20 @@ def test_requirements_grammar(tmp_path: Path) -> None:
     assert found["flask"].extras == frozenset({"async"})
     assert found["flask"].source == "base.txt line 1"
     assert found["requests"].source == "requirements.txt line 8"
+
+
+def test_pyproject_and_pipfile_are_read_on_the_stack_python(tmp_path: Path, primed_cache: Path,
+                                                            stack_python: tuple[str, dict[str, str]]) -> None:
+    """heroku-22's python3.10 has no tomllib: tomli from slugslim's tools reads the same files."""
+    python, _path = stack_python
+    version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    tools = next((primed_cache / "slugslim").glob(f"tools-*-py{version}"))
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\ndependencies = ["flask>=3", "Pillow"]\n')
+    (tmp_path / "Pipfile").write_text('[packages]\nrequests = "*"\n')
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]; from slugslim import unused; "
+            "print(sorted(r.name for r in unused.top_level_requirements(__import__('pathlib').Path(sys.argv[3]))))")
+    done = subprocess.run([python, "-s", "-B", "-c", code, str(REPO / "lib"), str(tools), str(tmp_path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['flask', 'pillow', 'requests']"

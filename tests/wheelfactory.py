@@ -125,6 +125,11 @@ from tensorflow.python.data.ops import test_mode as _test_mode
 '''
 
 
+SAVED_MODEL_CLI = "def main():\n    import tensorflow\n    print('saved_model_cli', tensorflow.BUILD)\n"
+# Console scripts both builds install into bin/, as the real ones do (saved_model_cli, tflite_convert, ...).
+TF_SCRIPTS = {"saved_model_cli": "tensorflow.python.tools.saved_model_cli:main"}
+
+
 def tensorflow_files(version: str, build: str, payload: int = 2048) -> dict[str, FileContent]:
     """The shared ``tensorflow/`` package dir of tensorflow and tensorflow-cpu, with the traps."""
     return {
@@ -143,6 +148,8 @@ def tensorflow_files(version: str, build: str, payload: int = 2048) -> dict[str,
         "tensorflow/python/kernel_tests/tests/__init__.py": "",
         "tensorflow/python/kernel_tests/tests/test_math.py": "def test_add():\n    assert 1 + 1 == 2\n",
         "tensorflow/include/tensorflow/core/framework/tensor.h": "// header\n" * 64,
+        "tensorflow/python/tools/__init__.py": "",
+        "tensorflow/python/tools/saved_model_cli.py": SAVED_MODEL_CLI,
         f"tensorflow/libtensorflow_{build}.so.2": (build.encode() * payload)[:payload],
     }
 
@@ -155,6 +162,7 @@ def tensorflow_spec(version: str = "2.21.0", payload: int = 4096) -> WheelSpec:
         extras={"and-cuda": ["nvidia-cublas-cu12==12.5.3.2", "nvidia-cudnn-cu12==9.3.0.75"]},
         files=tensorflow_files(version, "gpu", payload),
         top_level=["tensorflow"],
+        entry_points=TF_SCRIPTS,
         tag="py3-none-any",
     )
 
@@ -166,6 +174,7 @@ def tensorflow_cpu_spec(version: str = "2.21.0", payload: int = 1024) -> WheelSp
         requires=["numpy-fake>=1.0"],
         files=tensorflow_files(version, "cpu", payload),
         top_level=["tensorflow"],
+        entry_points=TF_SCRIPTS,
     )
 
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from slugslim.errors import ConfigError
+from slugslim.yamlfile import read_file, type_name
 
 CONFIG_FILE = "slugslim.yml"
 ENV_PREFIX = "SLUGSLIM_"
 # Config vars that are switches of the buildpack itself, not settings in the schema.
-NON_SCHEMA_VARS = frozenset({"SLUGSLIM_DISABLE", "SLUGSLIM_PIP", "SLUGSLIM_DEBUG"})
+# SLUGSLIM_MODELS_AUTH (user:password for an https models.source) is read by the store and at boot.
+NON_SCHEMA_VARS = frozenset({"SLUGSLIM_DISABLE", "SLUGSLIM_PIP", "SLUGSLIM_DEBUG", "SLUGSLIM_MODELS_AUTH"})
 
 BYTECODE_POLICIES = ("imported", "distributions", "keep", "drop")
 BOOT_CHOICES = ("auto", "false")
@@ -59,6 +59,7 @@ class ModelsConfig:
     strict: bool = False
     boot_timeout: int = 45
     on_fetch_failure: str = "fail"
+    fetch_on_release: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class Config:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    # Seconds the whole finish phase may take; what is left when they are up is skipped.
+    budget: int = 300
     # Where each non-default value came from, e.g. {"prune.bytecode": "slugslim.yml line 4"}.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -106,6 +109,9 @@ SECTIONS: dict[str, type[Any]] = {
     "report": ReportConfig,
     "limits": LimitsConfig,
 }
+
+# Settings at the top level of the file, outside any section (all whole numbers).
+TOP_LEVEL = ("budget",)
 
 # Keys whose value must be one of a few words.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -141,22 +147,6 @@ _KIND_WORDS = {
 }
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
 def _suggest(word: str, options: list[str]) -> str:
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
     if close:
@@ -178,7 +168,7 @@ def _coerce(path: str, kind: str, value: object, source: str) -> object:
     def wrong() -> ConfigError:
         return ConfigError(
             source,
-            f"'{path}' must be {expected}, but it is {_type_name(value)}.",
+            f"'{path}' must be {expected}, but it is {type_name(value)}.",
             f"Change '{path}' to {expected}.",
         )
 
@@ -229,63 +219,21 @@ def _env_value(kind: str, raw: str) -> object:
     return text
 
 
-def _key_lines(node: yaml.Node) -> dict[str, int]:
-    """Map 'section' and 'section.key' to their 1-based line in the file."""
-    lines: dict[str, int] = {}
-    if not isinstance(node, yaml.MappingNode):
-        return lines
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode):
-            continue
-        lines[str(key_node.value)] = key_node.start_mark.line + 1
-        if isinstance(value_node, yaml.MappingNode):
-            for sub_key, _ in value_node.value:
-                if isinstance(sub_key, yaml.ScalarNode):
-                    lines[f"{key_node.value}.{sub_key.value}"] = sub_key.start_mark.line + 1
-    return lines
-
-
-def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    name = path.name
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(name, f"The file is not valid UTF-8 ({exc.reason}).", "Save it as UTF-8.") from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(
-            f"{name}{where}",
-            f"This is not valid YAML: {problem}.",
-            "Fix the YAML syntax there. A YAML linter or an online YAML parser will point at it too.",
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(name, f"This is not valid YAML: {exc}.", "Fix the YAML syntax.") from exc
-    if data is None:
-        return {}, {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            name,
-            f"The top level must be a mapping of sections, but it is {_type_name(data)}.",
-            "Start the file with a section name such as 'prune:'.",
-        )
-    return data, _key_lines(node) if node is not None else {}
-
-
 def _apply_file(data: dict[str, Any], lines: dict[str, int], values: dict[str, dict[str, object]],
                 origins: dict[str, str]) -> None:
     sections = list(SECTIONS)
     for section, body in data.items():
         where = f"{CONFIG_FILE} line {lines.get(str(section), '?')}"
+        if section in TOP_LEVEL:
+            values[""][section] = _coerce(section, "int", body, where)
+            origins[section] = where
+            continue
         if section not in SECTIONS:
             raise ConfigError(
                 where,
                 f"Unknown section '{section}'.",
-                f"{_suggest(str(section), sections)}Valid sections are: {', '.join(sections)}.",
+                f"{_suggest(str(section), [*sections, *TOP_LEVEL])}Valid sections are: {', '.join(sections)}; "
+                f"and {', '.join(TOP_LEVEL)} is a setting of its own.",
             )
         if isinstance(body, bool):
             values[section]["enabled"] = body
@@ -296,7 +244,7 @@ def _apply_file(data: dict[str, Any], lines: dict[str, int], values: dict[str, d
         if not isinstance(body, dict):
             raise ConfigError(
                 where,
-                f"'{section}' must be a mapping of settings, or true/false, but it is {_type_name(body)}.",
+                f"'{section}' must be a mapping of settings, or true/false, but it is {type_name(body)}.",
                 f"Write '{section}:' followed by indented settings, or '{section}: false' to turn it off.",
             )
         keys = section_keys(section)
@@ -321,6 +269,7 @@ def _apply_env(env: Mapping[str, str], values: dict[str, dict[str, object]], ori
         known[f"{ENV_PREFIX}{section.upper()}"] = (section, "enabled")
         for key in section_keys(section):
             known[f"{ENV_PREFIX}{section.upper()}_{key.upper()}"] = (section, key)
+    known.update({f"{ENV_PREFIX}{key.upper()}": ("", key) for key in TOP_LEVEL})
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name in NON_SCHEMA_VARS:
             continue
@@ -336,9 +285,9 @@ def _apply_env(env: Mapping[str, str], values: dict[str, dict[str, object]], ori
             warnings.append(f"The config var {name} is not a slugslim setting and was ignored. {hint}".strip())
             continue
         section, key = known[name]
-        path = f"{section}.{key}"
+        path = f"{section}.{key}" if section else key
         where = f"config var {name}"
-        kind = _kind(section, key)
+        kind = _kind(section, key) if section else "int"
         values[section][key] = _coerce(path, kind, _env_value(kind, env[name]), where)
         origins[path] = where
     return warnings
@@ -364,12 +313,12 @@ class Loaded:
 
 def load(app_dir: Path, env: Mapping[str, str] | None = None) -> Loaded:
     """Read slugslim.yml from app_dir, then apply SLUGSLIM_* config vars from env."""
-    values: dict[str, dict[str, object]] = {name: {} for name in SECTIONS}
+    values: dict[str, dict[str, object]] = {name: {} for name in ["", *SECTIONS]}
     origins: dict[str, str] = {}
     path = app_dir / CONFIG_FILE
     found = path.is_file()
     if found:
-        data, lines = _read_file(path)
+        data, lines = read_file(path)
         _apply_file(data, lines, values, origins)
     elif (app_dir / "slugslim.yaml").is_file():
         raise ConfigError(
@@ -379,6 +328,7 @@ def load(app_dir: Path, env: Mapping[str, str] | None = None) -> Loaded:
         )
     warnings = _apply_env(env if env is not None else {}, values, origins)
     built: dict[str, Any] = {name: cls(**values[name]) for name, cls in SECTIONS.items()}
+    built.update(values[""])
     config = Config(**built, origins=origins)
     _check_cross_field(config)
     return Loaded(config=config, warnings=tuple(warnings), file_found=found)

@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 import json
+import math
 import os
-import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slugslim.config import Config
+from slugslim.errors import BudgetError
 
 STATE_DIR = ".slugslim"
 STATE_FILE = "state.json"
 
 
-def app_python(build_dir: Path) -> Path:
-    """The interpreter heroku/python installed into the app."""
-    return build_dir / ".heroku" / "python" / "bin" / "python"
+# Where the app's Python lives on a dyno; heroku/python symlinks it to BUILD_DIR/.heroku/python.
+APP_PYTHON_HOME = Path("/app/.heroku/python")
+
+
+def app_python(build_dir: Path, linked: Path = APP_PYTHON_HOME) -> Path:
+    """The interpreter heroku/python installed into the app, by the path heroku/python runs it.
+
+    heroku/python runs its Python as /app/.heroku/python/bin/python, through a symlink to
+    BUILD_DIR/.heroku/python, so that ``sys.executable``, console-script shebangs, ``.pth`` files
+    and ``direct_url.json`` name /app, where the app lives at run time. When that symlink points
+    at this build (or BUILD_DIR is /app), every run of the app's Python and pip goes through it
+    too; otherwise (a local ``slugslim prune``, a build dir from elsewhere) through BUILD_DIR.
+    """
+    home = build_dir / ".heroku" / "python"
+    try:
+        if linked.resolve(strict=True) == home.resolve(strict=True):
+            return linked / "bin" / "python"
+    except OSError:
+        pass
+    return home / "bin" / "python"
 
 
 def find_site_packages(build_dir: Path) -> Path | None:
@@ -56,6 +75,18 @@ class FinishContext:
     site_packages: Path | None
     state: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() at which the finish phase's budget runs out
+    deadline: float = math.inf
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def timeout(self, limit: float) -> float:
+        """``limit`` seconds, or what is left of the budget when that is less. BudgetError if none is."""
+        left = self.time_left()
+        if left <= 0:
+            raise BudgetError(self.config.budget)
+        return min(limit, left)
 
     def python_env(self) -> dict[str, str]:
         """The environment the app's interpreter sees at dyno boot, as far as imports go.
@@ -69,8 +100,3 @@ class FinishContext:
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', os.defpath)}"
         env.pop("PYTHONHOME", None)
         return env
-
-
-def our_python() -> str:
-    """The system python3 running slugslim itself."""
-    return sys.executable

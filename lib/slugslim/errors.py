@@ -12,6 +12,9 @@ class SlugslimError(Exception):
     """Base class. ``title`` is one line; ``detail`` explains why and what to do."""
 
     title = "slugslim failed"
+    # The finish phase fails open: a step that raises is skipped with a warning and the build goes
+    # on. Only these fail the build: invalid settings, and verify.strict / models.strict.
+    fails_build = False
 
     def detail(self) -> str:
         return str(self)
@@ -25,6 +28,7 @@ class ConfigError(SlugslimError):
     """A problem in slugslim.yml or a SLUGSLIM_* config var."""
 
     title = "Invalid slugslim configuration"
+    fails_build = True
 
     def __init__(self, source: str, problem: str, fix: str) -> None:
         super().__init__(f"{source}: {problem}")
@@ -39,23 +43,6 @@ class ConfigError(SlugslimError):
             f"{self.fix}\n\n"
             "The full list of settings is in the slugslim README, under 'Configuration'."
         )
-
-
-class ToolError(SlugslimError):
-    """An external tool (pip, pip-compile, strip, curl) failed in a way we cannot recover."""
-
-    title = "A build tool failed"
-
-    def __init__(self, what: str, output: str, fix: str) -> None:
-        super().__init__(what)
-        self.what = what
-        self.output = output
-        self.fix = fix
-
-    def detail(self) -> str:
-        tail = "\n".join(self.output.strip().splitlines()[-15:])
-        shown = f"\n\nIts last output was:\n{tail}" if tail else ""
-        return f"{self.what}{shown}\n\n{self.fix}"
 
 
 class RequirementsError(SlugslimError):
@@ -121,6 +108,7 @@ class PruneGlobError(SlugslimError):
     """A prune.keep or prune.remove glob that does not stay inside site-packages."""
 
     title = "A prune glob points outside site-packages"
+    fails_build = True
 
     def __init__(self, key: str, glob: str, source: str) -> None:
         super().__init__(f"{key}: {glob}")
@@ -143,6 +131,7 @@ class VerificationError(SlugslimError):
     """verify.strict is on and the app does not import after pruning, even after bisecting."""
 
     title = "The app no longer imports after pruning"
+    fails_build = True
 
     def __init__(self, failures: list[str]) -> None:
         super().__init__("; ".join(failures))
@@ -166,6 +155,7 @@ class ModelStoreError(SlugslimError):
     """models.strict is true and a model could not be put at, or found at, models.source."""
 
     title = "Models could not be stored at models.source"
+    fails_build = True
 
     def __init__(self, source: str, failures: str) -> None:
         super().__init__(failures)
@@ -203,4 +193,21 @@ class FixupError(SlugslimError):
             "tried to replace it with the CPU build of the same version. slugslim put back what it moved.\n"
             "Either pin tensorflow-cpu in your dependencies yourself, or keep the GPU build with\n"
             "'swap: {keep: [tensorflow]}' (or 'swap: false') in slugslim.yml."
+        )
+
+
+class BudgetError(SlugslimError):
+    """The finish phase used up its time budget (the ``budget`` setting) before a step was done."""
+
+    title = "The time budget for slimming ran out"
+
+    def __init__(self, budget: float) -> None:
+        super().__init__(f"budget of {budget:.0f}s used up")
+        self.budget = budget
+
+    def detail(self) -> str:
+        return (
+            f"slugslim may spend {self.budget:.0f} seconds slimming the slug (the 'budget' setting in\n"
+            "slugslim.yml, or the SLUGSLIM_BUDGET config var), and they are used up. What this step had changed\n"
+            "was put back. Raise 'budget' to give it more time."
         )

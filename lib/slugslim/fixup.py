@@ -314,6 +314,7 @@ def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str
 
 def _pip_install(ctx: FinishContext, pip: list[str], args: list[str]) -> None:
     command = [*pip, "install", "--no-deps", "--no-cache-dir", "--no-input", "--quiet", *_index_options(ctx), *args]
+    ctx.timeout(0)  # no install starts past the budget; one that has started is never cut short halfway
     done = subprocess.run(command, env=_pip_env(ctx, pip), cwd=ctx.build_dir, capture_output=True, text=True,
                           check=False)
     if done.returncode != 0:
@@ -482,7 +483,7 @@ def _check(ctx: FinishContext, imports: list[str], names: list[str]) -> tuple[se
     env = ctx.python_env()
     env["PYTHONPATH"] = os.pathsep.join([str(Path(packaging.__file__).parent.parent), str(ctx.build_dir)])
     done = subprocess.run([str(ctx.python), "-c", CHECK_SCRIPT, ",".join(imports), ",".join(names)], env=env,
-                          cwd=ctx.build_dir, capture_output=True, text=True, check=False, timeout=600)
+                          cwd=ctx.build_dir, capture_output=True, text=True, check=False, timeout=ctx.timeout(600))
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError) as exc:

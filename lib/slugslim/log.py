@@ -7,9 +7,6 @@ and errors. Steps print their duration when they finish, as heroku/python does.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TextIO
 
 STEP = "-----> "
@@ -59,15 +56,6 @@ def error(text: str) -> None:
 
 def seconds(elapsed: float) -> str:
     return f"{elapsed:.1f}s" if elapsed < 60 else f"{int(elapsed // 60)}m {elapsed % 60:.0f}s"
-
-
-@contextmanager
-def timed_step(text: str) -> Iterator[None]:
-    """Print a step, run the body, then print how long it took as a detail line."""
-    step(text)
-    started = time.monotonic()
-    yield
-    detail(f"Done ({seconds(time.monotonic() - started)})")
 
 
 def human_bytes(size: float) -> str:

@@ -298,6 +298,7 @@ def render_manifest(entries: list[Entry], config: ModelsConfig) -> str:
         '  "version": 1,',
         f'  "boot_timeout": {int(config.boot_timeout)},',
         f'  "on_fetch_failure": {json.dumps(config.on_fetch_failure)},',
+        f'  "fetch_on_release": {json.dumps(config.fetch_on_release)},',
         '  "files": [',
     ]
     for index, entry in enumerate(entries):
@@ -462,6 +463,7 @@ def run(ctx: FinishContext) -> ModelsResult:
     else:
         uploader = _Uploader(store, config, result)
         for model in found.models:
+            ctx.timeout(0)  # the budget: nothing is removed yet, so stopping here leaves the slug as it was
             unsafe = [f.path for f in model.files if not _manifest_safe(f.path)]
             if unsafe:
                 failures.append((model, f"the path {unsafe[0]!r} has a quote, backslash or control character"))
@@ -493,13 +495,15 @@ def run(ctx: FinishContext) -> ModelsResult:
             "Set models.strict: true to fail the build instead."
         )
 
-    for model in result.removed:
-        _remove(app_dir, model)
     # The helper ships whenever the app has models, so code that calls slugslim_models.path()
     # imports on every build, whether or not a model was taken out this time.
     install_helper(app_dir)
     if entries:
+        # The boot files first: a model leaves the slug only once the dyno knows how to fetch it back.
         _write_boot_files(app_dir, entries, config)
+    for model in result.removed:
+        _remove(app_dir, model)
+    if entries:
         result.manifest = MANIFEST.as_posix()
         log.detail(
             f"Took {len(result.removed)} model(s) out of the slug ({log.human_bytes(result.removed_bytes)}); "

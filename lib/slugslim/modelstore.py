@@ -36,7 +36,12 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class Location:
-    """One object. ``uri`` goes into the manifest; ``shown`` into logs."""
+    """One object. ``uri`` goes into the manifest, ``shown`` into logs: neither holds a secret.
+
+    The slug is copied to every app of a pipeline, so the credentials of an https source (its
+    userinfo, its query string) stay with the store here, and the dyno's boot fetch reads them
+    from the config vars at run time (SLUGSLIM_MODELS_SOURCE or SLUGSLIM_MODELS_AUTH).
+    """
 
     uri: str
     shown: str
@@ -195,29 +200,24 @@ class S3Store(Store):
 class HttpStore(Store):
     kind = "https"
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, auth: str = "") -> None:
+        """``auth``: ``user:password`` (the SLUGSLIM_MODELS_AUTH config var), unless ``base`` has userinfo."""
         parts = urllib.parse.urlsplit(base)
-        self.base = base.rstrip("/")
         self.parts = parts
-        self.auth = ""
+        self.query = parts.query  # a token or a signature: sent, never written down
         if parts.username is not None:
-            user = urllib.parse.unquote(parts.username)
-            password = urllib.parse.unquote(parts.password or "")
-            self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            auth = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        self.auth = "Basic " + base64.b64encode(auth.encode()).decode() if auth else ""
 
     def location(self, sha256: str, filename: str) -> Location:
         key = sigv4.quote_key(object_key("", sha256, filename))
-        parts = self.parts
-        path = f"{parts.path.rstrip('/')}/{key}"
-        uri = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-        return Location(uri=uri, shown=redact(uri))
+        uri = redact(f"{self.parts.scheme}://{self.parts.netloc}{self.parts.path.rstrip('/')}/{key}")
+        return Location(uri=uri, shown=uri)
 
     def _target(self, location: Location) -> tuple[str, str, str]:
         parts = urllib.parse.urlsplit(location.uri)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        return parts.scheme, netloc, path
+        netloc = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        return parts.scheme, netloc, parts.path + (f"?{self.query}" if self.query else "")
 
     def _headers(self, method: str, netloc: str, path: str, payload_sha256: str) -> dict[str, str]:
         return {"authorization": self.auth} if self.auth else {}
@@ -244,4 +244,4 @@ def open_store(source: str, env: Mapping[str, str]) -> Store:
         region, endpoint = s3_settings(env)
         credentials = sigv4.Credentials(access, secret, env.get("AWS_SESSION_TOKEN", "").strip())
         return S3Store(parts.netloc, parts.path, region, credentials, endpoint)
-    return HttpStore(source)
+    return HttpStore(source, env.get("SLUGSLIM_MODELS_AUTH", "").strip())

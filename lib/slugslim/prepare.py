@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from slugslim import __version__, config, hook, log, swap
+from slugslim import __version__, buildcache, config, hook, log, swap
 from slugslim.cli import existing_dir
 from slugslim.context import read_state, write_state
 
@@ -40,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
     build_dir: Path = args.build_dir
     env = config.read_env_dir(args.env_dir)
     settings = load_config(build_dir, env)
+    if not args.no_hook:
+        # heroku/python restores its cache after this, and it holds what the last finish phase left.
+        cleared = buildcache.follow_settings(args.cache_dir, settings)
+        if cleared:
+            log.detail(f"Cleared heroku/python's cached packages ({cleared}), so that this build installs them "
+                       "in full and slims them with the current settings")
     state: dict[str, Any] = read_state(build_dir)
     state.update(version=__version__, buildpack=str(args.buildpack), python=args.python, tools=str(args.tools))
     if args.no_hook:

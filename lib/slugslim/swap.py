@@ -69,10 +69,6 @@ PIP_TOOLS_INPUT = "requirements.in"
 OTHER_MANAGERS = ("uv.lock", "poetry.lock", "Pipfile.lock")
 
 
-def cpu_build(name: str) -> str | None:
-    return SWAPS.get(canonicalize_name(name))
-
-
 def is_cuda_wheel(name: str) -> bool:
     return CUDA_WHEEL.match(canonicalize_name(name)) is not None
 

@@ -125,8 +125,8 @@ def _read_requirements_txt(path: Path, app_dir: Path, seen: set[Path]) -> list[T
 def _read_toml_requirements(app_dir: Path) -> list[TopRequirement]:
     try:
         tomllib: Any = importlib.import_module("tomllib")
-    except ImportError:
-        return []  # no tomllib on heroku-22's python3.10; requirements.txt still works
+    except ImportError:  # heroku-22's python3.10: tomli, the same parser, comes with our tools (tools.lock)
+        tomllib = importlib.import_module("tomli")
 
     result: list[TopRequirement] = []
     pipfile = app_dir / "Pipfile"

@@ -7,7 +7,10 @@ What it reproduces of the real build system:
   ``bin/detect BUILD_DIR`` (a failure stops the build), and ``bin/compile BUILD_DIR CACHE_DIR
   ENV_DIR`` run with the previous buildpacks' ``export`` files sourced first;
 - the ``bin/release`` of the last buildpack;
-- the slug: a gzip (level 6) tar of BUILD_DIR with every path under ``./app``.
+- the slug: a gzip (level 6) tar of BUILD_DIR with every path under ``./app``;
+- a ``/app`` of its own for each build: every command runs in a private mount namespace with a
+  per-build directory bound onto ``/app`` (``unshare``, as root), so heroku/python's
+  ``/app/.heroku/python`` symlink is this build's, whatever else runs on the machine.
 
 heroku/python itself is emulated by ``tests/heroku/python-buildpack`` (its header lists what it
 reproduces). Build output goes into one log, stdout and stderr interleaved as in a build log.
@@ -27,6 +30,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SLUGSLIM = REPO
 PYTHON_BUILDPACK = Path(__file__).resolve().parent / "python-buildpack"
+# Binds $1 onto /app in a mount namespace of its own, then runs the rest of the arguments.
+_AT_APP = f'{shutil.which("mount") or "mount"} --bind "$1" /app && shift && exec "$@"'
+
+
+def at_app(app_root: Path, command: Sequence[str]) -> list[str]:
+    """``command`` with ``app_root`` as its /app, private to it and its children (whatever its PATH)."""
+    return [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private",
+            shutil.which("bash") or "bash", "-c", _AT_APP, "at-app", str(app_root), *command]
 
 
 @dataclass
@@ -38,6 +49,7 @@ class Build:
     env_dir: Path
     slug: Path | None
     seconds: float
+    app_root: Path  # what the build saw as /app
 
     @property
     def ok(self) -> bool:
@@ -95,6 +107,7 @@ def run_build(
     cache_dir = cache_dir or workdir / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
     env_dir = Path(tempfile.mkdtemp(prefix="env_", dir=workdir))
+    app_root = Path(tempfile.mkdtemp(prefix="slash-app_", dir=workdir))
     for name, value in (config_vars or {}).items():
         (env_dir / name).write_text(value, encoding="utf-8")
 
@@ -106,7 +119,7 @@ def run_build(
               for bp in buildpacks]
 
     def run(cmd: list[str], *, capture: bool = False) -> tuple[int, str]:
-        done = subprocess.run(cmd, cwd=build_dir, env=process_env, stdout=subprocess.PIPE,
+        done = subprocess.run(at_app(app_root, cmd), cwd=build_dir, env=process_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
         if not capture:
             log.append(done.stdout)
@@ -142,4 +155,5 @@ def run_build(
         if slug and returncode == 0:
             slug_path = make_slug(build_dir, workdir / f"{build_dir.name}.tar.gz")
             log.append(f"-----> Compressing...\n       Done: {slug_path.stat().st_size / 1e6:.1f}M\n")
-    return Build(returncode, "".join(log), build_dir, cache_dir, env_dir, slug_path, time.monotonic() - started)
+    return Build(returncode, "".join(log), build_dir, cache_dir, env_dir, slug_path, time.monotonic() - started,
+                 app_root)

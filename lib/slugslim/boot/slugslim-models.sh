@@ -10,9 +10,16 @@
 # curl --aws-sigv4 from the AWS_* config vars) into a temp file in the same directory,
 # checks its sha256 and only then moves it into place. Plain bash + curl: no Python at boot.
 #
-# Settings come from the manifest (models.boot_timeout, models.on_fetch_failure); the config
-# vars SLUGSLIM_MODELS_BOOT_TIMEOUT and SLUGSLIM_MODELS_ON_FETCH_FAILURE override them at run
+# Settings come from the manifest (models.boot_timeout, models.on_fetch_failure,
+# models.fetch_on_release); the config vars SLUGSLIM_MODELS_BOOT_TIMEOUT,
+# SLUGSLIM_MODELS_ON_FETCH_FAILURE and SLUGSLIM_MODELS_FETCH_ON_RELEASE override them at run
 # time. A boot_timeout of 0 leaves the fetching to slugslim_models.path() in your code.
+# Release-phase dynos (DYNO=release.*) fetch nothing unless fetch_on_release is true: a release
+# command seldom needs the models, and its failure would stop the deploy.
+#
+# The manifest holds no secret: an https source's credentials are read here, at run time, from
+# the config vars: the userinfo and query string of SLUGSLIM_MODELS_SOURCE (when the file's
+# source lies under it), or else SLUGSLIM_MODELS_AUTH, as user:password.
 #
 # Run, rather than sourced, it fetches on demand (slugslim_models.py does this):
 #   bash .profile.d/slugslim-models.sh fetch [--timeout SECONDS] MODEL_PATH...
@@ -116,7 +123,19 @@ slugslim_models::curl_config() {
 		fi
 	else
 		[[ "${source}" =~ ${quote_re} ]] && return 1
-		slugslim_models::config_line url "${source}"
+		local user="" query=""
+		local url_re='^(https?://)(([^/@]*)@)?([^/?#]*)([^?#]*)(\?([^#]*))?'
+		if [[ "${SLUGSLIM_MODELS_SOURCE:-}" =~ ${url_re} ]]; then
+			local base="${BASH_REMATCH[1]}${BASH_REMATCH[4]}${BASH_REMATCH[5]%/}"
+			if [[ "${source}" == "${base}/"* ]]; then
+				user="${BASH_REMATCH[3]}"
+				query="${BASH_REMATCH[7]}"
+				printf -v user '%b' "${user//%/\\x}"
+			fi
+		fi
+		[[ -n "${user}" ]] || user="${SLUGSLIM_MODELS_AUTH:-}"
+		slugslim_models::config_line url "${source}${query:+?${query}}"
+		[[ -n "${user}" ]] && slugslim_models::config_line user "${user}"
 		echo "location"
 	fi
 }
@@ -210,7 +229,7 @@ slugslim_models::main() {
 	shift || true
 	local root="${HOME:-}"
 	local manifest="${root}/.slugslim/models.json"
-	local timeout="" policy="" only_timeout=""
+	local timeout="" policy="" on_release="" only_timeout=""
 	local -a wanted=()
 	if [[ "${mode}" == "fetch" ]]; then
 		while (($#)); do
@@ -233,17 +252,17 @@ slugslim_models::main() {
 
 	local line entry_re setting_re
 	entry_re='^[[:space:]]*\{"path": "([^"\\]+)", "bytes": ([0-9]+), "sha256": "([0-9a-f]{64})", "source": "([^"\\]+)", "model": "([^"\\]+)"\},?[[:space:]]*$'
-	setting_re='^[[:space:]]*"(boot_timeout|on_fetch_failure)": "?([a-z0-9]+)"?,?[[:space:]]*$'
+	setting_re='^[[:space:]]*"(boot_timeout|on_fetch_failure|fetch_on_release)": "?([a-z0-9]+)"?,?[[:space:]]*$'
 	local -a paths=() shas=() sizes=() sources=()
 	local refused=0 number=0
 	while IFS= read -r line || [[ -n "${line}" ]]; do
 		number=$((number + 1))
 		if [[ "${line}" =~ ${setting_re} ]]; then
-			if [[ "${BASH_REMATCH[1]}" == boot_timeout ]]; then
-				timeout="${BASH_REMATCH[2]}"
-			else
-				policy="${BASH_REMATCH[2]}"
-			fi
+			case "${BASH_REMATCH[1]}" in
+			boot_timeout) timeout="${BASH_REMATCH[2]}" ;;
+			on_fetch_failure) policy="${BASH_REMATCH[2]}" ;;
+			*) on_release="${BASH_REMATCH[2]}" ;;
+			esac
 		elif [[ "${line}" =~ ${entry_re} ]]; then
 			local relative="${BASH_REMATCH[1]}" model="${BASH_REMATCH[5]}"
 			if ((${#wanted[@]})); then
@@ -273,6 +292,11 @@ slugslim_models::main() {
 	[[ -n "${only_timeout}" ]] && timeout="${only_timeout}"
 	[[ "${timeout}" =~ ^[0-9]+$ ]] || timeout=45
 	[[ "${policy}" == warn ]] || policy=fail
+	on_release="${SLUGSLIM_MODELS_FETCH_ON_RELEASE:-${on_release:-false}}"
+	if [[ "${mode}" == boot && "${DYNO:-}" == release.* && "${on_release,,}" != @(true|1|yes|on) ]]; then
+		slugslim_models::log "release phase: models are not fetched (set models.fetch_on_release: true to fetch them)"
+		return 0
+	fi
 	if [[ "${mode}" == boot && "${timeout}" == 0 ]]; then
 		slugslim_models::log "models.boot_timeout is 0: models are fetched on first use by slugslim_models.path()"
 		return 0

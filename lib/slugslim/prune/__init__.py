@@ -11,7 +11,6 @@ from pathlib import Path
 from slugslim import log
 from slugslim.config import PruneConfig
 from slugslim.context import FinishContext
-from slugslim.errors import SlugslimError
 from slugslim.plan import Plan
 from slugslim.prune.engine import Engine, PruneResult, plan_tree, quarantine_location
 from slugslim.prune.tree import scan
@@ -48,18 +47,10 @@ def run(ctx: FinishContext) -> PruneResult:
         app_dir=ctx.build_dir,
         config_vars=ctx.env,
         source=ctx.config.origins.get("prune.keep", ctx.config.origins.get("prune.remove", "slugslim.yml")),
+        deadline=ctx.deadline,
     )
-    try:
-        result = engine.run()
-    except SlugslimError:
-        raise
-    except Exception as exc:  # a bug in slugslim must not cost the user their deploy
-        log.warning(
-            f"Warning: slugslim's prune step failed unexpectedly ({type(exc).__name__}: {exc}).\n"
-            "Everything it had moved was put back, and the build continues unpruned.\n"
-            "Please report this, with the build log, to the slugslim maintainers."
-        )
-        result = PruneResult("unpruned", Plan(root=str(site_packages)), notes=[f"internal error: {exc!r}"])
+    # Whatever goes wrong, the engine has put back what it moved; finish.guarded says so.
+    result = engine.run()
     result.timings["total"] = time.monotonic() - started
     ctx.results["prune"] = result.to_json()
     return result

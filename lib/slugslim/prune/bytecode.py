@@ -151,6 +151,3 @@ class BytecodeRule:
             rel = f"{up}/{leftover.relative_to(tree.prefix).as_posix()}"
             out.append(Removal(path=rel, bytes=size, rule=NAME, reason=why, files=files))
         return out
-
-
-RULE = BytecodeRule()

@@ -7,7 +7,7 @@ groups to find what broke which import, re-applies the rest and verifies again.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import subprocess
 import sys
@@ -19,7 +19,7 @@ from typing import Any
 
 from slugslim import boot_check, imports, installed, log, verify
 from slugslim.config import Config, PruneConfig
-from slugslim.errors import VerificationError
+from slugslim.errors import BudgetError, VerificationError
 from slugslim.plan import Plan, Removal
 from slugslim.prune import bytecode, headers, packages, quarantine, symbols, tests, user
 from slugslim.prune.globs import GlobSet
@@ -238,6 +238,8 @@ class Engine:
     config_vars: Mapping[str, str] = field(default_factory=dict)  # the app's, for the boot check
     say: Callable[[str], None] = log.detail
     warn: Callable[[str], None] = log.warning
+    # time.monotonic() at which the finish phase's budget runs out: no verification may run past it
+    deadline: float = math.inf
     _baseline: verify.Outcome | None = field(default=None, init=False)
     _command: str = field(default="", init=False)
     _web: boot_check.WebCheck | None = field(default=None, init=False)  # set when the web process booted
@@ -288,7 +290,8 @@ class Engine:
                           f"{baseline.command_failure}\nslugslim will not use it to check the pruned tree.")
                 command = ""
             if verify_cfg.boot != "false" and self.app_dir is not None:
-                web = boot_check.WebCheck(self.cwd, self.config_vars, self.site_packages, verify_cfg.boot_timeout,
+                web = boot_check.WebCheck(self.cwd, self.config_vars, self.site_packages,
+                                          self._timeout(verify_cfg.boot_timeout),
                                           verify_cfg.paths, self.say)
                 timings["boot_before"] = web.before(self.app_dir, baseline)
                 self._web = web if web.command else None
@@ -331,6 +334,13 @@ class Engine:
             quarantine.recover(self.quarantine_dir)
             raise
 
+    def _timeout(self, limit: float) -> float:
+        """``limit``, or what is left of the budget. BudgetError when none is (run() then rolls back)."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise BudgetError(self.config.budget)
+        return min(limit, left)
+
     def _refresh_bytecode(self, baseline: verify.Outcome) -> None:
         """Recompile the stale or missing .pyc of modules the app imports.
 
@@ -352,7 +362,7 @@ class Engine:
                 "        pass\n")
         env = {k: v for k, v in self.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
         proc = subprocess.run([str(self.python), "-c", code, *stale], env=env, capture_output=True, text=True,
-                              errors="replace", check=False, timeout=self.config.verify.timeout)
+                              errors="replace", check=False, timeout=self._timeout(self.config.verify.timeout))
         compiled = set(proc.stdout.splitlines())
         refreshed = 0
         for name, (source, cached, good) in list(baseline.modules.items()):
@@ -365,9 +375,12 @@ class Engine:
     def _verify(self, modules: list[str], command: str, baseline: verify.Outcome | None = None,
                 maybe: list[str] | None = None) -> verify.Outcome:
         outcome = verify.run(self.python, self.env, self.cwd, modules, self.site_packages, command,
-                             self.config.verify.timeout, maybe or ())
+                             self._timeout(self.config.verify.timeout), maybe or ())
         if self._web is not None and outcome.ok:
+            self._web.timeout = self._timeout(self.config.verify.boot_timeout)
             self._web.after(outcome)
+        if not outcome.ok and time.monotonic() >= self.deadline:
+            raise BudgetError(self.config.budget)  # it failed because the time ran out: blame no rule
         if baseline is not None and self.config.prune.bytecode != "drop":
             for name, (_source, _cached, good) in baseline.modules.items():
                 now = outcome.modules.get(name)
@@ -445,12 +458,12 @@ class Engine:
                       result: PruneResult) -> list[quarantine.Entry]:
         """Every stripped file must still load; roll back those that only fail once stripped."""
         strips = {box.target(e.removal): e for e in entries if e.kind == "strip"}
-        broken = load_check(self.python, self.env, list(strips))
+        broken = load_check(self.python, self.env, list(strips), self._timeout(300))
         if not broken:
             return entries
         suspects = [strips[p] for p in broken]
         box.restore(suspects)
-        before = load_check(self.python, self.env, list(broken))
+        before = load_check(self.python, self.env, list(broken), self._timeout(300))
         keep_out: set[int] = set()
         for path, why in broken.items():
             entry = strips[path]
@@ -551,7 +564,3 @@ def default_python(site_packages: Path) -> tuple[str, dict[str, str]]:
             return str(candidate), env
     env["PYTHONPATH"] = str(site_packages)
     return sys.executable, env
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True)

@@ -106,6 +106,3 @@ class HeadersRule:
                     continue
                 out.append(removal(tree, path, NAME, "Cython source, read only when compiling"))
         return out
-
-
-RULE = HeadersRule()

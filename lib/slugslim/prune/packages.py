@@ -53,6 +53,3 @@ class PackagesRule:
                 else:
                     removals.extend(removal(tree, path, NAME, reason) for path in owned)
         return removals
-
-
-RULE = PackagesRule()

@@ -81,6 +81,3 @@ class SymbolsRule:
                 )
             )
         return removals
-
-
-RULE = SymbolsRule()

@@ -117,6 +117,3 @@ class TestsRule:
             kind = "directory" if path in tree.dirs else "module"
             removals.append(removal(tree, path, NAME, f"test {kind} that no runtime module imports"))
         return removals
-
-
-RULE = TestsRule()

@@ -39,6 +39,3 @@ class UserRule:
             taken.append(path)
             removals.append(removal(tree, path, NAME, "matches a prune.remove glob"))
         return removals
-
-
-RULE = UserRule()
