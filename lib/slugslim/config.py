@@ -27,6 +27,7 @@ NON_SCHEMA_VARS = frozenset({"SLUGSLIM_DISABLE", "SLUGSLIM_PIP", "SLUGSLIM_DEBUG
 
 BYTECODE_POLICIES = ("imported", "keep", "drop")
 FETCH_FAILURE_POLICIES = ("fail", "warn")
+LFS_POLICIES = ("warn", "fail")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class ModelsConfig:
     strict: bool = False
     boot_timeout: int = 45
     on_fetch_failure: str = "fail"
+    lfs: str = "warn"  # what a Git LFS pointer in the app does to the build
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ SECTIONS: dict[str, type[Any]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "prune.bytecode": BYTECODE_POLICIES,
     "models.on_fetch_failure": FETCH_FAILURE_POLICIES,
+    "models.lfs": LFS_POLICIES,
 }
 
 

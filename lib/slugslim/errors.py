@@ -263,3 +263,19 @@ class PreflightError(SlugslimError):
         else:
             lines.append(f"  - or wait for a {name} release with a wheel for Python {minor}.")
         return "\n".join(lines)
+
+
+class LfsPointerError(SlugslimError):
+    """models.lfs is 'fail' and the app has Git LFS pointers where files should be."""
+
+    title = "Your app has Git LFS pointers instead of files"
+
+    def __init__(self, paths: list[str], description: str) -> None:
+        super().__init__(", ".join(paths))
+        self.paths = paths
+        self.description = description
+
+    def detail(self) -> str:
+        return (f"{self.description}\n\n"
+                "The build stops here because models.lfs is 'fail' in your slugslim config; set it to "
+                "'warn' to build anyway.")

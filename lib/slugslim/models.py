@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from slugslim import log
+from slugslim import lfs, log
 from slugslim.config import ModelsConfig
 from slugslim.context import STATE_DIR, FinishContext
 from slugslim.errors import ModelStoreError
@@ -81,7 +81,8 @@ class ModelsResult:
 
     @property
     def removed_bytes(self) -> int:
-        return sum(m.bytes for m in self.removed)
+        """What left the slug: a Git LFS pointer's real file was never in it."""
+        return sum(m.bytes for m in self.removed if m.kind != "lfs")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,9 +124,13 @@ class _Uploader:
         self.config = config
         self.result = result
 
-    def ensure(self, app_dir: Path, model_file: ModelFile, sha256: str) -> Location:
-        """Return where the file is; raise StoreError if it is not known to be there."""
+    def ensure(self, app_dir: Path, model_file: ModelFile, sha256: str, pointer: bool = False) -> Location:
+        """Return where the file is; raise StoreError if it is not known to be there.
+
+        A Git LFS pointer is never uploaded: only the real file, uploaded by the user, will do.
+        """
         location = self.store.location(sha256, PurePosixPath(model_file.path).name)
+        upload = self.config.upload and not pointer
         head_error = ""
         try:
             if self.store.exists(location, model_file.bytes):
@@ -133,11 +138,13 @@ class _Uploader:
                 log.detail(f"{model_file.path}: already at {location.shown}")
                 return location
         except StoreError as exc:
-            if not self.config.upload:
+            if not upload:
                 raise
             # S3 answers 403, not 404, for a missing object when the key may not list the bucket.
             head_error = str(exc)
-        if not self.config.upload:
+        if pointer:
+            raise StoreError(f"it is a Git LFS pointer and the real file is not at {location.shown}")
+        if not upload:
             raise StoreError(f"it is not at {location.shown}, and models.upload is not true")
         self._upload(app_dir, model_file, sha256, location, head_error)
         return location
@@ -230,6 +237,13 @@ def run(ctx: FinishContext) -> ModelsResult:
 
     app_dir = ctx.build_dir
     found = scan(app_dir, config)
+    # A Git LFS pointer stands for its real file: with models.source, the dyno fetches that file instead.
+    excluded = {m.path for m in found.excluded}
+    pointers = {p.path: p for p in lfs.find(app_dir) if p.path not in excluded} if config.source else {}
+    found.small = [m for m in found.small if m.path not in pointers]
+    found.models = sorted([m for m in found.models if m.path not in pointers]
+                          + [Model(p.path, "lfs", "Git LFS pointer", (ModelFile(p.path, p.size),))
+                             for p in pointers.values()], key=lambda m: m.path)
     result.found = found.models
     result.small_files = sum(len(m.files) for m in found.small)
     if not found.models and not found.unsafe:
@@ -277,8 +291,9 @@ def run(ctx: FinishContext) -> ModelsResult:
             model_entries: list[Entry] = []
             try:
                 for model_file in model.files:
-                    digest = sha256_of(app_dir / model_file.path)
-                    location = uploader.ensure(app_dir, model_file, digest)
+                    pointer = pointers.get(model_file.path)
+                    digest = pointer.sha256 if pointer else sha256_of(app_dir / model_file.path)
+                    location = uploader.ensure(app_dir, model_file, digest, pointer is not None)
                     model_entries.append(Entry(model_file.path, model_file.bytes, digest, location.uri, model.path))
             except StoreError as exc:
                 failures.append((model, str(exc)))

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from slugslim import __version__, config, hook, log, preflight, pyversion, swap
+from slugslim import __version__, config, hook, lfs, log, preflight, pyversion, swap
 from slugslim.cli import existing_dir
 from slugslim.context import read_state, write_state
 
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_config(build_dir, env)
     state: dict[str, Any] = read_state(build_dir)
     state.update(version=__version__, buildpack=str(args.buildpack), python=args.python, tools=str(args.tools))
+    state["lfs"] = [pointer.to_json() for pointer in lfs.check(build_dir, settings.models.lfs)]
     python = pyversion.app_python(build_dir, args.cache_dir)
     if args.no_hook:
         # heroku/python has installed everything already: rewriting requirements.txt now would change
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         if checked.chosen:
             python = pyversion.app_python(build_dir, args.cache_dir)
         state["swap"] = swap.prepare(build_dir, settings, env, python=python).to_json()
-    state["python"] = python.to_json()
+    # "python" in the state is slugslim's own interpreter; this is the app's.
+    state["app_python"] = python.to_json()
 
     if not args.no_hook:
         state["hook"] = hook.install(build_dir, args.buildpack, args.python, args.tools)
