@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed
 TOOLS_WHEELS := .cache/tools-wheels
 TOOLS_STAMP := $(TOOLS_WHEELS)/.complete
 PYTEST_WORKERS ?= 2
-SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh
+SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) tests/heroku/python-buildpack/vendor/WEB_CONCURRENCY.sh $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh lib/slugslim/boot/slugslim-memory.sh
 
 .PHONY: help test lint pytest demo bench docker-compile lock clean
 

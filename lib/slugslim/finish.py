@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from slugslim import config, hook, log, models, prune, report, swap
+from slugslim import config, hook, log, memory, models, prune, report, swap
 from slugslim.cli import existing_dir
 from slugslim.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     _timed(lambda: prune.run(ctx))
     # Last of the steps that change the app: every build step, the app's own hook included, has had the models.
     _timed(lambda: models.run(ctx))
+    # After the prune: its import check measured the memory a web process needs.
+    _timed(lambda: memory.run(ctx))
     if before is not None:
         _timed(lambda: report.run(ctx, before))
     _cleanup_state(build_dir)

@@ -64,8 +64,10 @@ for name, module in list(sys.modules.items()):
     cached = getattr(spec, "cached", None) or ""
     cached = os.path.realpath(cached) if cached else ""
     loaded[name] = [origin, cached, bool(cached) and valid(origin, cached)]
+import resource  # peak resident memory of this process: what one web process with these imports needs
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 with open(out, "w") as handle:
-    json.dump({"failures": failures, "modules": loaded}, handle)
+    json.dump({"failures": failures, "modules": loaded, "peak_rss": peak}, handle)
 """
 
 
@@ -81,6 +83,7 @@ class Outcome:
     seconds: float = 0.0
     # modules whose bytecode was valid before pruning and is missing or stale now
     recompiled: list[str] = field(default_factory=list)
+    peak_rss: int = 0  # bytes, the verification process's peak resident memory (0: unknown)
 
     def problems(self) -> list[str]:
         lines = [f"import {name}: {line}" for name, line in sorted(self.failures.items())]
@@ -108,6 +111,7 @@ class Outcome:
             "modules": len(self.modules),
             "recompiled": self.recompiled,
             "seconds": round(self.seconds, 2),
+            "peak_rss": self.peak_rss,
         }
 
 
@@ -177,6 +181,7 @@ def run(
     run_env["PYTHONDONTWRITEBYTECODE"] = "1"
     failures: dict[str, str] = {}
     loaded: dict[str, tuple[str, str, bool]] = {}
+    peak_rss = 0
     with tempfile.TemporaryDirectory(prefix="slugslim-verify-") as scratch:
         result_file = Path(scratch) / "result.json"
         root = os.path.realpath(site_packages) + os.sep
@@ -195,6 +200,7 @@ def run(
             data = json.loads(result_file.read_text(encoding="utf-8"))
             failures = dict(data["failures"])
             loaded = {k: (v[0], v[1], bool(v[2])) for k, v in data["modules"].items()}
+            peak_rss = int(data.get("peak_rss", 0))
         else:
             tail = (proc.stderr or proc.stdout).strip().splitlines()
             why = tail[-1] if tail else f"the interpreter exited with status {proc.returncode}"
@@ -208,6 +214,7 @@ def run(
         command_failure=command_failure,
         modules=loaded,
         seconds=time.monotonic() - started,
+        peak_rss=peak_rss,
     )
 
 
