@@ -27,7 +27,7 @@ def _tagged(spec: WheelSpec, python: str) -> WheelSpec:
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def house(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TensorFlow 2.21.0 has wheels for 3.10-3.13 only; only 2.22.0rc0 has one for 3.14, as on PyPI."""
     house = tmp_path_factory.mktemp("tagged-wheels")
     for python in OLD_PYTHONS:
@@ -35,6 +35,11 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         build_wheel(_tagged(tensorflow_spec("2.21.0"), python), house)
     for python in (*OLD_PYTHONS, "314"):
         build_wheel(_tagged(tensorflow_cpu_spec("2.22.0rc0"), python), house)
+    return house
+
+
+@pytest.fixture(scope="module")
+def index(house: Path) -> Iterator[str]:
     with serve(house) as url:
         yield url
 
@@ -133,3 +138,9 @@ def test_prepare_writes_the_version_and_the_swap_uses_it(tmp_path: Path, index: 
     state = (app / ".slugslim/state.json").read_text()
     assert '"chosen": "3.13"' in state and '"python_version": "3.13"' in state
     assert "tensorflow-cpu==2.21.0" in (app / "requirements.txt").read_text()
+
+
+def test_find_links_without_an_index_are_read_too(tmp_path: Path, house: Path) -> None:
+    offline = simpleindex.settings({}, [], environ={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(house)})
+    app = write_app(tmp_path, {"requirements.txt": "tensorflow-cpu==2.21.0\n"})
+    assert preflight.check(app, pyversion.app_python(app), SwapConfig(), offline).chosen == "3.13"

@@ -20,6 +20,7 @@ import base64
 import html.parser
 import json
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -57,6 +58,7 @@ class Settings:
     find_links: tuple[str, ...] = ()
     no_index: bool = False
     pre: bool = False
+    cert: str = ""  # PIP_CERT: a CA bundle for https indexes
 
     def shown(self) -> str:
         places = ([] if self.no_index else [self.index_url, *self.extra_index_urls]) + list(self.find_links)
@@ -94,7 +96,7 @@ def settings(config_vars: Mapping[str, str], options: Sequence[str], environ: Ma
             no_index = no_index or name == "--no-index"
             pre = pre or name == "--pre"
             position += 1
-    return Settings(index_url, tuple(extras), tuple(links), no_index, pre)
+    return Settings(index_url, tuple(extras), tuple(links), no_index, pre, env.get("PIP_CERT", "").strip())
 
 
 def _host(parts: urllib.parse.SplitResult) -> str:
@@ -123,7 +125,7 @@ def _filename(url: str) -> str:
     return urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
 
 
-def _fetch(url: str, timeout: float) -> tuple[str, bytes]:
+def _fetch(url: str, timeout: float, cert: str = "") -> tuple[str, bytes]:
     parts = urllib.parse.urlsplit(url)
     headers = {"Accept": ACCEPT}
     if parts.username is not None:
@@ -132,7 +134,8 @@ def _fetch(url: str, timeout: float) -> tuple[str, bytes]:
         url = urllib.parse.urlunsplit(parts._replace(netloc=_host(parts)))
     request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        context = ssl.create_default_context(cafile=cert) if cert and url.startswith("https:") else None
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return str(response.headers.get("Content-Type", "")), bytes(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -153,13 +156,13 @@ def _page_files(content_type: str, body: bytes) -> list[IndexFile]:
             for href, attrs in parser.files if "data-yanked" not in attrs]
 
 
-def _find_links_files(location: str, timeout: float) -> list[IndexFile]:
+def _find_links_files(location: str, timeout: float, cert: str) -> list[IndexFile]:
     if location.startswith("file:"):
         location = urllib.request.url2pathname(urllib.parse.urlsplit(location).path)
     if "://" not in location:
         path = Path(location)
         return [IndexFile(p.name) for p in sorted(path.iterdir())] if path.is_dir() else []
-    return _page_files(*_fetch(location, timeout))
+    return _page_files(*_fetch(location, timeout, cert))
 
 
 def files(project: str, where: Settings, timeout: float = 15.0) -> list[IndexFile]:
@@ -168,9 +171,9 @@ def files(project: str, where: Settings, timeout: float = 15.0) -> list[IndexFil
     found: list[IndexFile] = []
     indexes = [] if where.no_index else [where.index_url, *where.extra_index_urls]
     for index in indexes:
-        found += _page_files(*_fetch(f"{index.rstrip('/')}/{name}/", timeout))
+        found += _page_files(*_fetch(f"{index.rstrip('/')}/{name}/", timeout, where.cert))
     for location in where.find_links:
-        found += _find_links_files(location, timeout)
+        found += _find_links_files(location, timeout, where.cert)
     return [f for f in found if _project_of(f.filename) == name]
 
 
