@@ -13,7 +13,10 @@ import pytest
 from slugslim import memory
 from slugslim.config import Config, MemoryConfig
 from slugslim.context import FinishContext
+from tests.conftest import write_app
 from tests.heroku.build import REPO
+from tests.sitefactory import pip_install
+from tests.wheelfactory import WheelSpec, build_wheel
 
 EMULATED = REPO / "tests/heroku/python-buildpack/vendor/WEB_CONCURRENCY.sh"
 MIRROR = Path("/work/.mirror/heroku+heroku-buildpack-python/repo")
@@ -134,3 +137,20 @@ def test_memory_false_turns_it_off(tmp_path: Path, capsys: pytest.CaptureFixture
     result = memory.run(context(tmp_path, 536 * MIB, enabled=False))
     assert not result.enabled and not (tmp_path / ".profile.d").exists()
     assert capsys.readouterr() == ("", "")
+
+
+def test_without_the_prune_step_the_memory_step_runs_the_import_check_itself(tmp_path: Path) -> None:
+    """A real interpreter importing a real installed package that holds 80 MB: the peak says so."""
+    wheels = tmp_path / "wheels"
+    build_wheel(WheelSpec(name="memhog", files={"memhog/__init__.py": "HELD = b'x' * 80_000_000\n"}), wheels)
+    venv = tmp_path / "app/.heroku/python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = pip_install(wheels, venv, ["memhog"])
+    write_app(tmp_path / "app", {"app.py": "import memhog\n"})
+    ctx = FinishContext(build_dir=tmp_path / "app", cache_dir=None, env={}, config=Config(),
+                        python=venv / "bin/python", site_packages=site_packages)
+    peak, how = memory.measured(ctx)
+    assert how == "the import check"
+    assert 80 * 10**6 < peak < 400 * MIB
+    ctx.results["prune"] = {"verify_peak_rss": 123 * MIB}
+    assert memory.measured(ctx) == (123 * MIB, "the import check")

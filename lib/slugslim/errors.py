@@ -247,9 +247,9 @@ class PreflightError(SlugslimError):
         minor = ".".join(self.python.split(".")[:2])
         name = self.name
         lines = [
-            f"{self.where} asks for Python {self.python}, and {self.required_at} asks for {self.requirement},",
-            f"which has no wheel for Python {minor}. pip would fail with 'No matching distribution found'",
-            "after installing Python, so the build stops here.",
+            f"{self.where} asks for Python {self.python}, and {self.required_at} asks for",
+            f"{self.requirement}, which has no wheel for Python {minor}. pip would fail with",
+            "'No matching distribution found' after installing Python, so the build stops here.",
             "",
         ]
         if self.working:

@@ -54,10 +54,16 @@ class Declared:
     name: str  # what pip installs (the CPU build when the swap will make it so)
     specifier: str
     where: str
+    written: str  # the requirement as the app wrote it, without markers
 
     @property
     def requirement(self) -> str:
         return f"{self.name}{self.specifier}"
+
+    @property
+    def asked(self) -> str:
+        """``tensorflow==2.21.0 (installed as tensorflow-cpu==2.21.0)``."""
+        return self.written if self.written == self.requirement else f"{self.written} (installed as {self.requirement})"
 
 
 @dataclass
@@ -96,7 +102,8 @@ def declared(app_dir: Path, python: str, config: SwapConfig) -> list[Declared]:
                 framework = _framework_of(req.name)
                 assert framework is not None
                 where = f"{parsed.path.relative_to(app_dir).as_posix()} line {entry.lineno}"
-                found.append(Declared(framework.name, _installed_name(req.name, config), str(req.specifier), where))
+                found.append(Declared(framework.name, _installed_name(req.name, config), str(req.specifier), where,
+                                      f"{canonicalize_name(req.name)}{req.specifier}"))
     elif (app_dir / "Pipfile.lock").is_file():
         # Pipenv installs the lock as written; the finish phase swaps the build after the install.
         try:
@@ -111,7 +118,8 @@ def declared(app_dir: Path, python: str, config: SwapConfig) -> list[Declared]:
                     specifier = str(Requirement(f"{name}{version}").specifier)
                 except InvalidRequirement:
                     continue
-                found.append(Declared(framework.name, canonicalize_name(name), specifier, "Pipfile.lock"))
+                found.append(Declared(framework.name, canonicalize_name(name), specifier, "Pipfile.lock",
+                                      f"{canonicalize_name(name)}{specifier}"))
     return found
 
 
@@ -142,7 +150,7 @@ def check(app_dir: Path, python: pyversion.AppPython, config: SwapConfig, where:
     working = [p for p in pyversion.SUPPORTED if all(p in a.pythons() for _, a in facts)]
     build, found = missing[0]
     if python.named_by_app:
-        raise PreflightError(python.where, python.version, build.name, build.requirement, build.where, working,
+        raise PreflightError(python.where, python.version, build.name, build.asked, build.where, working,
                              found.newest_any.get(python.minor, ""))
     if not working:
         result.status = "no-python"
@@ -152,7 +160,7 @@ def check(app_dir: Path, python: pyversion.AppPython, config: SwapConfig, where:
         return result
     result.status, result.chosen = "chose", working[-1]
     (app_dir / pyversion.VERSION_FILE).write_text(f"{result.chosen}\n", encoding="utf-8")
-    result.message = (f"Python {result.chosen}: wrote {pyversion.VERSION_FILE}, because {build.requirement} "
+    result.message = (f"Python {result.chosen}: wrote {pyversion.VERSION_FILE}, because {build.asked} "
                       f"({build.where}) has no wheel for Python {python.minor}, {python.where}; commit a "
                       f"{pyversion.VERSION_FILE} containing {result.chosen} to make this explicit")
     log.detail(result.message)
