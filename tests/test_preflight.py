@@ -144,3 +144,12 @@ def test_find_links_without_an_index_are_read_too(tmp_path: Path, house: Path) -
     offline = simpleindex.settings({}, [], environ={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(house)})
     app = write_app(tmp_path, {"requirements.txt": "tensorflow-cpu==2.21.0\n"})
     assert preflight.check(app, pyversion.app_python(app), SwapConfig(), offline).chosen == "3.13"
+
+
+def test_no_python_with_wheels_warns_and_writes_nothing(tmp_path: Path, index: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    app = write_app(tmp_path, {"requirements.txt": "tensorflow==2.19.0\n"})  # not on this index at all
+    result = preflight.check(app, pyversion.app_python(app), SwapConfig(), where(index))
+    assert (result.status, result.chosen) == ("no-python", "")
+    assert not (app / ".python-version").exists()
+    assert "tensorflow-cpu==2.19.0" in capsys.readouterr().err

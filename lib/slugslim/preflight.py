@@ -160,8 +160,8 @@ def check(app_dir: Path, python: pyversion.AppPython, config: SwapConfig, where:
         return result
     result.status, result.chosen = "chose", working[-1]
     (app_dir / pyversion.VERSION_FILE).write_text(f"{result.chosen}\n", encoding="utf-8")
-    result.message = (f"Python {result.chosen}: wrote {pyversion.VERSION_FILE}, because {build.asked} "
-                      f"({build.where}) has no wheel for Python {python.minor}, {python.where}; commit a "
+    result.message = (f"Python {result.chosen}: wrote {pyversion.VERSION_FILE}, because {build.where} "
+                      f"({build.requirement}) has no wheel for Python {python.minor}, {python.where}; commit a "
                       f"{pyversion.VERSION_FILE} containing {result.chosen} to make this explicit")
     log.detail(result.message)
     return result
