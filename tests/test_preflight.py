@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from collections.abc import Iterator
@@ -153,3 +154,12 @@ def test_no_python_with_wheels_warns_and_writes_nothing(tmp_path: Path, index: s
     assert (result.status, result.chosen) == ("no-python", "")
     assert not (app / ".python-version").exists()
     assert "tensorflow-cpu==2.19.0" in capsys.readouterr().err
+
+
+def test_a_pipenv_lock_is_checked_as_it_will_be_installed(tmp_path: Path, index: str) -> None:
+    lock = {"_meta": {"requires": {}}, "default": {"tensorflow": {"version": "==2.21.0"}, "flask": {"version": "==3"}}}
+    app = write_app(tmp_path, {"Pipfile.lock": json.dumps(lock)})
+    result = preflight.check(app, pyversion.app_python(app), SwapConfig(), where(index))
+    assert result.builds == [{"framework": "TensorFlow", "requirement": "tensorflow==2.21.0", "where": "Pipfile.lock",
+                              "pythons": ["3.10", "3.11", "3.12", "3.13"]}]
+    assert result.chosen == "3.13"
