@@ -96,11 +96,8 @@ def declared(app_dir: Path, python: str, config: SwapConfig) -> list[Declared]:
         environment = swap.dyno_environment(python)
         for parsed, _, entry in requirements.read_tree(root, app_dir).entries():
             req = entry.requirement
-            if req is None or parsed.constraint or _framework_of(req.name) is None:
-                continue
-            if swap.applies_on_dyno(req, environment):
-                framework = _framework_of(req.name)
-                assert framework is not None
+            framework = _framework_of(req.name) if req is not None and not parsed.constraint else None
+            if req is not None and framework is not None and swap.applies_on_dyno(req, environment):
                 where = f"{parsed.path.relative_to(app_dir).as_posix()} line {entry.lineno}"
                 found.append(Declared(framework.name, _installed_name(req.name, config), str(req.specifier), where,
                                       f"{canonicalize_name(req.name)}{req.specifier}"))
