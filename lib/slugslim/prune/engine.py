@@ -186,7 +186,7 @@ class PruneResult:
     timings: dict[str, float] = field(default_factory=dict)
     verify_runs: int = 0
     verified_modules: list[str] = field(default_factory=list)
-    verify_peak_rss: int = 0  # bytes, the verification before pruning (slugslim.memory reads it)
+    verify_peak_rss: int = 0  # bytes, the last passing import check (slugslim.memory reads it)
     notes: list[str] = field(default_factory=list)
     recovered: int = 0
 
@@ -517,6 +517,8 @@ class Engine:
                 self.say(f"  {rule:<9} {log.human_bytes(totals[rule]):>9}  ({counts[rule]} paths)")
 
     def _log_done(self, result: PruneResult, outcome: verify.Outcome) -> None:
+        # The pruned tree is what dynos run (stripped libraries map fewer pages): its peak is the one to keep.
+        result.verify_peak_rss = outcome.peak_rss or result.verify_peak_rss
         used = sum(1 for _s, _c, good in outcome.modules.values() if good)
         self.say(f"Verified the pruned tree ({log.seconds(outcome.seconds)}): "
                  f"{len(result.verified_modules)} imports pass, {used} modules load their bytecode")
