@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,28 @@ def test_a_pipenv_lock_is_checked_as_it_will_be_installed(tmp_path: Path, index:
     assert result.builds == [{"framework": "TensorFlow", "requirement": "tensorflow==2.21.0", "where": "Pipfile.lock",
                               "pythons": ["3.10", "3.11", "3.12", "3.13"]}]
     assert result.chosen == "3.13"
+
+
+def test_an_index_that_answers_nonsense_is_a_warning_not_a_crash(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    class Broken(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+            self.end_headers()
+            self.wfile.write(b"<html>not json</html>")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app = write_app(tmp_path, {"requirements.txt": "tensorflow==2.21.0\n"})
+        url = f"http://127.0.0.1:{server.server_address[1]}/simple"
+        result = preflight.check(app, pyversion.app_python(app), SwapConfig(), where(url))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.status == "unreachable"
+    assert "JSON that cannot be read" in capsys.readouterr().err

@@ -147,7 +147,12 @@ def _fetch(url: str, timeout: float, cert: str = "") -> tuple[str, bytes]:
 
 def _page_files(content_type: str, body: bytes) -> list[IndexFile]:
     if "json" in content_type:
-        data = json.loads(body.decode("utf-8", errors="replace"))
+        try:
+            data = json.loads(body.decode("utf-8", errors="replace"))
+        except ValueError as exc:
+            raise LookupFailed(f"the index answered with JSON that cannot be read ({exc})") from None
+        if not isinstance(data, dict):
+            raise LookupFailed("the index answered with JSON that is not a project page")
         return [IndexFile(str(item.get("filename", "")), str(item.get("requires-python") or ""))
                 for item in data.get("files", []) if isinstance(item, dict) and not item.get("yanked")]
     parser = _Links()
