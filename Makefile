@@ -12,7 +12,7 @@ DEV_STAMP := $(VENV)/.installed
 TOOLS_WHEELS := .cache/tools-wheels
 TOOLS_STAMP := $(TOOLS_WHEELS)/.complete
 PYTEST_WORKERS ?= 2
-SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard tests/heroku/python-buildpack/lib/*.sh) $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh
+SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard tests/heroku/python-buildpack/lib/*.sh) tests/heroku/python-buildpack/vendor/WEB_CONCURRENCY.sh $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh lib/slugslim/boot/slugslim-memory.sh
 
 # slugslim itself runs on the stack's python3: 3.10 on heroku-22, 3.12 (without pip) on heroku-24,
 # 3.14 on heroku-26. `make test-pythons` runs the end-to-end build tests once per such Python found

@@ -211,6 +211,22 @@ def web_table(outcome: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def memory_table(outcome: Mapping[str, Any]) -> list[str]:
+    """Peak memory of one web process per variant, and the WEB_CONCURRENCY slugslim's script picks from it."""
+    rows = ["## Memory of one web process", "",
+            "Peak RSS of the smoke process (import the app, load both models, answer one request), median of the "
+            "cold starts. WEB_CONCURRENCY is what `.profile.d/slugslim-memory.sh` sets (from the build's own "
+            "measurement, in report.json) where heroku/python alone would set 2 (512 MB) and 4 (1 GB).", "",
+            "| variant | peak RSS MB | build's measurement MB | WEB_CONCURRENCY on 512 MB | on 1 GB |",
+            "|---|---:|---:|---:|---:|"]
+    for name, v in outcome["variants"].items():
+        measured = (v.get("report") or {}).get("memory") or {}
+        per_dyno = {d.get("memory_mb"): d.get("web_concurrency") for d in measured.get("per_dyno", [])}
+        rows.append(f"| {name} | {v.get('peak_rss_mb', '–')} | {measured.get('process_mb', '–')} | "
+                    f"{per_dyno.get(512, '–')} | {per_dyno.get(1024, '–')} |")
+    return [*rows, ""]
+
+
 def targets(outcome: Mapping[str, Any]) -> list[str]:
     lines = []
     for t in outcome["targets"]:
@@ -265,6 +281,7 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
         "",
         web_table(outcome),
         "",
+        *memory_table(outcome),
         "## Targets",
         "",
         *[f"- {line}" for line in targets(outcome)],

@@ -258,6 +258,7 @@ def cold_starts(built: list[Variant]) -> None:
             cold_start_cpu_seconds=round(statistics.median(b.cpu_seconds for b in ok), 3),
             profile_d_seconds=round(statistics.median(b.profile_seconds for b in ok), 3),
             import_and_load_seconds=round(statistics.median(float(str(b.smoke["import_seconds"])) for b in ok), 3),
+            peak_rss_mb=round(statistics.median(int(str(b.smoke.get("peak_rss_bytes", 0))) for b in ok) / 2**20),
         )
         if stock is not None and len(stock.boots) == len(variant.boots):
             # Paired: each round's runs are seconds apart, so they saw about the same load.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slugslim.config import ModelsConfig
-from slugslim.models import discover, scan
+from slugslim.modelscan import discover, scan
 
 MB = 1_000_000
 

@@ -139,14 +139,6 @@ def test_markers_are_judged_for_the_apps_python(tmp_path: Path) -> None:
         'tensorflow-cpu==2.15.0 ; python_version < "3.12"\ntensorflow==2.21.0 ; python_version >= "3.12"\n')
 
 
-def test_python_version_sources(tmp_path: Path) -> None:
-    assert swap.app_python_version(tmp_path) == (swap.DEFAULT_PYTHON, "heroku/python's default")
-    (tmp_path / ".python-version").write_text("# comment\n3.12.7\n")
-    assert swap.app_python_version(tmp_path) == ("3.12", ".python-version")
-    (tmp_path / "runtime.txt").write_text("python-3.10.4\n")
-    assert swap.app_python_version(tmp_path) == ("3.10", "runtime.txt")
-
-
 def test_nested_requirement_and_constraint_files_are_rewritten_in_place(tmp_path: Path) -> None:
     app_dir = app(tmp_path, {
         "requirements.txt": "-r requirements/base.txt\n-c requirements/constraints.txt\nflask\n",

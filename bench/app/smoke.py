@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import resource
 import sys
 import time
 
@@ -30,4 +31,7 @@ body = response.get_json()
 if response.status_code != 200 or len(body.get("probabilities", [])) != 10:
     print(f"smoke: bad response {response.status_code}: {body}", file=sys.stderr)
     sys.exit(1)
-print(json.dumps({"import_seconds": imported - started, "predict_seconds": done - imported, "label": body["label"]}))
+# Linux reports kilobytes: the peak memory of this one web process, after it answered a request.
+peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"import_seconds": imported - started, "predict_seconds": done - imported, "label": body["label"],
+                  "peak_rss_bytes": peak_rss}))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim import config, estimate, installed, log, models, prune, report, swap, unused
+from slugslim import config, estimate, installed, log, modelscan, prune, report, swap, unused
 from slugslim.errors import AnalyzeError
 
 EXIT_OK = 0
@@ -300,7 +300,7 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
         if settings.swap.enabled:
             analysis.swaps = list(swap.plan_swaps(target.app_dir, settings.swap))
         if settings.models.enabled:
-            analysis.models = list(models.discover(target.app_dir, settings.models))
+            analysis.models = list(modelscan.discover(target.app_dir, settings.models))
             if analysis.models and not settings.models.source:
                 target.notes.append(
                     "Model files were found, but models.source is not set, so they would stay in the slug "

@@ -28,6 +28,7 @@ NON_SCHEMA_VARS = frozenset({"SLUGSLIM_DISABLE", "SLUGSLIM_PIP", "SLUGSLIM_DEBUG
 BYTECODE_POLICIES = ("imported", "distributions", "keep", "drop")
 BOOT_CHOICES = ("auto", "false")
 FETCH_FAILURE_POLICIES = ("fail", "warn")
+LFS_POLICIES = ("warn", "fail")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class ModelsConfig:
     boot_timeout: int = 45
     on_fetch_failure: str = "fail"
     fetch_on_release: bool = False
+    lfs: str = "warn"  # what a Git LFS pointer in the app does to the build
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class MemoryConfig:
+    enabled: bool = True  # measure a web process and fit WEB_CONCURRENCY to the dyno
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     soft_mb: int = 300
     hard_mb: int = 500
@@ -97,6 +104,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Seconds the whole finish phase may take; what is left when they are up is skipped.
     budget: int = 300
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     # Where each non-default value came from, e.g. {"prune.bytecode": "slugslim.yml line 4"}.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -108,6 +116,7 @@ SECTIONS: dict[str, type[Any]] = {
     "verify": VerifyConfig,
     "report": ReportConfig,
     "limits": LimitsConfig,
+    "memory": MemoryConfig,
 }
 
 # Settings at the top level of the file, outside any section (all whole numbers).
@@ -118,6 +127,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "prune.bytecode": BYTECODE_POLICIES,
     "models.on_fetch_failure": FETCH_FAILURE_POLICIES,
     "verify.boot": BOOT_CHOICES,
+    "models.lfs": LFS_POLICIES,
 }
 
 

@@ -211,3 +211,78 @@ class BudgetError(SlugslimError):
             "slugslim.yml, or the SLUGSLIM_BUDGET config var), and they are used up. What this step had changed\n"
             "was put back. Raise 'budget' to give it more time."
         )
+
+
+class PythonVersionError(SlugslimError):
+    """The file that names the app's Python holds something heroku/python would reject too."""
+
+    title = "Cannot read your app's Python version"
+
+    def __init__(self, file: str, line: int, found: str, fix: str) -> None:
+        super().__init__(f"{file} line {line}: {found}")
+        self.file = file
+        self.line = line
+        self.found = found
+        self.fix = fix
+
+    def detail(self) -> str:
+        where = f"{self.file} line {self.line}" if self.line else self.file
+        return (
+            f"In {where}, the Python version is not in a form heroku/python accepts:\n"
+            f"{self.found}\n\n"
+            f"{self.fix}"
+        )
+
+
+class PreflightError(SlugslimError):
+    """The app pins a Python for which a framework it requires has no wheel: pip would fail later."""
+
+    title = "Your app's Python has no wheel for a framework it requires"
+
+    def __init__(self, where: str, python: str, name: str, requirement: str, required_at: str,
+                 working: list[str], newest_for_python: str) -> None:
+        super().__init__(f"{where}: Python {python}; {requirement} ({required_at})")
+        self.where = where
+        self.python = python
+        self.name = name
+        self.requirement = requirement
+        self.required_at = required_at
+        self.working = working
+        self.newest_for_python = newest_for_python
+
+    def detail(self) -> str:
+        minor = ".".join(self.python.split(".")[:2])
+        name = self.name
+        lines = [
+            f"{self.where} asks for Python {self.python}, and {self.required_at} asks for",
+            f"{self.requirement}, which has no wheel for Python {minor}. pip would fail with",
+            "'No matching distribution found' after installing Python, so the build stops here.",
+            "",
+        ]
+        if self.working:
+            lines.append(f"The Pythons with a wheel for every framework your app requires: {', '.join(self.working)}.")
+        lines.append("Choose one of:")
+        if self.working:
+            lines.append(f"  - change the version in {self.where.split(' line ')[0]} to {self.working[-1]};")
+        if self.newest_for_python:
+            lines.append(f"  - or require a release that supports Python {minor}: the newest {name} with a wheel "
+                         f"for it is {self.newest_for_python}.")
+        else:
+            lines.append(f"  - or wait for a {name} release with a wheel for Python {minor}.")
+        return "\n".join(lines)
+
+
+class LfsPointerError(SlugslimError):
+    """models.lfs is 'fail' and the app has Git LFS pointers where files should be."""
+
+    title = "Your app has Git LFS pointers instead of files"
+
+    def __init__(self, paths: list[str], description: str) -> None:
+        super().__init__(", ".join(paths))
+        self.paths = paths
+        self.description = description
+
+    def detail(self) -> str:
+        return (f"{self.description}\n\n"
+                "The build stops here because models.lfs is 'fail' in your slugslim config; set it to "
+                "'warn' to build anyway.")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from slugslim import config, hook, log, models, prune, report, swap
+from slugslim import config, hook, log, memory, models, prune, report, swap
 from slugslim.cli import existing_dir
 from slugslim.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 from slugslim.errors import BudgetError, SlugslimError
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     guarded(ctx, "pruning site-packages", lambda: prune.run(ctx))
     # Last of the steps that change the app: every build step, the app's own hook included, has had the models.
     guarded(ctx, "taking models out of the slug", lambda: models.run(ctx))
+    # After the prune: its import check measured the memory a web process needs.
+    guarded(ctx, "fitting web processes to the dyno's memory", lambda: memory.run(ctx))
     if before is not None:
         guarded(ctx, "the slug report", lambda: report.run(ctx, before))
     _cleanup_state(build_dir)

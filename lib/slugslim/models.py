@@ -16,22 +16,20 @@ app whose model cannot be fetched.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
-import os
 import re
 import shutil
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from slugslim import log
+from slugslim import lfs, log
 from slugslim.config import ModelsConfig
 from slugslim.context import STATE_DIR, FinishContext
 from slugslim.errors import ModelStoreError
+from slugslim.modelscan import Model, ModelFile, Scan, scan
 from slugslim.modelstore import Location, Store, StoreError, open_store, redact
 
 MANIFEST = Path(STATE_DIR) / "models.json"
@@ -40,199 +38,9 @@ HELPER = Path("slugslim_models.py")
 BOOT_DIR = Path(__file__).parent / "boot"
 HELPER_MARKER = "slugslim-models-helper"
 
-# Weights and graphs by their usual file names. .joblib/.pkl/.bin are models only when large,
-# which models.min_size (applied to every candidate) takes care of.
-SUFFIXES: dict[str, str] = {
-    ".h5": "Keras/HDF5",
-    ".hdf5": "Keras/HDF5",
-    ".keras": "Keras",
-    ".pb": "TensorFlow graph",
-    ".tflite": "TensorFlow Lite",
-    ".onnx": "ONNX",
-    ".pt": "PyTorch",
-    ".pth": "PyTorch",
-    ".safetensors": "safetensors",
-    ".joblib": "joblib",
-    ".pkl": "pickle",
-    ".bin": "binary weights",
-}
-# Never looked into: hidden directories at the top (heroku/python's .heroku, our .slugslim,
-# .profile.d, and what other buildpacks install, such as .apt/ or .jdk/: their large binaries
-# are not the app's models), version control, and node_modules.
-SKIP_ANYWHERE = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules"})
-# A TensorFlow checkpoint is a prefix P with P.index and P.data-NNNNN-of-NNNNN (and P.meta in TF1).
-_SHARD = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 # What the boot script can read back from a manifest line: no quote, backslash or control character.
 _SAFE_PATH = re.compile(r'^[^"\\\x00-\x1f\x7f]+$')
 BIG_FILE = 50_000_000
-MB = 1_000_000
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    path: str
-    bytes: int
-
-
-@dataclass(frozen=True)
-class Model:
-    """One unit taken out or kept as a whole: a file, a SavedModel directory, or a checkpoint prefix."""
-
-    path: str
-    kind: str
-    reason: str
-    files: tuple[ModelFile, ...]
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.bytes for f in self.files)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "reason": self.reason,
-            "bytes": self.bytes,
-            "files": [{"path": f.path, "bytes": f.bytes} for f in self.files],
-        }
-
-
-@dataclass
-class Scan:
-    models: list[Model] = field(default_factory=list)
-    small: list[Model] = field(default_factory=list)
-    excluded: list[Model] = field(default_factory=list)
-    # Units that cannot be taken out safely (a symlink inside a SavedModel directory).
-    unsafe: list[tuple[Model, str]] = field(default_factory=list)
-
-
-def _matches(relative: str, patterns: tuple[str, ...]) -> str:
-    """The first glob that matches a path. A glob without '/' matches the file name anywhere."""
-    name = PurePosixPath(relative).name
-    for pattern in patterns:
-        clean = pattern.strip()
-        clean = (clean[2:] if clean.startswith("./") else clean).rstrip("/")
-        if fnmatch.fnmatchcase(relative, clean) or ("/" not in clean and fnmatch.fnmatchcase(name, clean)):
-            return pattern
-        if fnmatch.fnmatchcase(relative, f"{clean}/*"):
-            return pattern
-    return ""
-
-
-def _regular(path: Path) -> os.stat_result | None:
-    try:
-        info = path.lstat()
-    except OSError:
-        return None
-    return info if stat.S_ISREG(info.st_mode) else None
-
-
-def _is_savedmodel(directory: Path) -> bool:
-    pb = directory / "saved_model.pb"
-    variables = directory / "variables"
-    return (
-        _regular(pb) is not None
-        and variables.is_dir()
-        and not variables.is_symlink()
-    )
-
-
-def _savedmodel(app_dir: Path, directory: Path) -> tuple[Model, str]:
-    """All regular files of a SavedModel, and a reason it is unsafe to move (a symlink inside)."""
-    files: list[ModelFile] = []
-    problem = ""
-    for root, dirs, names in os.walk(directory, followlinks=False):
-        base = Path(root)
-        for name in sorted(dirs):
-            if (base / name).is_symlink():
-                problem = f"{(base / name).relative_to(app_dir).as_posix()} is a symlink"
-        for name in sorted(names):
-            info = _regular(base / name)
-            if info is None:
-                problem = f"{(base / name).relative_to(app_dir).as_posix()} is not a regular file"
-                continue
-            files.append(ModelFile((base / name).relative_to(app_dir).as_posix(), info.st_size))
-        dirs.sort()
-    relative = directory.relative_to(app_dir).as_posix()
-    return Model(relative, "savedmodel", "SavedModel directory", tuple(files)), problem
-
-
-def scan(app_dir: Path, config: ModelsConfig) -> Scan:
-    """Walk the app (not its hidden top-level dirs such as .heroku/, never through symlinks); sort what it finds."""
-    result = Scan()
-    if not config.enabled:
-        return result
-    threshold = config.min_size * MB
-    candidates: list[tuple[Model, str]] = []
-
-    for root, dirs, names in os.walk(app_dir, followlinks=False):
-        base = Path(root)
-        top = base == app_dir
-        keep_dirs = []
-        for name in sorted(dirs):
-            child = base / name
-            if (top and name.startswith(".")) or name in SKIP_ANYWHERE or child.is_symlink():
-                continue
-            if _is_savedmodel(child):
-                model, problem = _savedmodel(app_dir, child)
-                candidates.append((model, problem))
-                continue
-            keep_dirs.append(name)
-        dirs[:] = keep_dirs
-
-        files: dict[str, int] = {}
-        for name in names:
-            info = _regular(base / name)
-            if info is not None:
-                files[name] = info.st_size
-        grouped: set[str] = set()
-        prefixes = sorted({m.group("prefix") for n in files if (m := _SHARD.match(n))})
-        for prefix in prefixes:
-            members = sorted(
-                n for n in files if n in (f"{prefix}.index", f"{prefix}.meta") or
-                ((m := _SHARD.match(n)) is not None and m.group("prefix") == prefix)
-            )
-            grouped.update(members)
-            relative = (base / prefix).relative_to(app_dir).as_posix()
-            model_files = tuple(ModelFile((base / n).relative_to(app_dir).as_posix(), files[n]) for n in members)
-            candidates.append((Model(relative, "checkpoint", "TensorFlow checkpoint", model_files), ""))
-        for name in sorted(files):
-            if name in grouped:
-                continue
-            relative = (base / name).relative_to(app_dir).as_posix()
-            suffix = PurePosixPath(name).suffix.lower()
-            if suffix in SUFFIXES:
-                reason = f"{SUFFIXES[suffix]} file"
-            elif ".ckpt" in name:
-                reason = "checkpoint file"
-            else:
-                reason = ""
-            if reason or _matches(relative, config.include):
-                candidates.append((Model(relative, "file", reason, (ModelFile(relative, files[name]),)), ""))
-
-    for model, problem in sorted(candidates, key=lambda c: c[0].path):
-        member_paths = [model.path, *(f.path for f in model.files)]
-        if any(_matches(p, config.exclude) for p in member_paths):
-            result.excluded.append(model)
-            continue
-        included = next((g for p in member_paths if (g := _matches(p, config.include))), "")
-        if included:
-            model = Model(model.path, model.kind, model.reason or f"models.include '{included}'", model.files)
-        elif not model.reason:
-            continue
-        if problem:
-            result.unsafe.append((model, problem))
-            continue
-        if model.bytes < threshold and not included:
-            result.small.append(model)
-            continue
-        result.models.append(model)
-    return result
-
-
-def discover(app_dir: Path, config: ModelsConfig) -> list[Model]:
-    """The models that would be taken out of the slug (if their source has them)."""
-    return scan(app_dir, config).models
 
 
 def sha256_of(path: Path) -> str:
@@ -273,7 +81,8 @@ class ModelsResult:
 
     @property
     def removed_bytes(self) -> int:
-        return sum(m.bytes for m in self.removed)
+        """What left the slug: a Git LFS pointer's real file was never in it."""
+        return sum(m.bytes for m in self.removed if m.kind != "lfs")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -316,9 +125,13 @@ class _Uploader:
         self.config = config
         self.result = result
 
-    def ensure(self, app_dir: Path, model_file: ModelFile, sha256: str) -> Location:
-        """Return where the file is; raise StoreError if it is not known to be there."""
+    def ensure(self, app_dir: Path, model_file: ModelFile, sha256: str, pointer: bool = False) -> Location:
+        """Return where the file is; raise StoreError if it is not known to be there.
+
+        A Git LFS pointer is never uploaded: only the real file, uploaded by the user, will do.
+        """
         location = self.store.location(sha256, PurePosixPath(model_file.path).name)
+        upload = self.config.upload and not pointer
         head_error = ""
         try:
             if self.store.exists(location, model_file.bytes):
@@ -326,11 +139,13 @@ class _Uploader:
                 log.detail(f"{model_file.path}: already at {location.shown}")
                 return location
         except StoreError as exc:
-            if not self.config.upload:
+            if not upload:
                 raise
             # S3 answers 403, not 404, for a missing object when the key may not list the bucket.
             head_error = str(exc)
-        if not self.config.upload:
+        if pointer:
+            raise StoreError(f"it is a Git LFS pointer and the real file is not at {location.shown}")
+        if not upload:
             raise StoreError(f"it is not at {location.shown}, and models.upload is not true")
         self._upload(app_dir, model_file, sha256, location, head_error)
         return location
@@ -423,6 +238,13 @@ def run(ctx: FinishContext) -> ModelsResult:
 
     app_dir = ctx.build_dir
     found = scan(app_dir, config)
+    # A Git LFS pointer stands for its real file: with models.source, the dyno fetches that file instead.
+    excluded = {m.path for m in found.excluded}
+    pointers = {p.path: p for p in lfs.find(app_dir) if p.path not in excluded} if config.source else {}
+    found.small = [m for m in found.small if m.path not in pointers]
+    found.models = sorted([m for m in found.models if m.path not in pointers]
+                          + [Model(p.path, "lfs", "Git LFS pointer", (ModelFile(p.path, p.size),))
+                             for p in pointers.values()], key=lambda m: m.path)
     result.found = found.models
     result.small_files = sum(len(m.files) for m in found.small)
     if not found.models and not found.unsafe:
@@ -471,8 +293,9 @@ def run(ctx: FinishContext) -> ModelsResult:
             model_entries: list[Entry] = []
             try:
                 for model_file in model.files:
-                    digest = sha256_of(app_dir / model_file.path)
-                    location = uploader.ensure(app_dir, model_file, digest)
+                    pointer = pointers.get(model_file.path)
+                    digest = pointer.sha256 if pointer else sha256_of(app_dir / model_file.path)
+                    location = uploader.ensure(app_dir, model_file, digest, pointer is not None)
                     model_entries.append(Entry(model_file.path, model_file.bytes, digest, location.uri, model.path))
             except StoreError as exc:
                 failures.append((model, str(exc)))

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from slugslim import __version__, buildcache, config, hook, log, swap
+from slugslim import __version__, buildcache, config, hook, lfs, log, preflight, pyversion, swap
 from slugslim.cli import existing_dir
 from slugslim.context import read_state, write_state
 
@@ -48,13 +48,21 @@ def run(args: argparse.Namespace) -> int:
                        "in full and slims them with the current settings")
     state: dict[str, Any] = read_state(build_dir)
     state.update(version=__version__, buildpack=str(args.buildpack), python=args.python, tools=str(args.tools))
+    state["lfs"] = [pointer.to_json() for pointer in lfs.check(build_dir, settings.models.lfs)]
+    python = pyversion.app_python(build_dir, args.cache_dir)
     if args.no_hook:
         # heroku/python has installed everything already: rewriting requirements.txt now would change
         # nothing that got installed. The finish phase's fix-up replaces any GPU TensorFlow instead.
         state["swap"] = swap.SwapResult(enabled=settings.swap.enabled,
                                         manager=swap.package_manager(build_dir)).to_json()
     else:
-        state["swap"] = swap.prepare(build_dir, settings, env).to_json()
+        checked = preflight.check(build_dir, python, settings.swap, preflight.index_settings(build_dir, env))
+        state["preflight"] = checked.to_json()
+        if checked.chosen:
+            python = pyversion.app_python(build_dir, args.cache_dir)
+        state["swap"] = swap.prepare(build_dir, settings, env, python=python).to_json()
+    # "python" in the state is slugslim's own interpreter; this is the app's.
+    state["app_python"] = python.to_json()
 
     if not args.no_hook:
         state["hook"] = hook.install(build_dir, args.buildpack, args.python, args.tools)

@@ -2,8 +2,9 @@
 
 ``snapshot`` runs first in the finish phase, before any change; ``run`` runs last. The report
 reads what the other steps recorded (``ctx.state["swap"]``, ``ctx.results["fixup"|"prune"|
-"models"]``), measures the slug again, prints it in the build log and stores the same data in
-``.slugslim/report.json`` inside the slug, so ``heroku run cat .slugslim/report.json`` shows it.
+"models"]``, and through ``slugslim.fitreport`` the Python, preflight, LFS and memory), measures
+the slug again, prints it in the build log and stores the same data in ``.slugslim/report.json``
+inside the slug, so ``heroku run cat .slugslim/report.json`` shows it.
 
 ``lever_savings`` lists exactly which field of each step's JSON it reads.
 """
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim import estimate, installed, log, unused
+from slugslim import estimate, fitreport, installed, log, unused
 from slugslim.config import Config, LimitsConfig
 from slugslim.context import STATE_DIR, FinishContext, find_site_packages
 
 REPORT_FILE = "report.json"
+SCHEMA_VERSION = 2  # 2: python, preflight, memory and lfs
 SLUG_ROOT = "./app"  # heroku puts the build dir under ./app in the slug tar
 MB = 1_000_000
 PARTIAL_BLOCKS = " ▏▎▍▌▋▊▉"
@@ -52,10 +54,12 @@ class ReportResult:
     limits: dict[str, Any]
     swaps: list[str] = field(default_factory=list)
     remaining: list[tuple[str, int]] = field(default_factory=list)  # biggest items left; app files as "app:x"
+    fit: dict[str, Any] = field(default_factory=dict)  # python, preflight, memory, lfs (slugslim.fitreport)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "version": 1,
+            "version": SCHEMA_VERSION,
+            **self.fit,
             "before": self.before,
             "after": self.after,
             "saved": {k: self.before[k] - self.after[k] for k in ("bytes", "compressed_bytes")},
@@ -304,6 +308,7 @@ def build(ctx: FinishContext, before: Snapshot) -> ReportResult:
         },
         swaps=swap_lines(ctx.state),
         remaining=remaining,
+        fit=fitreport.sections(ctx.state, ctx.results),
     )
 
 
@@ -325,6 +330,8 @@ def render(result: ReportResult, config: Config, width: int | None = None) -> No
         log.detail(f"Saved {log.human_bytes(saved)} compressed ({saved / before['compressed_bytes']:.0%})")
     for line in result.swaps:
         log.detail(f"Swapped before install: {line}")
+    if result.fit:
+        fitreport.render(result.fit)
     if result.levers:
         log.detail("Saved, by lever (the swap in wheel size, the rest on disk):")
         name_width = max(len(lever["lever"]) for lever in result.levers)

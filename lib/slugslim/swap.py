@@ -39,7 +39,7 @@ from packaging.markers import UndefinedComparison, UndefinedEnvironmentName, def
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from slugslim import log, requirements
+from slugslim import log, pyversion, requirements
 from slugslim.config import Config, SwapConfig
 from slugslim.errors import SwapHashError
 from slugslim.wheels import Lookup, LookupFailed, NoLookup, PipLookup, WheelInfo
@@ -61,9 +61,6 @@ CUDA_WHEEL = re.compile(r"^(nvidia-.+-cu1[123]|tensorrt.*)$")
 # Other projects that load CUDA wheels: with one of these in the file the CUDA pins stay.
 OTHER_CUDA_USERS = re.compile(r"^(torch|torchvision|torchaudio|jax|jaxlib|jax-cuda.*|cupy.*|onnxruntime-gpu|"
                               r"paddlepaddle-gpu|mxnet-cu.*|xgboost|cudf.*|cuml.*|nvidia-dali.*)$")
-# heroku/python's default when the app names no Python version (DEFAULT_PYTHON_FULL_VERSION in its
-# lib/python_version.sh). The swap only needs major.minor, to pick the wheel the app's Python takes.
-DEFAULT_PYTHON = "3.14"
 REQUIREMENTS = "requirements.txt"
 PIP_TOOLS_INPUT = "requirements.in"
 OTHER_MANAGERS = ("uv.lock", "poetry.lock", "Pipfile.lock")
@@ -80,25 +77,8 @@ def kept(name: str, config: SwapConfig) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# The app's Python and the dyno's marker environment
+# The dyno's marker environment (the app's Python comes from ``slugslim.pyversion``)
 # --------------------------------------------------------------------------------------------------
-
-def app_python_version(app_dir: Path) -> tuple[str, str]:
-    """(major.minor, where it came from), read the way heroku/python reads it: runtime.txt first."""
-    runtime = app_dir / "runtime.txt"
-    if runtime.is_file():
-        found = re.search(r"python-(\d+)\.(\d+)", runtime.read_text(encoding="utf-8", errors="replace"))
-        if found:
-            return f"{found.group(1)}.{found.group(2)}", "runtime.txt"
-    version_file = app_dir / ".python-version"
-    if version_file.is_file():
-        for line in version_file.read_text(encoding="utf-8", errors="replace").splitlines():
-            line = line.strip()
-            found = re.match(r"^(\d+)\.(\d+)", line)
-            if line and not line.startswith("#") and found:
-                return f"{found.group(1)}.{found.group(2)}", ".python-version"
-    return DEFAULT_PYTHON, "heroku/python's default"
-
 
 def dyno_environment(python_version: str) -> dict[str, str]:
     """PEP 508 marker values on a Heroku dyno running the app's Python."""
@@ -253,7 +233,8 @@ def build_plan(app_dir: Path, config: SwapConfig, root: Path | None = None, pyth
     versions come from ``==`` pins and sizes are unknown. In hash mode the lookup is required.
     """
     if python_version is None:
-        python_version, origin = app_python_version(app_dir)
+        decided = pyversion.app_python(app_dir)
+        python_version, origin = decided.minor, decided.where
     else:
         origin = "given"
     root = root if root is not None else app_dir / REQUIREMENTS
@@ -467,13 +448,18 @@ def package_manager(app_dir: Path) -> str:
     return "none"
 
 
-def prepare(build_dir: Path, config: Config, env: dict[str, str], lookup: Lookup | None = None) -> SwapResult:
-    """Rewrite requirements.txt (and the files it includes) to the CPU build. Logs each change."""
+def prepare(build_dir: Path, config: Config, env: dict[str, str], lookup: Lookup | None = None,
+            python: pyversion.AppPython | None = None) -> SwapResult:
+    """Rewrite requirements.txt (and the files it includes) to the CPU build. Logs each change.
+
+    ``python`` is the app's Python as the prepare phase decided it (``slugslim.pyversion``).
+    """
     manager = package_manager(build_dir)
     if not config.swap.enabled:
         log.detail("TensorFlow CPU swap: off ('swap: false')")
         return SwapResult(enabled=False, manager=manager)
-    python_version, origin = app_python_version(build_dir)
+    python = python or pyversion.app_python(build_dir)
+    python_version, origin = python.minor, python.where
     result = SwapResult(enabled=True, manager=manager, python_version=python_version, python_origin=origin)
     if manager != "pip":
         if manager != "none":

@@ -53,8 +53,11 @@ for name in maybe:
         spec = None
     if spec is not None and attempt(name, optional):
         found.append(name)
+# peak resident memory of this process: what one web process with these imports needs
+import resource
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 with open(out, "w") as handle:
-    json.dump({"failures": failures, "found": found, "optional": optional}, handle)
+    json.dump({"failures": failures, "found": found, "optional": optional, "peak_rss": peak}, handle)
 """
 
 
@@ -72,6 +75,7 @@ class Outcome:
     seconds: float = 0.0
     # modules whose bytecode was valid before pruning and is missing or stale now
     recompiled: list[str] = field(default_factory=list)
+    peak_rss: int = 0  # bytes, the verification process's peak resident memory (0: unknown)
 
     def problems(self) -> list[str]:
         lines = [f"import {name}: {line}" for name, line in sorted(self.failures.items())]
@@ -102,6 +106,7 @@ class Outcome:
             "modules": len(self.modules),
             "recompiled": self.recompiled,
             "seconds": round(self.seconds, 2),
+            "peak_rss": self.peak_rss,
         }
 
 
@@ -137,6 +142,7 @@ def run(
     run_env["PYTHONDONTWRITEBYTECODE"] = "1"
     failures: dict[str, str] = {}
     found: list[str] = []
+    peak_rss = 0
     with tempfile.TemporaryDirectory(prefix="slugslim-verify-") as scratch, ImportRecord() as record:
         run_env = record.env(run_env)
         result_file = Path(scratch) / "result.json"
@@ -155,6 +161,7 @@ def run(
             data = json.loads(result_file.read_text(encoding="utf-8"))
             failures = dict(data["failures"])
             found = list(data["found"])
+            peak_rss = int(data.get("peak_rss", 0))
         else:
             tail = (proc.stderr or proc.stdout).strip().splitlines()
             why = tail[-1] if tail else f"the interpreter exited with status {proc.returncode}"
@@ -170,6 +177,7 @@ def run(
         modules=loaded,
         found=found,
         seconds=time.monotonic() - started,
+        peak_rss=peak_rss,
     )
 
 

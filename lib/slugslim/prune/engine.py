@@ -186,6 +186,7 @@ class PruneResult:
     timings: dict[str, float] = field(default_factory=dict)
     verify_runs: int = 0
     verified_modules: list[str] = field(default_factory=list)
+    verify_peak_rss: int = 0  # bytes, the last passing import check (slugslim.memory reads it)
     notes: list[str] = field(default_factory=list)
     recovered: int = 0
 
@@ -207,6 +208,7 @@ class PruneResult:
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "verify_runs": self.verify_runs,
             "verified_modules": self.verified_modules,
+            "verify_peak_rss": self.verify_peak_rss,
             "notes": self.notes,
             "recovered": self.recovered,
             "removals": [r.to_json() for r in self.plan.removals],
@@ -312,7 +314,8 @@ class Engine:
         active = rules(self.source)
         plan = plan_tree(tree, prune_cfg, self.source, active)
         timings["plan"] = time.monotonic() - plan_started
-        result = PruneResult("pruned", plan, timings=timings, verified_modules=modules, recovered=recovered)
+        result = PruneResult("pruned", plan, timings=timings, verified_modules=modules, recovered=recovered,
+                             verify_peak_rss=baseline.peak_rss if baseline else 0)
         result.strip_skipped = _strip_skips(active)
         if prune_cfg.symbols and symbols.strip_tool() is None:
             result.notes.append("strip (binutils) is not on PATH, so symbol tables were left in place")
@@ -540,6 +543,8 @@ class Engine:
                 self.say(f"  {rule:<9} {log.human_bytes(totals[rule]):>9}  ({counts[rule]} paths)")
 
     def _log_done(self, result: PruneResult, outcome: verify.Outcome) -> None:
+        # The pruned tree is what dynos run (stripped libraries map fewer pages): its peak is the one to keep.
+        result.verify_peak_rss = outcome.peak_rss or result.verify_peak_rss
         used = sum(1 for _s, _c, good in outcome.modules.values() if good)
         booted = ", the web process answers" if self._web else ""
         self.say(f"Verified the pruned tree ({log.seconds(outcome.seconds)}): "
