@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim import log, verify
+from slugslim import imports, installed, log, verify
 from slugslim.context import FinishContext
 
 PROFILE_SCRIPT = Path(".profile.d") / "slugslim-memory.sh"
@@ -86,10 +86,10 @@ def measured(ctx: FinishContext) -> tuple[int, str]:
     # The prune step did not run its import check: run one, the same way.
     from slugslim.prune.tree import scan
 
-    modules = verify.targets(verify.app_imports(ctx.build_dir), scan(ctx.site_packages).top_level_modules(),
-                             ctx.config.verify.imports)
+    found = imports.scan_app(ctx.build_dir, installed.console_scripts(ctx.site_packages))
+    modules, maybe = verify.targets(found, scan(ctx.site_packages).top_level_modules(), ctx.config.verify.imports)
     outcome = verify.run(ctx.python, ctx.python_env(), ctx.build_dir, modules, ctx.site_packages,
-                         timeout=ctx.config.verify.timeout)
+                         timeout=max(1.0, min(ctx.config.verify.timeout, ctx.time_left())), maybe=maybe)
     return (outcome.peak_rss, "the import check") if outcome.peak_rss else (0, "the import check failed")
 
 

@@ -84,7 +84,7 @@ def _framework_of(name: str) -> Framework | None:
 
 
 def _installed_name(name: str, config: SwapConfig) -> str:
-    target = swap.cpu_build(name)
+    target = swap.SWAPS.get(canonicalize_name(name))
     return target if target and config.enabled and not swap.kept(name, config) else canonicalize_name(name)
 
 
