@@ -14,9 +14,10 @@ import pytest
 
 from slugslim.config import Config, PruneConfig, VerifyConfig
 from slugslim.errors import PruneGlobError, VerificationError
+from slugslim.plan import PruneResult
 from slugslim.prune import plan as prune_plan
 from slugslim.prune import quarantine
-from slugslim.prune.engine import Engine, PruneResult
+from slugslim.prune.engine import Engine
 from tests.prunetree import build_template, tree_digest
 
 HAS_CC = shutil.which("cc") is not None

@@ -16,8 +16,7 @@ from slugslim import finish, report
 from slugslim.config import Config, LimitsConfig, ReportConfig
 from slugslim.context import FinishContext, find_site_packages
 from slugslim.models import Model, ModelFile, ModelsResult
-from slugslim.plan import Plan, Removal
-from slugslim.prune.engine import PruneResult
+from slugslim.plan import Plan, PruneResult, Removal
 from slugslim.swap import Swap, SwapResult
 from slugslim.wheels import WheelInfo
 from tests import sitefactory

@@ -1,4 +1,7 @@
-"""A removal plan is data: the engine applies it, the verifier checks it, the report reads it."""
+"""A removal plan is data: the engine applies it, the verifier checks it, the report reads it.
+
+``PruneResult`` is what applying one plan did: what was removed, what was put back and why.
+"""
 
 from __future__ import annotations
 
@@ -45,3 +48,45 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {"root": self.root, "bytes": self.bytes, "removals": [r.to_json() for r in self.removals]}
+
+
+@dataclass
+class PruneResult:
+    status: str  # pruned | partial | unpruned | skipped | dry-run
+    plan: Plan
+    removed: dict[str, int] = field(default_factory=dict)  # rule -> bytes actually saved
+    files: dict[str, int] = field(default_factory=dict)  # rule -> files removed
+    culprits: list[dict[str, Any]] = field(default_factory=list)
+    strip_rolled_back: dict[str, str] = field(default_factory=dict)
+    strip_skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    verify_runs: int = 0
+    verified_modules: list[str] = field(default_factory=list)
+    verify_peak_rss: int = 0  # bytes, the last passing import check (slugslim.memory reads it)
+    notes: list[str] = field(default_factory=list)
+    recovered: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.removed.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "bytes": self.bytes,
+            "removed": self.removed,
+            "files": self.files,
+            "planned": self.plan.by_rule(),
+            "culprits": self.culprits,
+            "strip_rolled_back": self.strip_rolled_back,
+            "strip_skipped": len(self.strip_skipped),
+            "failed": self.failed,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "verify_runs": self.verify_runs,
+            "verified_modules": self.verified_modules,
+            "verify_peak_rss": self.verify_peak_rss,
+            "notes": self.notes,
+            "recovered": self.recovered,
+            "removals": [r.to_json() for r in self.plan.removals],
+        }

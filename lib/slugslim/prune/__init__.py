@@ -11,8 +11,9 @@ from pathlib import Path
 from slugslim import log
 from slugslim.config import PruneConfig
 from slugslim.context import FinishContext
-from slugslim.plan import Plan
-from slugslim.prune.engine import Engine, PruneResult, plan_tree, quarantine_location
+from slugslim.plan import Plan, PruneResult
+from slugslim.prune.engine import Engine, quarantine_location
+from slugslim.prune.planner import plan_tree
 from slugslim.prune.tree import scan
 
 __all__ = ["PruneResult", "plan", "run"]
