@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim import config, estimate, installed, log, models, prune, report, swap, unused
+from slugslim import config, estimate, frameworks, installed, log, models, prune, report, swap, unused
+from slugslim.config import SwapConfig
 from slugslim.errors import AnalyzeError
 
 EXIT_OK = 0
@@ -261,19 +262,21 @@ def _measure(analysis: Analysis) -> None:
     analysis.after_bytes = analysis.before.bytes - sum(r["bytes"] for r in analysis.removals)
 
 
-GPU_BUILDS = ("tensorflow", "tensorflow-gpu", "tf-nightly")
-CUDA_PREFIXES = ("nvidia-", "tensorrt")
+def _gpu_builds(scanned: installed.Installed, config: SwapConfig) -> list[installed.Distribution]:
+    """The GPU builds installed here that the swap or the fix-up replaces on Heroku."""
+    return [d for d in scanned.distributions.values()
+            if frameworks.is_gpu_build(d.key, d.version, d.requires) and not frameworks.kept(d.key, config)]
 
 
-def _cuda_removals(scanned: installed.Installed) -> list[dict[str, Any]]:
-    """What the finish-phase fix-up takes out when a GPU TensorFlow is installed: the CUDA wheels."""
+def _cuda_removals(scanned: installed.Installed, config: SwapConfig) -> list[dict[str, Any]]:
+    """What the finish-phase fix-up takes out when a GPU build is installed: the CUDA runtime wheels."""
     removals = []
     for dist in scanned.distributions.values():
-        if not dist.key.startswith(CUDA_PREFIXES):
+        if not frameworks.is_cuda_runtime(dist.key) or frameworks.kept(dist.key, config):
             continue
         for rel in dist.files:
             removals.append({"root": "site-packages", "path": rel, "bytes": scanned.file_sizes.get(rel, 0),
-                             "rule": "fixup", "reason": "CUDA library only the GPU build of TensorFlow needs",
+                             "rule": "fixup", "reason": "CUDA library only a GPU build needs",
                              "files": 1, "package": dist.name})
     return removals
 
@@ -314,14 +317,22 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
     scanned: installed.Installed | None = None
     if target.site_packages is not None:
         scanned = installed.scan(target.site_packages)
-        gpu = [key for key in GPU_BUILDS if key in scanned.distributions]
+        gpu = _gpu_builds(scanned, settings.swap)
         if gpu and settings.swap.enabled:
-            analysis.removals.extend(_cuda_removals(scanned))
-            target.notes.append(
-                f"This environment has the GPU build of TensorFlow ({gpu[0]}). On Heroku slugslim installs "
-                "tensorflow-cpu instead (about half the size); the size after does not include that, only "
-                "the CUDA libraries it drops."
-            )
+            analysis.removals.extend(_cuda_removals(scanned, settings.swap))
+            for dist in gpu:
+                framework = frameworks.framework_of(dist.key)
+                assert framework is not None
+                cpu = framework.builds[dist.key]
+                cpu = f"{cpu} {framework.cpu_version(dist.version)}" if cpu == dist.key else cpu
+                target.notes.append(
+                    f"This environment has the GPU build of {framework.name} ({dist.name} {dist.version}, "
+                    f"{log.human_bytes(dist.bytes)}). On Heroku slugslim installs {cpu} instead; the size after "
+                    "does not include that, only the CUDA libraries it drops.")
+        for dist in scanned.distributions.values():
+            if frameworks.has_no_cpu_build(dist.key):
+                target.notes.append(f"{dist.name} {dist.version} ({log.human_bytes(dist.bytes)}) has no CPU build "
+                                    "and needs a GPU, which dynos do not have; slugslim leaves it in place.")
         if settings.prune.enabled:
             plan = prune.plan(target.site_packages, settings.prune)
             analysis.removals.extend({"root": "site-packages", **r.to_json()} for r in plan.removals)
@@ -350,7 +361,7 @@ def render(analysis: Analysis, width: int) -> None:
         for line in note.splitlines():
             # Commands (indented) stay on one line so they can be copied.
             log.detail(line if line.startswith(" ") else textwrap.fill(line, max(40, width - len(log.DETAIL))))
-    log.step("TensorFlow swap")
+    log.step("CPU swap")
     if not target.app_dir:
         log.detail("Not checked: pass --app DIR to read your requirements.")
     elif not analysis.swaps:

@@ -33,6 +33,9 @@ FETCH_FAILURE_POLICIES = ("fail", "warn")
 class SwapConfig:
     enabled: bool = True
     keep: tuple[str, ...] = ()
+    # Where PyTorch's CPU builds (torch 2.13.0+cpu) come from: the index PyTorch documents for CPU
+    # wheels, or a mirror or proxy of it.
+    torch_index: str = "https://download.pytorch.org/whl/cpu"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from slugslim import config, hook, log, models, prune, report, swap
+from slugslim import config, fixup, hook, log, models, prune, report
 from slugslim.cli import existing_dir
 from slugslim.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     # Measured before any change, so the report can say what each lever saved.
     before = report.snapshot(build_dir) if settings.report.enabled else None
     # The swap fix-up goes before pruning: it decides which packages are installed.
-    _timed(lambda: swap.fixup(ctx))
+    _timed(lambda: fixup.run(ctx))
     _timed(lambda: prune.run(ctx))
     # Last of the steps that change the app: every build step, the app's own hook included, has had the models.
     _timed(lambda: models.run(ctx))

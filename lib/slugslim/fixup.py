@@ -52,10 +52,11 @@ from packaging.utils import canonicalize_name
 from slugslim import log, requirements
 from slugslim.context import FinishContext
 from slugslim.errors import FixupError, SlugslimError
+from slugslim.frameworks import cpu_builds, is_cuda_runtime, kept, renamed_builds
 from slugslim.plan import Removal
 from slugslim.prune import quarantine as prune_quarantine
 from slugslim.prune.engine import quarantine_location
-from slugslim.swap import CPU_BUILDS, REQUIREMENTS, SWAPS, index_options, is_cuda_wheel, kept, package_manager
+from slugslim.sources import REQUIREMENTS, index_options, package_manager
 
 STAND_IN_INSTALLER = "slugslim"
 MARKER_FILE = "SLUGSLIM"
@@ -233,7 +234,7 @@ def run(ctx: FinishContext) -> FixupResult:
         return result
     site = ctx.site_packages
     dists = read_dists(site)
-    gpu = [d for d in dists.values() if d.name in SWAPS and not d.is_stand_in and not d.marked]
+    gpu = [d for d in dists.values() if d.name in renamed_builds() and not d.is_stand_in and not d.marked]
     if not gpu:
         ctx.results["fixup"] = result.to_json()
         return result
@@ -265,8 +266,8 @@ def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str
     if kept(gpu.name, ctx.config.swap):
         result.add("kept", gpu.name, f"{gpu.name} {gpu.version} kept as installed (swap.keep)")
         return
-    target = SWAPS[gpu.name]
-    requirers = _requirers(dists, gpu.name, {gpu.name, *CPU_BUILDS})
+    target = renamed_builds()[gpu.name]
+    requirers = _requirers(dists, gpu.name, {gpu.name, *cpu_builds()})
     why = f"required by {', '.join(requirers)}" if requirers else f"installed from {manager}"
     cpu = dists.get(target)
     if cpu is not None and cpu.version != gpu.version:
@@ -369,7 +370,7 @@ def _remove_cuda(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], quaranti
     site = ctx.site_packages
     assert site is not None
     wanted = {canonicalize_name(r.name) for r in gpu.requires}
-    candidates = {n for n in wanted if n in dists and is_cuda_wheel(n) and not kept(n, ctx.config.swap)}
+    candidates = {n for n in wanted if n in dists and is_cuda_runtime(n) and not kept(n, ctx.config.swap)}
     # A CUDA wheel that CUDA wheels require goes too, when only the GPU build's CUDA wheels need it.
     changed = True
     while changed:
@@ -378,7 +379,7 @@ def _remove_cuda(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], quaranti
             if dist.name in candidates:
                 for requirement in dist.requires:
                     name = canonicalize_name(requirement.name)
-                    if name in dists and name not in candidates and is_cuda_wheel(name) \
+                    if name in dists and name not in candidates and is_cuda_runtime(name) \
                             and not kept(name, ctx.config.swap):
                         candidates.add(name)
                         changed = True

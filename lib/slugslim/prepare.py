@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from slugslim import __version__, config, hook, log, swap
+from slugslim import __version__, config, hook, log, rewrite, sources
 from slugslim.cli import existing_dir
 from slugslim.context import read_state, write_state
 
@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if args.no_hook:
         # heroku/python has installed everything already: rewriting requirements.txt now would change
         # nothing that got installed. The finish phase's fix-up replaces any GPU TensorFlow instead.
-        state["swap"] = swap.SwapResult(enabled=settings.swap.enabled,
-                                        manager=swap.package_manager(build_dir)).to_json()
+        state["swap"] = rewrite.SwapResult(enabled=settings.swap.enabled,
+                                           manager=sources.package_manager(build_dir)).to_json()
     else:
-        state["swap"] = swap.prepare(build_dir, settings, env).to_json()
+        state["swap"] = rewrite.prepare(build_dir, settings, env).to_json()
 
     if not args.no_hook:
         state["hook"] = hook.install(build_dir, args.buildpack, args.python, args.tools)
