@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import fixup
+from slugslim import fixup, fixupsite
 from slugslim.config import Config, SwapConfig
 from slugslim.context import FinishContext
 from slugslim.errors import FixupError
@@ -76,8 +76,8 @@ class App:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    def dists(self) -> dict[str, fixup.Dist]:
-        return fixup.read_dists(self.site)
+    def dists(self) -> dict[str, fixupsite.Dist]:
+        return fixupsite.read_dists(self.site)
 
 
 @pytest.fixture
