@@ -1,4 +1,8 @@
-"""Finish phase of the swap: whatever GPU TensorFlow got installed anyway, leave one CPU copy.
+"""Finish phase of the swap: whatever GPU build got installed anyway, leave one CPU copy.
+
+This module decides and verifies; ``slugslim.fixupsite`` does the file work. TensorFlow and ONNX
+Runtime, whose CPU builds are distributions of another name, are handled here as described below;
+PyTorch, whose CPU build has the same name on another index, in ``slugslim.torchfixup``.
 
 GPU ``tensorflow`` (or ``tensorflow-gpu``, ``tf-nightly``) gets in without requirements.txt naming it:
 through ``tf-keras``/``tensorflow-text``/… which require ``tensorflow`` by name, through uv.lock,
@@ -38,7 +42,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from slugslim import log, requirements
+from slugslim import locksnippets, log, requirements, torchfixup
 from slugslim.context import FinishContext
 from slugslim.errors import FixupError, SlugslimError
 from slugslim.fixupsite import (
@@ -53,10 +57,8 @@ from slugslim.fixupsite import (
     requirers,
     stand_in,
 )
-from slugslim.frameworks import cpu_builds, kept, renamed_builds
-from slugslim.sources import REQUIREMENTS, index_options, package_manager
-
-EXACT_SYNC_MANAGERS = frozenset({"uv", "poetry"})
+from slugslim.frameworks import FRAMEWORKS, cpu_builds, is_gpu_build, kept, renamed_builds
+from slugslim.sources import EXACT_SYNC_MANAGERS, MANAGERS, REQUIREMENTS, index_options, package_manager
 
 
 def pip_command(ctx: FinishContext) -> list[str]:
@@ -96,24 +98,39 @@ def run(ctx: FinishContext) -> FixupResult:
         return result
     site = ctx.site_packages
     dists = read_dists(site)
-    gpu = [d for d in dists.values() if d.name in renamed_builds() and not d.is_stand_in and not d.marked]
+    gpu = torchfixup.order([d for d in dists.values() if not d.is_stand_in and not d.marked
+                            and is_gpu_build(d.name, d.version, [str(r) for r in d.requires])])
     if not gpu:
         ctx.results["fixup"] = result.to_json()
         return result
-    log.detail("GPU TensorFlow found after the install; replacing it with the CPU build:")
+    log.detail("GPU builds found after the install; replacing them with the CPU builds:")
     manager = str(ctx.state.get("swap", {}).get("manager") or package_manager(ctx.build_dir))
     quarantine = Quarantine(ctx.build_dir, site)
     pip = pip_command(ctx)
     before, _ = _check(ctx, [], [])
+    replaced: list[Dist] = []
     try:
         for dist in gpu:
-            _replace(ctx, dist, dists, manager, quarantine, pip, result)
+            if kept(dist.name, ctx.config.swap):
+                result.add("kept", dist.name, f"{dist.name} {dist.version} kept as installed (swap.keep)")
+                continue
+            if dist.name in renamed_builds():
+                _replace(ctx, dist, dists, manager, quarantine, pip, result)
+            else:
+                torchfixup.replace(ctx, dist, dists, manager, quarantine,
+                                   lambda args: _pip_install(ctx, pip, args), result)
+            replaced.append(dist)
             dists = read_dists(site)
-        _verify(ctx, sorted(d.name for d in gpu if d.name in dists), before)
+        _verify(ctx, replaced, dists, before)
     except BaseException:
         quarantine.restore()
         raise
     quarantine.commit()
+    same_name = {d.name: d.version.split("+", 1)[0] for d in replaced if d.name not in renamed_builds()}
+    if same_name and manager in MANAGERS:
+        result.lock_snippet = locksnippets.advice(manager, ctx.config.swap.torch_index.rstrip("/"), same_name)
+        for line in result.lock_snippet:
+            log.detail(line)
     result.bytes_removed = quarantine.bytes
     if quarantine.bytes:
         log.detail(f"  {log.human_bytes(quarantine.bytes)} of GPU-only files removed")
@@ -125,9 +142,6 @@ def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str
              pip: list[str], result: FixupResult) -> None:
     site = ctx.site_packages
     assert site is not None
-    if kept(gpu.name, ctx.config.swap):
-        result.add("kept", gpu.name, f"{gpu.name} {gpu.version} kept as installed (swap.keep)")
-        return
     target = renamed_builds()[gpu.name]
     needed_by = requirers(dists, gpu.name, {gpu.name, *cpu_builds()})
     why = f"required by {', '.join(needed_by)}" if needed_by else f"installed from {manager}"
@@ -243,11 +257,14 @@ def _check(ctx: FinishContext, imports: list[str], names: list[str]) -> tuple[se
     return set(answer["problems"]), list(answer["errors"])
 
 
-def _verify(ctx: FinishContext, names: list[str], before: set[str]) -> None:
-    """import tensorflow, the metadata of every name we replaced, and no new dependency problem."""
-    problems, errors = _check(ctx, ["tensorflow"], names)
+def _verify(ctx: FinishContext, replaced: list[Dist], dists: dict[str, Dist], before: set[str]) -> None:
+    """Import each framework replaced, the metadata of every name replaced, and no new dependency problem."""
+    found = [f for f in FRAMEWORKS if any(d.name in f.builds for d in replaced)]
+    problems, errors = _check(ctx, [f.package for f in found], sorted(d.name for d in replaced if d.name in dists))
     if errors:
-        raise FixupError("After the swap, the app's Python cannot use TensorFlow.", "\n".join(errors))
+        names = " and ".join(f.name for f in found)
+        raise FixupError(f"After the swap, the app's Python cannot use {names}.", "\n".join(errors),
+                         framework=names, package=found[0].package, cpu_build=found[0].builds[replaced[0].name])
     new = sorted(problems - before)
     if new:
         raise FixupError("After the swap, an installed package's requirement is no longer met (as 'pip check' "

@@ -92,10 +92,11 @@ class FixupResult:
     layout: str = ""  # "stand-in" or "merged"
     actions: list[dict[str, Any]] = field(default_factory=list)
     bytes_removed: int = 0
+    lock_snippet: list[str] = field(default_factory=list)  # what to commit so the lock asks for the CPU build
 
     def to_json(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "layout": self.layout, "actions": self.actions,
-                "bytes_removed": self.bytes_removed}
+                "bytes_removed": self.bytes_removed, "lock_snippet": self.lock_snippet}
 
     def add(self, action: str, package: str, detail: str, **extra: Any) -> None:
         self.actions.append({"action": action, "package": package, "detail": detail, **extra})
@@ -116,6 +117,7 @@ class Quarantine:
         prune_quarantine.recover(self.location)
         self._box: prune_quarantine.Quarantine | None = None
         self.entries: list[prune_quarantine.Entry] = []
+        self.installed: list[Path] = []  # written where nothing was taken (a +cpu dist-info): goes on restore
         self.bytes = 0
 
     def take(self, path: Path) -> int:
@@ -147,11 +149,19 @@ class Quarantine:
             self._box.restore(self.entries)
             self._box.discard()
         self.entries.clear()
+        for path in self.installed:
+            if path.parent.resolve().is_relative_to(self.site.resolve()):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+        self.installed.clear()
 
     def commit(self) -> None:
         if self._box is not None:
             self._box.discard()
         self.entries.clear()
+        self.installed.clear()
 
 
 def _size(path: Path) -> int:

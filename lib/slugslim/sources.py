@@ -17,6 +17,8 @@ REQUIREMENTS = "requirements.txt"
 PIP_TOOLS_INPUT = "requirements.in"
 OTHER_MANAGERS = ("uv.lock", "poetry.lock", "Pipfile.lock")
 MANAGERS = ("uv", "poetry", "pipenv")
+# These sync site-packages exactly to their lock: a distribution the lock does not list is uninstalled.
+EXACT_SYNC_MANAGERS = frozenset({"uv", "poetry"})
 
 
 def package_manager(app_dir: Path) -> str:
