@@ -42,6 +42,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from slugslim import locksnippets, log, requirements, torchfixup
 from slugslim.context import FinishContext
 from slugslim.errors import FixupError, SlugslimError
@@ -57,7 +59,15 @@ from slugslim.fixupsite import (
     requirers,
     stand_in,
 )
-from slugslim.frameworks import FRAMEWORKS, cpu_builds, is_gpu_build, kept, renamed_builds
+from slugslim.frameworks import (
+    FRAMEWORKS,
+    cpu_builds,
+    framework_of,
+    is_cuda_runtime,
+    is_gpu_build,
+    kept,
+    renamed_builds,
+)
 from slugslim.sources import EXACT_SYNC_MANAGERS, MANAGERS, REQUIREMENTS, index_options, package_manager
 
 
@@ -100,7 +110,8 @@ def run(ctx: FinishContext) -> FixupResult:
     dists = read_dists(site)
     gpu = torchfixup.order([d for d in dists.values() if not d.is_stand_in and not d.marked
                             and is_gpu_build(d.name, d.version, [str(r) for r in d.requires])])
-    if not gpu:
+    plugged = [d for d in dists.values() if not kept(d.name, ctx.config.swap) and _cuda_plugins(d, dists)]
+    if not gpu and not plugged:
         ctx.results["fixup"] = result.to_json()
         return result
     log.detail("GPU builds found after the install; replacing them with the CPU builds:")
@@ -121,6 +132,11 @@ def run(ctx: FinishContext) -> FixupResult:
                                    lambda args: _pip_install(ctx, pip, args), result)
             replaced.append(dist)
             dists = read_dists(site)
+        for dist in plugged:
+            # jax[cuda12]: jax itself is the CPU build; only the CUDA plugins its extra pulled in go.
+            remove_cuda(ctx, dist, dists, quarantine, result, stub=manager in EXACT_SYNC_MANAGERS)
+            replaced.append(dist)
+            dists = read_dists(site)
         _verify(ctx, replaced, dists, before)
     except BaseException:
         quarantine.restore()
@@ -136,6 +152,14 @@ def run(ctx: FinishContext) -> FixupResult:
         log.detail(f"  {log.human_bytes(quarantine.bytes)} of GPU-only files removed")
     ctx.results["fixup"] = result.to_json()
     return result
+
+
+def _cuda_plugins(dist: Dist, dists: dict[str, Dist]) -> bool:
+    """A framework that is CPU as installed but whose CUDA extra pulled in CUDA wheels (jax[cuda12])."""
+    framework = framework_of(dist.name)
+    if framework is None or not framework.cuda_extras or framework.builds[dist.name] != dist.name:
+        return False
+    return any(is_cuda_runtime(r.name) and canonicalize_name(r.name) in dists for r in dist.requires)
 
 
 def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str, quarantine: Quarantine,

@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 
 from slugslim import log
 from slugslim.context import FinishContext
-from slugslim.frameworks import is_cuda_runtime, kept
+from slugslim.frameworks import framework_of, is_cuda_runtime, kept
 from slugslim.plan import Removal
 from slugslim.prune import quarantine as prune_quarantine
 from slugslim.prune.engine import quarantine_location
@@ -177,6 +177,8 @@ def requirers(dists: dict[str, Dist], name: str, exclude: set[str]) -> list[str]
 
 def stand_in(gpu: Dist, target: str, quarantine: Quarantine) -> None:
     """Replace the GPU dist-info with a metadata-only one that the CPU build satisfies."""
+    framework = framework_of(gpu.name)
+    package = framework.package if framework else gpu.name
     info = gpu.info
     quarantine.take(info)
     info.mkdir()
@@ -188,7 +190,7 @@ def stand_in(gpu: Dist, target: str, quarantine: Quarantine) -> None:
         "(replaced by the slugslim buildpack; Heroku dynos have no GPU).\n"
         f"Requires-Dist: {target}=={gpu.version}\n\n"
         f"slugslim replaced the GPU build of {gpu.name} {gpu.version} with {target} {gpu.version}, which installs\n"
-        "the same 'tensorflow' package. This distribution keeps what required it satisfied.\n"
+        f"the same '{package}' package. This distribution keeps what required it satisfied.\n"
     )
     files = {"METADATA": metadata, "INSTALLER": f"{STAND_IN_INSTALLER}\n",
              "WHEEL": "Wheel-Version: 1.0\nGenerator: slugslim\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
