@@ -6,6 +6,9 @@ buildpack and hides this machine's pip configuration (PIP_CONFIG_FILE=/dev/null)
   stock     heroku/python alone: pip takes PyPI's torch, the CUDA build, and its CUDA wheels
   slugslim  slugslim in front: torch==2.13.0+cpu from a PEP 503 index on 127.0.0.1 that serves this
             machine's torch 2.13.0+cpu wheel (swap.torch_index), everything else from PyPI
+  fixup     the stock build's site-packages (a hard-linked copy) put through the finish phase's fix-up,
+            as when torch comes in through another package or a lock: the CUDA build and its CUDA
+            wheels replaced by torch 2.13.0+cpu
 
 For each: the slug's compressed size, the build's wall time (it may include waiting for the build
 lock other builds on this machine hold), and the dyno start: gunicorn started from the build dir
@@ -29,8 +32,11 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "lib")]
 
+from slugslim import fixup  # noqa: E402
+from slugslim.config import Config, SwapConfig  # noqa: E402
+from slugslim.context import FinishContext  # noqa: E402
 from tests.localindex import serve  # noqa: E402
 
 WORK = Path(os.environ.get("SLUGSLIM_BENCH_WORK", BENCH / "work")) / "torch"
@@ -82,13 +88,41 @@ def build(name: str, app: Path, buildpacks: list[str], config_vars: dict[str, st
     site = next((out / "build/.heroku/python/lib").glob("python3.*/site-packages"))
     dists = sorted(p.name.removesuffix(".dist-info") for p in site.glob("*.dist-info"))
     result = {"slug_bytes": int((out / "slug_bytes").read_text()), "build_seconds": round(seconds, 1),
-              "site_packages_bytes": sum(p.lstat().st_size for p in site.rglob("*") if p.is_file()),
+              "site_packages_bytes": site_bytes(site),
               "torch": next((d for d in dists if d.startswith("torch-")), ""),
               "cuda_wheels": [d for d in dists if d.startswith(("nvidia", "cuda", "triton"))],
               "slugslim_log": [line for line in log.splitlines() if "CPU swap" in line or "torch" in line][:12]}
     result["boot_seconds"] = [boot(out / "build", python) for _ in range(RUNS)]
     result["boot_median"] = round(statistics.median(result["boot_seconds"]), 2)
     say(f"{name}: slug {result['slug_bytes'] / 1e6:.0f} MB, build {seconds:.0f} s, boot {result['boot_median']} s")
+    return result
+
+
+def site_bytes(site: Path) -> int:
+    return sum(p.lstat().st_size for p in site.rglob("*") if p.is_file())
+
+
+def fixup_stock(index: str) -> dict[str, Any]:
+    build_dir = WORK / "fixup" / "build"
+    shutil.rmtree(build_dir.parent, ignore_errors=True)
+    build_dir.parent.mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(WORK / "stock" / "build"), str(build_dir)], check=True)
+    python = build_dir / ".heroku/python/bin/python"
+    site = next((build_dir / ".heroku/python/lib").glob("python3.*/site-packages"))
+    before = site_bytes(site)
+    ctx = FinishContext(build_dir=build_dir, cache_dir=None, config=Config(swap=SwapConfig(torch_index=index)),
+                        python=python, site_packages=site, state={"swap": {"manager": "pip"}},
+                        env={"PIP_CONFIG_FILE": os.devnull})
+    say("fixup: replacing the stock build's CUDA torch")
+    started = time.monotonic()
+    outcome = fixup.run(ctx)
+    seconds = time.monotonic() - started
+    result: dict[str, Any] = {"fixup_seconds": round(seconds, 1), "site_packages_bytes_before": before,
+                              "site_packages_bytes": site_bytes(site), "bytes_removed": outcome.bytes_removed,
+                              "actions": [a["detail"] for a in outcome.actions]}
+    result["boot_seconds"] = [boot(build_dir, python) for _ in range(RUNS)]
+    result["boot_median"] = round(statistics.median(result["boot_seconds"]), 2)
+    say(f"fixup: {before / 1e9:.2f} GB -> {result['site_packages_bytes'] / 1e9:.2f} GB in {seconds:.0f} s")
     return result
 
 
@@ -116,11 +150,18 @@ def boot(app: Path, python: Path) -> float:
 
 def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
+    if "--fixup-only" in sys.argv:  # again on the stock build of an earlier run
+        saved = json.loads((BENCH / "torch-results.json").read_text())
+        with serve(cpu_index_dir()) as index:
+            saved["fixup"] = fixup_stock(index)
+        (BENCH / "torch-results.json").write_text(json.dumps(saved, indent=2) + "\n")
+        return 0
     app = make_app()
     results: dict[str, Any] = {}
     with serve(cpu_index_dir()) as index:
         results["stock"] = build("stock", app, ["python"], {})
         results["slugslim"] = build("slugslim", app, [str(REPO), "python"], {"SLUGSLIM_SWAP_TORCH_INDEX": index})
+        results["fixup"] = fixup_stock(index)
     results["ratio_slug"] = round(results["stock"]["slug_bytes"] / results["slugslim"]["slug_bytes"], 2)
     (BENCH / "torch-results.json").write_text(json.dumps(results, indent=2) + "\n")
     say(f"stock/slugslim slug size: {results['ratio_slug']}x; results in bench/torch-results.json")

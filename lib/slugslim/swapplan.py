@@ -45,7 +45,7 @@ class Swap:
         old = self.old_wheel.size if self.old_wheel else None
         new = self.new_wheel.size if self.new_wheel else None
         version = ""
-        if self.version and f"=={self.version}" not in self.old.replace(" ", ""):
+        if self.version and f"=={self.version}" not in (self.old + self.new).replace(" ", ""):
             version = f"{self.version}: "
         if old is None and new is None:
             return f"{version}wheel sizes unknown"
