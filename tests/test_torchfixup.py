@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import fixup
+from slugslim import fixup, locksnippets
 from slugslim.config import Config, SwapConfig
 from slugslim.context import FinishContext
 from slugslim.errors import FixupError
@@ -96,18 +96,25 @@ def test_uv_style_install_keeps_the_locked_version_with_cpu_files_and_prints_the
     assert fixup.run(context(app, indexes, manager="uv")).actions == []
 
 
-@pytest.mark.parametrize(("manager", "expected"), [
-    ("poetry", ['    priority = "explicit"', '    torch = { version = "2.13.0", source = "pytorch-cpu" }']),
-    ("pipenv", ["    [[source]]", '    torch = { version = "==2.13.0", index = "pytorch-cpu" }']),
-])
-def test_poetry_and_pipenv_get_their_snippet(tmp_path: Path, pypi_dir: Path, indexes: tuple[str, str], manager: str,
-                                              expected: list[str]) -> None:
+def test_poetry_keeps_the_locked_version_and_gets_its_snippet(tmp_path: Path, pypi_dir: Path,
+                                                               indexes: tuple[str, str]) -> None:
     app = App(tmp_path, pypi_dir)
     app.install("torch==2.13.0")
-    result = fixup.run(context(app, indexes, manager=manager))
-    assert result.layout == ("merged" if manager == "poetry" else "stand-in")
-    assert set(expected) <= set(result.lock_snippet)
-    assert check(app)[0] == "cpu" and app.pip("check").returncode == 0
+    result = fixup.run(context(app, indexes, manager="poetry"))
+    assert result.layout == "merged" and check(app)[:2] == ("cpu", "2.13.0")
+    assert {'    priority = "explicit"', '    torch = { version = "2.13.0", source = "pytorch-cpu" }'} <= set(
+        result.lock_snippet)
+    assert app.pip("check").returncode == 0
+
+
+def test_the_pipenv_snippet_names_the_index_per_package() -> None:
+    lines = locksnippets.advice("pipenv", "https://download.pytorch.org/whl/cpu", {"torch": "2.13.0",
+                                                                                  "torchvision": "0.28.0"})
+    assert lines[0].endswith("add to Pipfile:") and "'pipenv lock'" in lines[-1]
+    assert lines[1:8] == ["    [[source]]", '    name = "pytorch-cpu"', '    url = "https://download.pytorch.org/whl/cpu"',
+                          "    verify_ssl = true", "", "    [packages]",
+                          '    torch = { version = "==2.13.0", index = "pytorch-cpu" }']
+    assert locksnippets.advice("pip", "https://download.pytorch.org/whl/cpu", {"torch": "2.13.0"}) == []
 
 
 def test_kept_torch_and_user_chosen_builds_stay(tmp_path: Path, pypi_dir: Path, indexes: tuple[str, str]) -> None:
