@@ -44,7 +44,6 @@ class Framework:
     cuda_extras: frozenset[str] = frozenset()  # extras that only add CUDA wheels
     index: str = PYPI  # where the CPU builds live: PyPI, or PyTorch's CPU index
     local_label: str = ""  # the CPU build's local version label ("cpu" for torch 2.13.0+cpu)
-    shares_package: bool = False  # GPU and CPU builds are two distributions installing one package dir
 
     def cpu_version(self, version: str) -> str:
         """The CPU build's version for a GPU build's version (``2.13.0`` -> ``2.13.0+cpu``)."""
@@ -53,7 +52,7 @@ class Framework:
 
 
 FRAMEWORKS: tuple[Framework, ...] = (
-    Framework(name="TensorFlow", package="tensorflow", shares_package=True,
+    Framework(name="TensorFlow", package="tensorflow",
               builds={"tensorflow": "tensorflow-cpu", "tensorflow-gpu": "tensorflow-cpu",
                       "tf-nightly": "tf-nightly-cpu", "tf-nightly-gpu": "tf-nightly-cpu"},
               cuda_extras=frozenset({"and-cuda"})),
@@ -63,7 +62,7 @@ FRAMEWORKS: tuple[Framework, ...] = (
               builds={"jax": "jax"},
               cuda_extras=frozenset({"cuda", "cuda11", "cuda12", "cuda13", "cuda11-pip", "cuda12-pip",
                                      "cuda12-local", "cuda13-local", "cuda11-local"})),
-    Framework(name="ONNX Runtime", package="onnxruntime", shares_package=True,
+    Framework(name="ONNX Runtime", package="onnxruntime",
               builds={"onnxruntime-gpu": "onnxruntime"}),
 )
 
@@ -92,12 +91,6 @@ def framework_of(name: str) -> Framework | None:
     """The framework a GPU (or same-name) distribution belongs to."""
     key = canonical(name)
     return next((f for f in FRAMEWORKS if key in f.builds), None)
-
-
-def cpu_build(name: str) -> str | None:
-    """The CPU distribution replacing a GPU one (the name itself for torch and jax), else None."""
-    framework = framework_of(name)
-    return framework.builds[canonical(name)] if framework else None
 
 
 def renamed_builds() -> dict[str, str]:
