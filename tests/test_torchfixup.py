@@ -125,12 +125,26 @@ def test_kept_torch_and_user_chosen_builds_stay(tmp_path: Path, pypi_dir: Path, 
     assert check(app)[0] == "cuda"
 
 
-def test_an_unreachable_cpu_index_puts_the_cuda_build_back_and_fails(tmp_path: Path, pypi_dir: Path,
-                                                                     indexes: tuple[str, str]) -> None:
+def test_an_unreachable_cpu_index_leaves_the_cuda_build_with_a_warning(tmp_path: Path, pypi_dir: Path,
+                                                                       indexes: tuple[str, str],
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     app = App(tmp_path, pypi_dir)
     app.install("torch==2.13.0")
     before = sorted(p.relative_to(app.site).as_posix() for p in app.site.rglob("*"))
-    with pytest.raises(FixupError):
-        fixup.run(context(app, (indexes[0], "http://127.0.0.1:9/simple")))
+    result = fixup.run(context(app, (indexes[0], "http://127.0.0.1:9/simple")))
+    assert [a["action"] for a in result.actions] == ["skipped"]
+    assert "did not answer" in capsys.readouterr().err
     assert sorted(p.relative_to(app.site).as_posix() for p in app.site.rglob("*")) == before
     assert check(app)[:2] == ("cuda", "2.13.0")
+
+
+def test_a_failed_cpu_install_puts_the_cuda_build_back_and_names_pytorch(tmp_path: Path, pypi_dir: Path,
+                                                                         indexes: tuple[str, str]) -> None:
+    app = App(tmp_path, pypi_dir)
+    app.install("torch==2.13.0")
+    (app.site / "torch" / "lib" / "libtorch_cuda.so").write_bytes(b"changed")  # restored as it was, too
+    before = {p.relative_to(app.site).as_posix(): p.read_bytes() for p in app.site.rglob("*") if p.is_file()}
+    with pytest.raises(FixupError) as failure:  # the index answers but has no torch 2.13.0+cpu
+        fixup.run(context(app, (indexes[0], indexes[0])))
+    assert "GPU build of PyTorch" in failure.value.render() and "keep: [torch]" in failure.value.render()
+    assert {p.relative_to(app.site).as_posix(): p.read_bytes() for p in app.site.rglob("*") if p.is_file()} == before

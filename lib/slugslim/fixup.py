@@ -127,9 +127,9 @@ def run(ctx: FinishContext) -> FixupResult:
                 continue
             if dist.name in renamed_builds():
                 _replace(ctx, dist, dists, manager, quarantine, pip, result)
-            else:
-                torchfixup.replace(ctx, dist, dists, manager, quarantine,
-                                   lambda args: _pip_install(ctx, pip, args), result)
+            elif not torchfixup.replace(ctx, dist, dists, manager, quarantine,
+                                        lambda args: _pip_install(ctx, pip, args), result):
+                continue
             replaced.append(dist)
             dists = read_dists(site)
         for dist in plugged:

@@ -26,8 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from slugslim import frameworks
+from slugslim import frameworks, log
 from slugslim.context import FinishContext
+from slugslim.errors import FixupError
 from slugslim.fixupsite import (
     Dist,
     FixupResult,
@@ -39,6 +40,7 @@ from slugslim.fixupsite import (
     requirers,
 )
 from slugslim.sources import EXACT_SYNC_MANAGERS
+from slugslim.torchswap import index_answers
 
 Install = Callable[[list[str]], None]
 
@@ -60,18 +62,30 @@ def take_all(site: Path, dist: Dist, dists: dict[str, Dist], quarantine: Quarant
 
 
 def replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str, quarantine: Quarantine,
-            install: Install, result: FixupResult) -> None:
+            install: Install, result: FixupResult) -> bool:
+    """Replace one CUDA build; False when the CPU index does not answer (then it stays as installed)."""
     site = ctx.site_packages
     assert site is not None
     framework = frameworks.framework_of(gpu.name)
     assert framework is not None
     index = frameworks.index_url(framework, ctx.config.swap)
+    if index and not index_answers(index):
+        result.add("skipped", gpu.name, f"{gpu.name} {gpu.version} (the CUDA build) left as installed: PyTorch's "
+                   f"CPU index {index} did not answer", level="warning")
+        log.warning(f"Warning: PyTorch's CPU index {index} (swap.torch_index) did not answer, so {gpu.name} "
+                    f"{gpu.version} stays the CUDA build, several GB. Build again, or set swap.torch_index to a "
+                    "mirror that answers.")
+        return False
     version = framework.cpu_version(gpu.version)
     needed_by = requirers(dists, gpu.name, {gpu.name})
     why = f"required by {', '.join(needed_by)}" if needed_by else f"installed from {manager}"
     saved_info = {f.name: f.read_bytes() for f in gpu.info.iterdir() if f.is_file()}
     take_all(site, gpu, dists, quarantine)
-    install([*(["--extra-index-url", index] if index else []), f"{gpu.name}=={version}"])
+    try:
+        install([*(["--extra-index-url", index] if index else []), f"{gpu.name}=={version}"])
+    except FixupError as exc:
+        raise FixupError(exc.what, exc.output, framework=framework.name, package=gpu.name,
+                         cpu_build=f"{gpu.name}=={version}") from exc
     fresh = read_dists(site)
     cpu = fresh[gpu.name]
     quarantine.installed.append(cpu.info)
@@ -86,6 +100,7 @@ def replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str,
     result.add("installed", gpu.name, f"{gpu.name} {gpu.version} ({why}, the CUDA build) → {gpu.name} {version}, "
                f"installed with --no-deps from {index or 'PyPI'}", version=version, replaced=gpu.name)
     remove_cuda(ctx, gpu, read_dists(site), quarantine, result, stub=merged)
+    return True
 
 
 def order(gpus: list[Dist]) -> list[Dist]:

@@ -52,19 +52,23 @@ class TorchIndex:
     def reachable(self) -> bool:
         """Does the index answer at all (its torch page), as opposed to lacking a version?"""
         if self._reachable is None:
-            page = f"{self.url}/{TORCH}/"
-            parts = urllib.parse.urlsplit(page)
-            if parts.scheme == "file":
-                self._reachable = Path(urllib.request.url2pathname(parts.path)).exists()
-            else:
-                try:
-                    with urllib.request.urlopen(urllib.request.Request(page, method="HEAD"), timeout=15):
-                        self._reachable = True
-                except urllib.error.HTTPError as exc:
-                    self._reachable = exc.code < 500
-                except (OSError, ValueError):
-                    self._reachable = False
+            self._reachable = index_answers(self.url)
         return self._reachable
+
+
+def index_answers(url: str) -> bool:
+    """A quick look at the index's torch page: HEAD, 15 s, no retries (pip retries for minutes)."""
+    page = f"{url.rstrip('/')}/{TORCH}/"
+    parts = urllib.parse.urlsplit(page)
+    if parts.scheme == "file":
+        return Path(urllib.request.url2pathname(parts.path)).exists()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(page, method="HEAD"), timeout=15):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False
 
 
 def same_index(a: str, b: str) -> bool:
