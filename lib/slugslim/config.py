@@ -33,9 +33,7 @@ FETCH_FAILURE_POLICIES = ("fail", "warn")
 class SwapConfig:
     enabled: bool = True
     keep: tuple[str, ...] = ()
-    # Where PyTorch's CPU builds (torch 2.13.0+cpu) come from: the index PyTorch documents for CPU
-    # wheels, or a mirror or proxy of it.
-    torch_index: str = "https://download.pytorch.org/whl/cpu"
+    torch_index: str = "https://download.pytorch.org/whl/cpu"  # torch's +cpu builds: PyTorch's CPU index, or a mirror
 
 
 @dataclass(frozen=True)
