@@ -23,13 +23,14 @@ STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
 E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
 	tests/test_failopen.py tests/test_unused.py
 
-.PHONY: help test lint pytest test-pythons demo bench docker-compile lock clean
+.PHONY: help test lint pytest test-pythons demo bench bench-torch docker-compile lock clean
 
 help:
 	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
 	@echo "make test   lint (shellcheck, ruff, mypy --strict) and run the tests"
 	@echo "make test-pythons   the end-to-end build tests with slugslim on each stack's Python (3.10, 3.12, ...)"
 	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor"
+	@echo "make bench-torch  real PyTorch 2.13.0 through the real heroku/python: stock vs slugslim"
 	@echo "make docker-compile APP=path STACK=heroku-24   run a real build in heroku/heroku:24-build"
 
 $(DEV_STAMP): tests/requirements-dev.txt
@@ -76,6 +77,10 @@ demo: $(DEV_STAMP) $(TOOLS_STAMP)
 
 bench: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python bench/run.py
+
+# PyTorch 2.13.0 through the real heroku/python: stock (CUDA torch from PyPI) vs slugslim (+cpu).
+bench-torch: $(DEV_STAMP)
+	$(BIN)/python bench/torch_bench.py
 
 # Runs bin/detect and bin/compile, then the official Python buildpack, in the real build image,
 # the way heroku-buildpack-python's own `make run` does. Needs a Docker engine and the internet.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import html
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +39,7 @@ def serve(wheel_dir: Path) -> Iterator[str]:
                 self.wfile.write(body)
 
         def _route(self, head: bool) -> None:
-            parts = [p for p in self.path.split("?")[0].split("/") if p]
+            parts = [urllib.parse.unquote(p) for p in self.path.split("?")[0].split("/") if p]
             files = sorted(p for p in wheel_dir.iterdir() if p.suffix == ".whl")
             if parts == ["simple"]:
                 names = sorted({_project(f.name) for f in files})

@@ -115,7 +115,7 @@ def test_virtualenv_with_app_shows_the_full_picture(venv: Path, app: Path,
 def test_text_output_of_a_virtualenv(venv: Path, app: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = analyze_text(capsys, str(venv), "--app", str(app))
     assert code == 0
-    for heading in ("-----> TensorFlow swap", "-----> Prune plan (dry run)", "-----> Expected slug size"):
+    for heading in ("-----> CPU swap", "-----> Prune plan (dry run)", "-----> Expected slug size"):
         assert heading in out
     assert "Largest distributions after slugslim" in out and "█" in out
     assert all(len(line) <= 80 for line in out.splitlines() if "█" in line)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import fixup, swap
+from slugslim import fixup, fixupsite
 from slugslim.config import Config, SwapConfig
 from slugslim.context import FinishContext
 from slugslim.errors import FixupError
@@ -76,8 +76,8 @@ class App:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    def dists(self) -> dict[str, fixup.Dist]:
-        return fixup.read_dists(self.site)
+    def dists(self) -> dict[str, fixupsite.Dist]:
+        return fixupsite.read_dists(self.site)
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_transitive_tf_keras_gets_the_cpu_build_and_a_metadata_only_tensorflow(m
     app = make_app
     app.install("tf-keras==2.21.0")  # tf-keras requires tensorflow: the GPU build comes in
     assert (app.site / "tensorflow" / "libtensorflow_gpu.so.2").is_file()
-    result = swap.fixup(app.context())
+    result = fixup.run(app.context())
     assert [a["action"] for a in result.actions] == ["installed"]
     assert "required by tf-keras" in result.actions[0]["detail"]
     assert not (app.site / "tensorflow" / "libtensorflow_gpu.so.2").exists()
@@ -105,7 +105,7 @@ def test_transitive_tf_keras_gets_the_cpu_build_and_a_metadata_only_tensorflow(m
     assert app.pip("check").returncode == 0
     assert not list(app.build.parent.glob(".slugslim-quarantine-*"))
     # Nothing left to do on the next run (the cached rebuild is in test_swap_e2e).
-    assert swap.fixup(app.context()).actions == []
+    assert fixup.run(app.context()).actions == []
 
 
 def test_both_installed_gpu_last_reinstalls_the_cpu_files(make_app: App) -> None:
@@ -113,7 +113,7 @@ def test_both_installed_gpu_last_reinstalls_the_cpu_files(make_app: App) -> None
     app.install("tensorflow-cpu==2.21.0")
     app.install("tensorflow==2.21.0")  # overwrites the shared tensorflow/ files
     assert app.run("import tensorflow; print(tensorflow.BUILD)") == "gpu"
-    result = swap.fixup(app.context())
+    result = fixup.run(app.context())
     assert [a["action"] for a in result.actions] == ["reinstalled"]
     assert app.run(CHECK) == "cpu 2.21.0 2.21.0"
     assert not (app.site / "tensorflow" / "libtensorflow_gpu.so.2").exists()
@@ -124,7 +124,7 @@ def test_both_installed_cpu_last_keeps_the_cpu_files_without_a_download(make_app
     app = make_app
     app.install("tensorflow==2.21.0")
     app.install("tensorflow-cpu==2.21.0")
-    result = swap.fixup(app.context())
+    result = fixup.run(app.context())
     assert [a["action"] for a in result.actions] == ["kept-cpu"]
     assert app.run(CHECK) == "cpu 2.21.0 2.21.0"
     assert not (app.site / "tensorflow" / "libtensorflow_gpu.so.2").exists()
@@ -138,7 +138,7 @@ def test_uv_lock_install_keeps_the_gpu_name_with_cpu_files_and_stubs_the_cuda_wh
     app.install("tensorflow[and-cuda]==2.21.0")
     cublas = app.site / "nvidia" / "cublas" / "lib" / "libnvidia_cublas.so"
     assert cublas.is_file()
-    result = swap.fixup(app.context(manager="uv"))
+    result = fixup.run(app.context(manager="uv"))
     assert result.layout == "merged"
     assert sorted(a["action"] for a in result.actions) == ["installed", "removed", "removed"]
     assert not (app.site / "nvidia").exists()
@@ -162,7 +162,7 @@ def test_uv_lock_install_keeps_the_gpu_name_with_cpu_files_and_stubs_the_cuda_wh
 def test_cuda_wheels_something_else_needs_stay(make_app: App) -> None:
     app = make_app
     app.install("tensorflow[and-cuda]==2.21.0", "cuda-user==1.0.0")
-    result = swap.fixup(app.context())
+    result = fixup.run(app.context())
     actions = {(a["action"], a["package"]) for a in result.actions}
     assert ("kept", "nvidia-cublas-cu12") in actions
     assert ("removed", "nvidia-cudnn-cu12") in actions
@@ -174,7 +174,7 @@ def test_swap_false_and_keep_leave_the_gpu_build(make_app: App) -> None:
     app = make_app
     app.install("tensorflow==2.21.0")
     for config in (Config(swap=SwapConfig(enabled=False)), Config(swap=SwapConfig(keep=("tensorflow",)))):
-        swap.fixup(app.context(config=config))
+        fixup.run(app.context(config=config))
         assert app.run("import tensorflow; print(tensorflow.BUILD)") == "gpu"
         assert "tensorflow-cpu" not in app.dists()
 
@@ -190,7 +190,7 @@ def test_a_cpu_build_that_fails_verification_puts_the_gpu_files_back_and_fails(m
     ctx = app.context()
     ctx.env["PIP_FIND_LINKS"] = f"{broken} {app.wheelhouse}"
     with pytest.raises(FixupError) as caught:
-        swap.fixup(ctx)
+        fixup.run(ctx)
     assert "this CPU build is broken" in caught.value.render()
     assert "swap: {keep: [tensorflow]}" in caught.value.render()
     # What only the GPU build had came back from the quarantine, which is gone.

@@ -17,7 +17,8 @@ from slugslim.config import Config, LimitsConfig, ReportConfig
 from slugslim.context import FinishContext, find_site_packages
 from slugslim.models import Model, ModelFile, ModelsResult
 from slugslim.plan import Plan, PruneResult, Removal
-from slugslim.swap import Swap, SwapResult
+from slugslim.rewrite import SwapResult
+from slugslim.swapplan import Swap
 from slugslim.wheels import WheelInfo
 from tests import sitefactory
 from tests.conftest import HerokuBuild, write_app

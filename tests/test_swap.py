@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import swap
+from slugslim import rewrite, swap
 from slugslim.config import Config, SwapConfig
 from slugslim.errors import SwapHashError
 from slugslim.wheels import NoLookup, PipLookup
@@ -41,8 +41,8 @@ def app(tmp_path: Path, files: dict[str, str | bytes]) -> Path:
 
 
 def run_prepare(app_dir: Path, config: Config | None = None, env: dict[str, str] | None = None,
-                lookup: object = None) -> swap.SwapResult:
-    return swap.prepare(app_dir, config or Config(), env or {}, lookup=NoLookup() if lookup is None else lookup)  # type: ignore[arg-type]
+                lookup: object = None) -> rewrite.SwapResult:
+    return rewrite.prepare(app_dir, config or Config(), env or {}, lookup=NoLookup() if lookup is None else lookup)  # type: ignore[arg-type]
 
 
 def body(path: Path) -> str:
@@ -109,10 +109,21 @@ def test_swap_false_changes_nothing(tmp_path: Path) -> None:
     assert result.to_json()["enabled"] is False
 
 
-def test_cuda_pins_stay_when_torch_may_load_them(tmp_path: Path) -> None:
-    app_dir = app(tmp_path, {"requirements.txt": "tensorflow==2.21.0\ntorch==2.5.0\nnvidia-cublas-cu12==12.5.3.2\n"})
+def test_cuda_pins_stay_when_cupy_may_load_them(tmp_path: Path) -> None:
+    text = "tensorflow==2.21.0\ncupy-cuda12x==13.3.0\nnvidia-cublas-cu12==12.5.3.2\n"
+    app_dir = app(tmp_path, {"requirements.txt": text})
     result = run_prepare(app_dir)
-    assert body(app_dir / "requirements.txt") == "tensorflow-cpu==2.21.0\ntorch==2.5.0\nnvidia-cublas-cu12==12.5.3.2\n"
+    assert body(app_dir / "requirements.txt") == text.replace("tensorflow==", "tensorflow-cpu==")
+    assert [(s.action, s.source) for s in result.swaps] == [
+        ("swap", "tensorflow"), ("warn", "cupy-cuda12x"), ("warn", "nvidia-cublas-cu12")]
+    assert "no CPU build" in result.swaps[1].reason and "cupy-cuda12x may load it" in result.swaps[2].reason
+
+
+def test_cuda_pins_stay_when_a_kept_torch_may_load_them(tmp_path: Path) -> None:
+    text = "tensorflow==2.21.0\ntorch==2.5.0\nnvidia-cublas-cu12==12.5.3.2\n"
+    app_dir = app(tmp_path, {"requirements.txt": text})
+    result = run_prepare(app_dir, Config(swap=SwapConfig(keep=("torch",))))
+    assert body(app_dir / "requirements.txt") == text.replace("tensorflow==", "tensorflow-cpu==")
     assert [s.action for s in result.swaps] == ["swap", "warn"]
 
 
@@ -218,7 +229,7 @@ def test_hash_mode_gets_the_cpu_hash_from_the_index_and_pip_accepts_the_file(
             f"numpy-fake==1.26.4 \\\n    --hash=sha256:{sha256_of(wheels['numpy_fake'])}\n"
             f"nvidia-cublas-cu12==12.5.3.2 \\\n    --hash=sha256:{sha256_of(wheels['nvidia_cublas_cu12'])}\n")
     app_dir = app(tmp_path / "app", {"requirements.txt": text, ".python-version": "3.11\n"})
-    result = swap.prepare(app_dir, Config(), {"PIP_INDEX_URL": index})
+    result = rewrite.prepare(app_dir, Config(), {"PIP_INDEX_URL": index})
     cpu_hash = sha256_of(wheels["tensorflow_cpu"])
     assert body(app_dir / "requirements.txt") == (
         f"tensorflow-cpu==2.21.0 \\\n    --hash=sha256:{cpu_hash}\n    # via -r requirements.in\n"
@@ -235,7 +246,7 @@ def test_hash_mode_without_a_hash_fails_clearly_and_writes_nothing(tmp_path: Pat
     text = "flask==3.0.0 --hash=sha256:" + "0" * 64 + "\ntensorflow==9.9.9 --hash=sha256:" + "1" * 64 + "\n"
     app_dir = app(tmp_path, {"requirements.txt": text})
     with pytest.raises(SwapHashError) as caught:
-        swap.prepare(app_dir, Config(), {"PIP_INDEX_URL": index}, lookup=PipLookup("3.11", {"PIP_INDEX_URL": index}))
+        rewrite.prepare(app_dir, Config(), {"PIP_INDEX_URL": index}, lookup=PipLookup("3.11", {"PIP_INDEX_URL": index}))
     message = caught.value.render()
     assert "requirements.txt line 2" in message and "swap: false" in message and "tensorflow-cpu" in message
     assert (app_dir / "requirements.txt").read_text() == text

@@ -85,7 +85,7 @@ def test_hashed_requirements_with_nested_files_are_swapped_and_the_cache_survive
     assert "tensorflow_cpu-2.21.0.dist-info" in installed
     assert not {d for d in installed if d.startswith(("tensorflow-", "nvidia"))}
     assert app_python(first, "import tensorflow; print(tensorflow.BUILD)") == "cpu"
-    assert "GPU TensorFlow found" not in first.log
+    assert "GPU builds found" not in first.log
     with tarfile.open(first.slug) as slug:  # type: ignore[arg-type]
         assert "./app/requirements/ml.txt" in slug.getnames()
 
@@ -126,7 +126,7 @@ def test_tf_keras_pulling_gpu_tensorflow_next_to_cpu_is_fixed_and_not_fetched_ag
     app = write_app(tmp_path / "app", {"requirements.txt": "tensorflow-cpu==2.21.0\ntf-keras==2.21.0\n"})
     first = heroku_build(app)
     assert first.ok, first.log
-    assert "GPU TensorFlow found after the install" in first.log
+    assert "GPU builds found after the install" in first.log
     assert "tensorflow 2.21.0 (required by tf-keras)" in first.log
     assert app_python(first, CHECK) == "cpu 2.21.0"
     assert not (first.site_packages() / "tensorflow" / "libtensorflow_gpu.so.2").exists()
@@ -136,7 +136,7 @@ def test_tf_keras_pulling_gpu_tensorflow_next_to_cpu_is_fixed_and_not_fetched_ag
     second = heroku_build(app, env=find_links(offline_env, wheelhouse, no_gpu))
     assert second.ok, second.log
     assert "-----> Restoring cache" in second.log
-    assert "GPU TensorFlow found" not in second.log
+    assert "GPU builds found" not in second.log
     assert app_python(second, CHECK) == "cpu 2.21.0"
 
 
@@ -161,7 +161,7 @@ def test_uv_lock_style_install_of_gpu_tensorflow_is_fixed_and_the_next_sync_fetc
     bare = without(wheelhouse, tmp_path, "tensorflow", "tensorflow_cpu", "nvidia_cublas_cu12", "nvidia_cudnn_cu12")
     second = heroku_build(app, env={**env, **find_links(offline_env, wheelhouse, bare)})
     assert second.ok, second.log
-    assert "GPU TensorFlow found" not in second.log
+    assert "GPU builds found" not in second.log
     assert app_python(second, CHECK) == "cpu 2.21.0"
 
 

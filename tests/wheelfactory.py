@@ -211,3 +211,67 @@ def tf_family(out_dir: Path, version: str = "2.21.0") -> dict[str, Path]:
         WheelSpec(name="numpy-fake", version="1.26.4", files={"numpy_fake/__init__.py": "VALUE = 1\n"}),
     ]
     return {spec.name: build_wheel(spec, out_dir) for spec in specs}
+
+
+# ---------------------------------------------------------------------------------------------
+# The PyTorch family: PyPI's Linux torch is the CUDA build; the +cpu builds live on another index.
+# ---------------------------------------------------------------------------------------------
+
+TORCH_INIT = '__version__ = "{version}"\nBUILD = "{build}"\n'
+# What PyPI's torch 2.13.0 (cp311, Linux) requires, scaled down to two CUDA toolkit extras.
+TORCH_CUDA_REQUIRES = [
+    "filelock-fake",
+    'cuda-toolkit[cublas,cudart]==13.0.3 ; platform_system == "Linux"',
+    'cuda-bindings<14,>=13.0.3 ; platform_system == "Linux"',
+    'nvidia-cudnn-cu13==9.13.0.50 ; platform_system == "Linux"',
+    'nvidia-nccl-cu13==2.28.3 ; platform_system == "Linux"',
+    'triton==3.7.1 ; platform_system == "Linux"',
+]
+
+
+def torch_spec(version: str, build: str, payload: int = 2048, tag: str = "py3-none-any") -> WheelSpec:
+    """torch ``version`` (``2.13.0`` for PyPI's CUDA build, ``2.13.0+cpu`` for the CPU one)."""
+    files: dict[str, FileContent] = {
+        "torch/__init__.py": TORCH_INIT.format(version=version, build=build),
+        "torch/lib/libtorch_cpu.so": b"\x7fELF" + b"c" * 512,
+        "torchgen/__init__.py": "",
+    }
+    if build == "cuda":
+        files["torch/lib/libtorch_cuda.so"] = b"\x7fELF" + b"g" * payload
+    return WheelSpec(name="torch", version=version, files=files, top_level=["torch", "torchgen"], tag=tag,
+                     requires=TORCH_CUDA_REQUIRES if build == "cuda" else ["filelock-fake"])
+
+
+def torch_pypi(out_dir: Path, version: str = "2.13.0") -> dict[str, Path]:
+    """A fake PyPI: CUDA torch and torchvision, the CUDA runtime they pull, and a package needing torch."""
+    specs = [
+        torch_spec(version, "cuda"),
+        WheelSpec(name="torchvision", version="0.28.0", requires=[f"torch=={version}"],
+                  files={"torchvision/__init__.py": 'import torch\nBUILD = "cuda"\n'}),
+        WheelSpec(name="cuda-toolkit", version="13.0.3", files={},
+                  extras={"cublas": ["nvidia-cublas==13.0.0.19"], "cudart": ["nvidia-cuda-runtime==13.0.96"]}),
+        nvidia_spec("nvidia-cublas", "13.0.0.19"),
+        nvidia_spec("nvidia-cuda-runtime", "13.0.96"),
+        nvidia_spec("nvidia-cudnn-cu13", "9.13.0.50"),
+        nvidia_spec("nvidia-nccl-cu13", "2.28.3"),
+        WheelSpec(name="cuda-bindings", version="13.0.3", files={"cuda/bindings/__init__.py": ""}, top_level=["cuda"]),
+        WheelSpec(name="triton", version="3.7.1",
+                  files={"triton/__init__.py": "", "triton/_C/libtriton.so": b"\x7fELF"}),
+        WheelSpec(name="filelock-fake", version="3.16.1", files={"filelock_fake/__init__.py": ""}),
+        WheelSpec(name="sentence-transformers", version="5.0.0", requires=["torch>=1.11.0"],
+                  files={"sentence_transformers/__init__.py": "import torch\n"}),
+    ]
+    return {spec.name: build_wheel(spec, out_dir) for spec in specs}
+
+
+def torch_cpu_index(out_dir: Path, version: str = "2.13.0") -> dict[str, Path]:
+    """A fake PyTorch CPU index: +cpu torch and torchvision, and a release built for CPython 3.11 only."""
+    specs = [
+        torch_spec(f"{version}+cpu", "cpu"),
+        WheelSpec(name="torchvision", version="0.28.0+cpu", requires=[f"torch=={version}"],
+                  files={"torchvision/__init__.py": 'import torch\nBUILD = "cpu"\n'}),
+        WheelSpec(name="torchvision", version="0.27.0+cpu", requires=["torch==2.12.0"],
+                  files={"torchvision/__init__.py": 'import torch\nBUILD = "cpu"\n'}),
+        torch_spec("2.12.0+cpu", "cpu", tag="cp311-cp311-manylinux_2_28_x86_64"),
+    ]
+    return {f"{spec.name}-{spec.version}": build_wheel(spec, out_dir) for spec in specs}

@@ -22,18 +22,14 @@ import json
 import shutil
 import sys
 import tempfile
-import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim import config, estimate, installed, log, modelscan, prune, report, swap, unused
+from slugslim import analyzeview, config, estimate, frameworks, installed, log, modelscan, prune, report, swap, unused
+from slugslim.analysis import Analysis, Target
+from slugslim.config import SwapConfig
 from slugslim.errors import AnalyzeError
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_OVER_LIMIT = 2
-SCHEMA_VERSION = 1
 APP_MARKERS = ("requirements.txt", "Pipfile", "Pipfile.lock", "pyproject.toml", "poetry.lock", "uv.lock", "setup.py")
 # Not part of the slug: a local virtualenv or VCS data would not be pushed to Heroku.
 APP_EXCLUDES = (".git", ".venv", "venv", "__pycache__", ".slugslim")
@@ -68,14 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app", type=Path, help="the app's source, when PATH is a virtualenv or site-packages")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON (schema in the README)")
     parser.add_argument("--width", type=int, default=0, help=argparse.SUPPRESS)
-
-
-@dataclass
-class Target:
-    kind: str
-    app_dir: Path | None
-    site_packages: Path | None
-    notes: list[str] = field(default_factory=list)
 
 
 def _has_app_markers(path: Path) -> bool:
@@ -141,64 +129,6 @@ def load_settings(target: Target, config_file: Path | None) -> config.Config:
         return config.load(Path(scratch), env).config
 
 
-@dataclass
-class Analysis:
-    target: Target
-    settings: config.Config
-    before: estimate.Estimate | None = None
-    after: estimate.Estimate | None = None
-    removals: list[dict[str, Any]] = field(default_factory=list)
-    swaps: list[Any] = field(default_factory=list)
-    models: list[Any] = field(default_factory=list)
-    unused: list[unused.Unused] = field(default_factory=list)
-    distributions: list[tuple[str, int]] = field(default_factory=list)
-    before_bytes: int = 0
-    after_bytes: int = 0
-
-    @property
-    def over_hard(self) -> bool:
-        return self.after is not None and self.after.compressed_bytes > self.settings.limits.hard_mb * report.MB
-
-    @property
-    def over_soft(self) -> bool:
-        return self.after is not None and self.after.compressed_bytes > self.settings.limits.soft_mb * report.MB
-
-    def exit_code(self) -> int:
-        return EXIT_OVER_LIMIT if self.over_hard else EXIT_OK
-
-    def by_rule(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for removal in self.removals:
-            totals[removal["rule"]] = totals.get(removal["rule"], 0) + removal["bytes"]
-        return totals
-
-    def to_json(self) -> dict[str, Any]:
-        limits = self.settings.limits
-
-        def size(which: estimate.Estimate | None, uncompressed: int) -> dict[str, int]:
-            return {"bytes": uncompressed, "compressed_bytes": which.compressed_bytes if which else 0}
-
-        return {
-            "schema": SCHEMA_VERSION,
-            "kind": self.target.kind,
-            "app_dir": str(self.target.app_dir) if self.target.app_dir else None,
-            "site_packages": str(self.target.site_packages) if self.target.site_packages else None,
-            "complete": self.target.site_packages is not None,
-            "before": size(self.before, self.before_bytes),
-            "after": size(self.after, self.after_bytes),
-            "removals": self.removals,
-            "by_rule": self.by_rule(),
-            "swaps": [s.to_json() for s in self.swaps],
-            "models": [{**m.to_json(), "removed": bool(self.settings.models.source)} for m in self.models],
-            "unused": [u.to_json() for u in self.unused],
-            "distributions": [{"name": n, "bytes": b} for n, b in self.distributions],
-            "limits": {"soft_mb": limits.soft_mb, "hard_mb": limits.hard_mb,
-                       "over_soft": self.over_soft, "over_hard": self.over_hard},
-            "notes": self.target.notes,
-            "exit_code": self.exit_code(),
-        }
-
-
 def _relative(path: Path, root: Path) -> str | None:
     try:
         return path.relative_to(root).as_posix()
@@ -261,19 +191,21 @@ def _measure(analysis: Analysis) -> None:
     analysis.after_bytes = analysis.before.bytes - sum(r["bytes"] for r in analysis.removals)
 
 
-GPU_BUILDS = ("tensorflow", "tensorflow-gpu", "tf-nightly")
-CUDA_PREFIXES = ("nvidia-", "tensorrt")
+def _gpu_builds(scanned: installed.Installed, config: SwapConfig) -> list[installed.Distribution]:
+    """The GPU builds installed here that the swap or the fix-up replaces on Heroku."""
+    return [d for d in scanned.distributions.values()
+            if frameworks.is_gpu_build(d.key, d.version, d.requires) and not frameworks.kept(d.key, config)]
 
 
-def _cuda_removals(scanned: installed.Installed) -> list[dict[str, Any]]:
-    """What the finish-phase fix-up takes out when a GPU TensorFlow is installed: the CUDA wheels."""
+def _cuda_removals(scanned: installed.Installed, config: SwapConfig) -> list[dict[str, Any]]:
+    """What the finish-phase fix-up takes out when a GPU build is installed: the CUDA runtime wheels."""
     removals = []
     for dist in scanned.distributions.values():
-        if not dist.key.startswith(CUDA_PREFIXES):
+        if not frameworks.is_cuda_runtime(dist.key) or frameworks.kept(dist.key, config):
             continue
         for rel in dist.files:
             removals.append({"root": "site-packages", "path": rel, "bytes": scanned.file_sizes.get(rel, 0),
-                             "rule": "fixup", "reason": "CUDA library only the GPU build of TensorFlow needs",
+                             "rule": "fixup", "reason": "CUDA library only a GPU build needs",
                              "files": 1, "package": dist.name})
     return removals
 
@@ -314,14 +246,22 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
     scanned: installed.Installed | None = None
     if target.site_packages is not None:
         scanned = installed.scan(target.site_packages)
-        gpu = [key for key in GPU_BUILDS if key in scanned.distributions]
+        gpu = _gpu_builds(scanned, settings.swap)
         if gpu and settings.swap.enabled:
-            analysis.removals.extend(_cuda_removals(scanned))
-            target.notes.append(
-                f"This environment has the GPU build of TensorFlow ({gpu[0]}). On Heroku slugslim installs "
-                "tensorflow-cpu instead (about half the size); the size after does not include that, only "
-                "the CUDA libraries it drops."
-            )
+            analysis.removals.extend(_cuda_removals(scanned, settings.swap))
+            for dist in gpu:
+                framework = frameworks.framework_of(dist.key)
+                assert framework is not None
+                cpu = framework.builds[dist.key]
+                cpu = f"{cpu} {framework.cpu_version(dist.version)}" if cpu == dist.key else cpu
+                target.notes.append(
+                    f"This environment has the GPU build of {framework.name} ({dist.name} {dist.version}, "
+                    f"{log.human_bytes(dist.bytes)}). On Heroku slugslim installs {cpu} instead; the size after "
+                    "does not include that, only the CUDA libraries it drops.")
+        for dist in scanned.distributions.values():
+            if frameworks.has_no_cpu_build(dist.key):
+                target.notes.append(f"{dist.name} {dist.version} ({log.human_bytes(dist.bytes)}) has no CPU build "
+                                    "and needs a GPU, which dynos do not have; slugslim leaves it in place.")
         if settings.prune.enabled:
             plan = prune.plan(target.site_packages, settings.prune)
             analysis.removals.extend({"root": "site-packages", **r.to_json()} for r in plan.removals)
@@ -339,73 +279,6 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
     return analysis
 
 
-def render(analysis: Analysis, width: int) -> None:
-    target = analysis.target
-    log.step(f"slugslim analyze ({target.kind})")
-    if target.app_dir:
-        log.detail(f"App: {target.app_dir}")
-    if target.site_packages:
-        log.detail(f"Site-packages: {target.site_packages}")
-    for note in target.notes:
-        for line in note.splitlines():
-            # Commands (indented) stay on one line so they can be copied.
-            log.detail(line if line.startswith(" ") else textwrap.fill(line, max(40, width - len(log.DETAIL))))
-    log.step("TensorFlow swap")
-    if not target.app_dir:
-        log.detail("Not checked: pass --app DIR to read your requirements.")
-    elif not analysis.swaps:
-        log.detail("Nothing to swap.")
-    for swap_item in analysis.swaps:
-        log.detail(swap_item.describe())
-
-    if target.site_packages is not None:
-        log.step("Prune plan (dry run)")
-        by_rule = analysis.by_rule()
-        files: dict[str, int] = {}
-        for removal in analysis.removals:
-            files[removal["rule"]] = files.get(removal["rule"], 0) + int(removal.get("files", 1))
-        prune_rules = [rule for rule in by_rule if rule not in ("models", "fixup")]
-        if not prune_rules:
-            log.detail("Nothing to prune.")
-        width_rule = max([len(r) for r in prune_rules] + [4])
-        for rule in prune_rules:
-            count = f"{files[rule]:>6} files" if files[rule] else " " * 12
-            log.detail(f"{rule:<{width_rule}}  {count}  {log.human_bytes(by_rule[rule]):>9}")
-        if "fixup" in by_rule:
-            log.detail(f"CUDA libraries the GPU build pulled in (fix-up): {log.human_bytes(by_rule['fixup'])}")
-
-    log.step("Model files that would leave the slug")
-    if not target.app_dir:
-        log.detail("Not checked: pass --app DIR to look for model files.")
-    elif not analysis.models:
-        log.detail("None found.")
-    stays = "" if analysis.settings.models.source else "  (stays: models.source is not set)"
-    for model in analysis.models:
-        log.detail(f"{model.path}  {log.human_bytes(model.bytes)}{stays}")
-
-    if analysis.before is not None and analysis.after is not None:
-        log.step("Expected slug size")
-        scope = "app files only" if target.site_packages is None else (
-            "site-packages only" if target.app_dir is None else "app and site-packages")
-        log.detail(f"Before: {log.human_bytes(analysis.before.compressed_bytes)} compressed (estimated), "
-                   f"{log.human_bytes(analysis.before_bytes)} on disk ({scope})")
-        log.detail(f"After:  {log.human_bytes(analysis.after.compressed_bytes)} compressed (estimated), "
-                   f"{log.human_bytes(analysis.after_bytes)} on disk")
-        if analysis.distributions:
-            log.detail("Largest distributions after slugslim (on disk):")
-            for line in report.bar_chart(analysis.distributions, width=width):
-                log.detail(line)
-    for item in analysis.unused:
-        log.warning(f"Warning: {item.message(log.human_bytes)}.\nIt is listed in {item.source}. Remove it if you "
-                    "do not need it, or add it to report.ignore_unused if it is loaded dynamically.")
-    if analysis.after is not None:
-        remaining = [(n, b) for n, b in analysis.distributions]
-        warnings = report.limit_warnings(analysis.after.compressed_bytes, analysis.settings.limits,
-                                         remaining, analysis.unused)
-        if warnings:
-            log.warning("\n".join(warnings))
-
-
 def run(args: argparse.Namespace) -> int:
     target = resolve(args.path, args.app)
     settings = load_settings(target, args.config)
@@ -414,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
         data = {"path": str(args.path), **analysis.to_json()}
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
     else:
-        render(analysis, args.width or report.terminal_width())
+        analyzeview.render(analysis, args.width or report.terminal_width())
     return analysis.exit_code()
 
 

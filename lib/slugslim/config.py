@@ -35,6 +35,7 @@ LFS_POLICIES = ("warn", "fail")
 class SwapConfig:
     enabled: bool = True
     keep: tuple[str, ...] = ()
+    torch_index: str = "https://download.pytorch.org/whl/cpu"  # torch's +cpu builds: PyTorch's CPU index, or a mirror
 
 
 @dataclass(frozen=True)

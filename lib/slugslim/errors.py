@@ -64,7 +64,7 @@ class RequirementsError(SlugslimError):
 class SwapHashError(SlugslimError):
     """Hash-checking mode, and the hash of the CPU build cannot be had."""
 
-    title = "Cannot switch TensorFlow to its CPU build in a hashed requirements file"
+    title = "Cannot switch to the CPU build in a hashed requirements file"
 
     def __init__(self, file: str, line: int, requirement: str, target: str, why: str) -> None:
         super().__init__(f"{file} line {line}: {why}")
@@ -86,6 +86,34 @@ class SwapHashError(SlugslimError):
             f"    tensorflow with tensorflow-cpu in requirements.in and run 'pip-compile --generate-hashes');\n"
             "  - or turn the swap off with 'swap: false' in slugslim.yml (or the config var\n"
             "    SLUGSLIM_SWAP=false) and install the GPU build as written."
+        )
+
+
+class CpuBuildError(SlugslimError):
+    """The CPU index is there, but holds no CPU build of the pinned version for the app's Python."""
+
+    title = "No CPU build of a pinned version for your app's Python"
+
+    def __init__(self, file: str, line: int, requirement: str, index: str, python_version: str, why: str) -> None:
+        super().__init__(f"{file} line {line}: no CPU build of '{requirement}' for Python {python_version}")
+        self.file = file
+        self.line = line
+        self.requirement = requirement
+        self.index = index
+        self.python_version = python_version
+        self.why = why
+
+    def detail(self) -> str:
+        return (
+            f"{self.file} line {self.line} asks for '{self.requirement}'. Heroku dynos have no GPU, so slugslim\n"
+            f"installs the CPU build from {self.index}, but that index has no CPU build of it for\n"
+            f"Python {self.python_version} (the Python your app gets):\n{self.why}\n\n"
+            "slugslim did not change the file. Choose one of:\n"
+            "  - pin a version that has a CPU build for your Python, or pick the Python that version\n"
+            "    supports in .python-version;\n"
+            "  - point swap.torch_index in slugslim.yml at an index that has it;\n"
+            f"  - or keep the line as written with 'swap: {{keep: [{self.requirement.split('=')[0].strip()}]}}'\n"
+            "    in slugslim.yml (the CUDA build is several GB)."
         )
 
 
@@ -175,24 +203,28 @@ class ModelStoreError(SlugslimError):
 
 
 class FixupError(SlugslimError):
-    """GPU TensorFlow was installed and could not be replaced with its CPU build."""
+    """A GPU build was installed and could not be replaced with its CPU build."""
 
-    title = "Could not replace GPU TensorFlow with its CPU build"
+    title = "Could not replace a GPU build with its CPU build"
 
-    def __init__(self, what: str, output: str) -> None:
+    def __init__(self, what: str, output: str, framework: str = "TensorFlow", package: str = "tensorflow",
+                 cpu_build: str = "tensorflow-cpu") -> None:
         super().__init__(what)
         self.what = what
         self.output = output
+        self.framework = framework
+        self.package = package
+        self.cpu_build = cpu_build
 
     def detail(self) -> str:
         tail = "\n".join(self.output.strip().splitlines()[-12:])
         return (
             f"{self.what}\n\n"
             + (f"The last output was:\n{tail}\n\n" if tail else "")
-            + "Your app installed the GPU build of TensorFlow, which Heroku dynos cannot use, and slugslim\n"
+            + f"Your app installed the GPU build of {self.framework}, which Heroku dynos cannot use, and slugslim\n"
             "tried to replace it with the CPU build of the same version. slugslim put back what it moved.\n"
-            "Either pin tensorflow-cpu in your dependencies yourself, or keep the GPU build with\n"
-            "'swap: {keep: [tensorflow]}' (or 'swap: false') in slugslim.yml."
+            f"Either pin {self.cpu_build} in your dependencies yourself, or keep the GPU build with\n"
+            f"'swap: {{keep: [{self.package}]}}' (or 'swap: false') in slugslim.yml."
         )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from slugslim import config, hook, log, memory, models, prune, report, swap
+from slugslim import config, fixup, hook, log, memory, models, prune, report
 from slugslim.cli import existing_dir
 from slugslim.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 from slugslim.errors import BudgetError, SlugslimError
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     before = guarded(ctx, "measuring the slug", lambda: report.snapshot(build_dir)) if settings.report.enabled \
         else None
     # The swap fix-up goes before pruning: it decides which packages are installed.
-    guarded(ctx, "the TensorFlow CPU fix-up", lambda: swap.fixup(ctx))
+    guarded(ctx, "the CPU fix-up of GPU builds", lambda: fixup.run(ctx))
     guarded(ctx, "pruning site-packages", lambda: prune.run(ctx))
     # Last of the steps that change the app: every build step, the app's own hook included, has had the models.
     guarded(ctx, "taking models out of the slug", lambda: models.run(ctx))

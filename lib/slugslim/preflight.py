@@ -12,7 +12,9 @@ heroku/python's Pythons have a wheel. Then:
 - the app pins its Python: stop with an error naming the file, the line, the Pythons that work, and the fix;
 - the index cannot be read: a warning, and the build goes on unchanged.
 
-``FRAMEWORKS`` is the list of frameworks checked; a framework joins it when its swap lands.
+``CHECKED`` names the frameworks of the catalogue (``slugslim.frameworks``) checked here, on the
+app's own index. PyTorch is not among them: its CPU builds live on ``swap.torch_index``, and the swap's
+lookup there already stops a pin that has no ``+cpu`` wheel for the app's Python.
 """
 
 from __future__ import annotations
@@ -27,23 +29,14 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from slugslim import log, pyversion, requirements, simpleindex, swap
+from slugslim import frameworks, log, pyversion, requirements, simpleindex, swap
 from slugslim.config import SwapConfig
 from slugslim.errors import PreflightError
+from slugslim.frameworks import Framework
+from slugslim.sources import REQUIREMENTS, index_options
 from slugslim.wheels import LookupFailed
 
-
-@dataclass(frozen=True)
-class Framework:
-    """A framework whose wheels exist only for some Pythons, and the distributions that install it."""
-
-    name: str
-    distributions: frozenset[str]
-
-
-FRAMEWORKS: tuple[Framework, ...] = (
-    Framework("TensorFlow", frozenset({*swap.SWAPS, *swap.CPU_BUILDS})),
-)
+CHECKED = ("TensorFlow",)
 
 
 @dataclass(frozen=True)
@@ -80,18 +73,21 @@ class Preflight:
 
 
 def _framework_of(name: str) -> Framework | None:
-    return next((f for f in FRAMEWORKS if canonicalize_name(name) in f.distributions), None)
+    """The checked framework that ``name`` (a GPU build, or the CPU build it is swapped for) installs."""
+    key = canonicalize_name(name)
+    return next((f for f in frameworks.FRAMEWORKS
+                 if f.name in CHECKED and (key in f.builds or key in f.builds.values())), None)
 
 
 def _installed_name(name: str, config: SwapConfig) -> str:
-    target = swap.SWAPS.get(canonicalize_name(name))
-    return target if target and config.enabled and not swap.kept(name, config) else canonicalize_name(name)
+    target = frameworks.renamed_builds().get(canonicalize_name(name))
+    return target if target and config.enabled and not frameworks.kept(name, config) else canonicalize_name(name)
 
 
 def declared(app_dir: Path, python: str, config: SwapConfig) -> list[Declared]:
     """Framework builds in requirements.txt (and its -r files) or Pipfile.lock that apply on a dyno."""
     found: list[Declared] = []
-    root = app_dir / swap.REQUIREMENTS
+    root = app_dir / REQUIREMENTS
     if root.is_file():
         environment = swap.dyno_environment(python)
         for parsed, _, entry in requirements.read_tree(root, app_dir).entries():
@@ -170,6 +166,6 @@ def _names(facts: list[tuple[Declared, simpleindex.Availability]]) -> str:
 
 def index_settings(app_dir: Path, config_vars: Mapping[str, str]) -> simpleindex.Settings:
     """The index settings heroku/python's pip will use for this app."""
-    root = app_dir / swap.REQUIREMENTS
-    options = swap.index_options(requirements.read_tree(root, app_dir).files) if root.is_file() else []
+    root = app_dir / REQUIREMENTS
+    options = index_options(requirements.read_tree(root, app_dir).files) if root.is_file() else []
     return simpleindex.settings(config_vars, options)

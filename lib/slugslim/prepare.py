@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from slugslim import __version__, buildcache, config, hook, lfs, log, preflight, pyversion, swap
+from slugslim import __version__, buildcache, config, hook, lfs, log, preflight, pyversion, rewrite, sources
 from slugslim.cli import existing_dir
 from slugslim.context import read_state, write_state
 
@@ -53,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
     if args.no_hook:
         # heroku/python has installed everything already: rewriting requirements.txt now would change
         # nothing that got installed. The finish phase's fix-up replaces any GPU TensorFlow instead.
-        state["swap"] = swap.SwapResult(enabled=settings.swap.enabled,
-                                        manager=swap.package_manager(build_dir)).to_json()
+        state["swap"] = rewrite.SwapResult(enabled=settings.swap.enabled,
+                                           manager=sources.package_manager(build_dir)).to_json()
     else:
         checked = preflight.check(build_dir, python, settings.swap, preflight.index_settings(build_dir, env))
         state["preflight"] = checked.to_json()
         if checked.chosen:
             python = pyversion.app_python(build_dir, args.cache_dir)
-        state["swap"] = swap.prepare(build_dir, settings, env, python=python).to_json()
+        state["swap"] = rewrite.prepare(build_dir, settings, env, python=python).to_json()
     # "python" in the state is slugslim's own interpreter; this is the app's.
     state["app_python"] = python.to_json()
 

@@ -29,7 +29,9 @@ from pathlib import Path
 from slugslim import requirements
 from slugslim.config import SwapConfig
 from slugslim.errors import SwapHashError
-from slugslim.swap import FilePlan, SwapPlan, build_plan
+from slugslim.swap import build_plan
+from slugslim.swapplan import FilePlan, SwapPlan, header_change
+from slugslim.torchswap import TorchIndex, is_torch_family, same_index
 from slugslim.wheels import pip_environment
 
 UNSAFE = frozenset({"pip", "setuptools", "distribute", "wheel"})
@@ -48,10 +50,11 @@ def _tool_path(env: dict[str, str]) -> None:
 
 
 def relock(build_dir: Path, config: SwapConfig, lock: Path, source: Path, python_version: str,
-           config_vars: Mapping[str, str]) -> SwapPlan:
+           config_vars: Mapping[str, str], torch_index: TorchIndex | None = None) -> SwapPlan:
     """Swap requirements.in, re-lock requirements.txt with hashes; return the plan (files not yet written)."""
-    in_plan = build_plan(build_dir, config, root=source, python_version=python_version)
-    lock_plan = build_plan(build_dir, config, root=lock, python_version=python_version, strip_hashes=True)
+    in_plan = build_plan(build_dir, config, root=source, python_version=python_version, torch_index=torch_index)
+    lock_plan = build_plan(build_dir, config, root=lock, python_version=python_version, strip_hashes=True,
+                           torch_index=torch_index)
     if not any(s.action == "swap" for s in in_plan.swaps):
         # Nothing in requirements.in to swap (TensorFlow comes in through another package): no re-lock.
         in_plan.files = []
@@ -73,7 +76,10 @@ def relock(build_dir: Path, config: SwapConfig, lock: Path, source: Path, python
             for path, raw in backups.items():
                 path.write_bytes(raw)
     relocked = FilePlan(parsed=original, swaps=[])
-    relocked.replacement = _assemble(original, body, in_plan)
+    torch_swapped = any(s.action == "swap" and is_torch_family(s.source) for s in in_plan.swaps)
+    named = any(same_index(o.value or "", config.torch_index) for e in original.entries for o in e.options)
+    extra_index = config.torch_index.rstrip("/") if torch_swapped and not named else None
+    relocked.replacement = _assemble(original, body, in_plan, extra_index)
     for swap in in_plan.swaps:
         if swap.action == "swap":
             swap.version = swap.version or _pin(body, swap.target)
@@ -107,13 +113,14 @@ def _compile(build_dir: Path, source: Path, out: Path, original: requirements.Re
     if done.returncode != 0:
         tail = " / ".join([line for line in (done.stderr + done.stdout).splitlines() if line.strip()][-4:])
         first = next((e for e in original.entries if e.name), None)
-        raise SwapHashError(original.path.name, first.lineno if first else 1, "tensorflow", "tensorflow-cpu",
-                            f"re-locking with pip-compile failed: {tail}")
+        raise SwapHashError(original.path.name, first.lineno if first else 1, first.args if first else "",
+                            "the CPU builds", f"re-locking with pip-compile failed: {tail}")
     return out.read_text(encoding="utf-8")
 
 
-def _assemble(original: requirements.RequirementsFile, body: str, in_plan: SwapPlan) -> bytes:
-    """Original header comments and option lines, then pip-compile's body, in the file's own encoding."""
+def _assemble(original: requirements.RequirementsFile, body: str, in_plan: SwapPlan, extra_index: str | None) -> bytes:
+    """Original header comments and option lines (and PyTorch's CPU index when torch moved there), then
+    pip-compile's body, in the file's own encoding."""
     keep: list[str] = []
     for entry in original.entries:
         if entry.kind in ("named", "url", "path", "editable", "invalid"):
@@ -123,7 +130,7 @@ def _assemble(original: requirements.RequirementsFile, body: str, in_plan: SwapP
     body_lines = body.splitlines()
     while body_lines and not body_lines[0].strip():
         body_lines.pop(0)
-    changes = "; ".join(f"{s.source} -> {s.target}" for s in in_plan.swaps if s.action == "swap")
+    changes = "; ".join(header_change(s) for s in in_plan.swaps if s.action == "swap")
     header = (f"# slugslim (Heroku buildpack) re-locked this file at build time for the CPU build, dynos have "
               f"no GPU: {changes} (see requirements.in). Set 'swap: false' in slugslim.yml to turn this off.")
     insert_at = original.coding_line() + 1
@@ -133,6 +140,8 @@ def _assemble(original: requirements.RequirementsFile, body: str, in_plan: SwapP
     if head and not head[-1].endswith(("\n", "\r")):
         head[-1] += newline
     head.insert(insert_at, header + newline)
+    if extra_index:
+        head.append(f"--extra-index-url {extra_index}{newline}")
     text = "".join(head) + "".join(line + newline for line in body_lines)
     return original.bom + text.encode(original.encoding, "surrogateescape")
 

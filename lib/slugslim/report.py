@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim import estimate, fitreport, installed, log, unused
+from slugslim import estimate, fitreport, frameworks, installed, log, unused
 from slugslim.config import Config, LimitsConfig
 from slugslim.context import STATE_DIR, FinishContext, find_site_packages
 
@@ -221,14 +221,11 @@ def terminal_width() -> int:
 def advice(name: str) -> str:
     """What would shrink one of the biggest remaining items."""
     key = installed.canonical(name)
-    if key in ("tensorflow", "tensorflow-gpu", "tf-nightly"):
-        return "let slugslim swap it for tensorflow-cpu (swap.enabled: true; check swap.keep)"
+    gpu_advice = frameworks.advice(key)
+    if gpu_advice is not None:
+        return gpu_advice
     if key.startswith("tensorflow"):
         return "for inference only, ai-edge-litert (TFLite) is a fraction of the size"
-    if key.startswith("nvidia-") or key == "triton":
-        return "GPU libraries are useless on dynos: drop the GPU extra that pulls it in"
-    if key == "torch":
-        return "install the CPU-only torch wheel (PyTorch's CPU package index)"
     if key == "libclang":
         return "nothing imports it at run time: keep it in prune.packages"
     if key.startswith("app:"):

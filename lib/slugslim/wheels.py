@@ -46,6 +46,7 @@ class WheelInfo:
     url: str
     sha256: str | None
     size: int | None
+    requires: tuple[str, ...] = ()  # its Requires-Dist, as pip read them from the index
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "filename": self.filename, "sha256": self.sha256,
@@ -138,7 +139,8 @@ def _from_report_item(item: dict[str, Any]) -> WheelInfo:
     metadata = item.get("metadata", {})
     filename = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
     return WheelInfo(name=str(metadata.get("name", "")), version=str(metadata.get("version", "")),
-                     filename=filename, url=url, sha256=sha256, size=file_size(url))
+                     filename=filename, url=url, sha256=sha256, size=file_size(url),
+                     requires=tuple(str(r) for r in metadata.get("requires_dist") or []))
 
 
 def file_size(url: str, timeout: float = 10.0) -> int | None:
