@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -115,6 +116,11 @@ def test_uvicorn_behind_a_procfile_with_a_byte_order_mark(
     # uvicorn picks its HTTP protocol module by name at start-up: only the boot shows it is used.
     assert pyc(site, "uvicorn/protocols/http/h11_impl") and pyc(site, "h11/_connection")
     assert not pyc(site, "uvicorn/workers")  # gunicorn's worker class, never loaded here
+    # The memory one web process needs is the booted process's, not the import check's.
+    memory = json.loads((build.build_dir / ".slugslim/report.json").read_text())["memory"]
+    assert memory["measured_by"] == "the booted web process", memory
+    assert 10 << 20 < memory["process_bytes"] < 400 << 20
+    assert "One web process needs about" in build.log and "(the booted web process: " in build.log
     assert serve(build.build_dir, "uvicorn main:app --host 0.0.0.0 --port $PORT") == (200, "ok")
 
 

@@ -122,7 +122,7 @@ def test_the_build_step_warns_when_one_process_does_not_fit_512_mb(tmp_path: Pat
         (512, 2, 1), (1024, 4, 1), (2560, 5, 4), (14336, 17, 17)]
     assert 'process_mb="546"' in (tmp_path / ".profile.d/slugslim-memory.sh").read_text()
     out, err = capsys.readouterr()
-    assert "One web process needs about 546 MB (the import check peaked at 496 MB" in out
+    assert "One web process needs about 546 MB (the import check: 496 MB" in out
     assert "1 on Eco, Basic, Standard-1X (512 MB)" in out
     assert "needs about 546 MB, more than the 512 MB" in err
     assert "larger dyno" in err and "lazily" in err and "ai-edge-litert" in err

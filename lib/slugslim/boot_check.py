@@ -58,6 +58,7 @@ class BootResult:
     modules: Modules = field(default_factory=dict)  # what its Python processes imported
     statuses: dict[str, int] = field(default_factory=dict)  # path -> HTTP status
     output: str = ""  # the last lines the process printed
+    rss: int = 0  # bytes resident in all its processes (parent and workers) after its last answer
 
 
 def web_command(app_dir: Path) -> str:
@@ -137,13 +138,33 @@ def boot(build_dir: Path, command: str, config_vars: Mapping[str, str], site_pac
         try:
             statuses, failure = _answers(proc, port, started + timeout, timeout, paths)
             seconds = time.monotonic() - started
+            rss = 0 if failure else session_rss(proc.pid)
             tail = _tail(log)  # before stopping it: what it said about the failure, not its goodbye
         finally:
             _stop(proc)
         if failure and tail:
             failure += f"; its output ends: {_telling(tail)[:300]}"
         return BootResult(ok=not failure, seconds=seconds, failure=failure, modules=record.modules(site_packages),
-                          statuses=statuses, output=tail)
+                          statuses=statuses, output=tail, rss=rss)
+
+
+def session_rss(session: int) -> int:
+    """Bytes resident in every process of ``session``: the web command, its parent and its workers."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue  # it exited meanwhile
+        # The fields after the command name (which may hold spaces): state ppid pgrp session ... rss
+        # (field 24 of proc(5), index 21 here).
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 21 and fields[3] == str(session):
+            total += int(fields[21]) * page
+    return total
 
 
 def _answers(proc: subprocess.Popen[bytes], port: int, deadline: float, timeout: float,
@@ -206,6 +227,7 @@ class WebCheck:
             return booted.seconds
         self.command = command
         baseline.modules = {**booted.modules, **baseline.modules}
+        baseline.web_rss = booted.rss
         answered = ", ".join(f"GET {path} {status}" for path, status in booted.statuses.items())
         self.say(f"The web process answered in {log.seconds(booted.seconds)} ({answered}); "
                  f"it imported {len(booted.modules)} modules from site-packages")
@@ -216,5 +238,6 @@ class WebCheck:
         booted = self._boot(self.command)
         outcome.seconds += booted.seconds
         outcome.modules = {**booted.modules, **outcome.modules}
+        outcome.web_rss = booted.rss
         if not booted.ok:
             outcome.ok, outcome.boot_failure = False, booted.failure

@@ -11,8 +11,9 @@ its own process: what one web process needs before it serves anything), and
 - warns at build time when one process does not fit the smallest dynos (512 MB);
 - records the measurement and the concurrency per dyno size for the report.
 
-``memory: false`` turns it off. A measurement of the booted web process (parent and workers,
-after its first answer) is the better number once the build has one; ``measured`` is where it goes.
+``memory: false`` turns it off. When the boot check booted the Procfile's web process, its
+resident memory (parent and one worker, after its answers) is the measurement instead: that is
+what a dyno runs.
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ class MemoryResult:
 def measured(ctx: FinishContext) -> tuple[int, str]:
     """(peak bytes of one web process, how it was measured), or (0, why not)."""
     prune = ctx.results.get("prune")
-    if isinstance(prune, dict) and isinstance(prune.get("verify_peak_rss"), int) and prune["verify_peak_rss"] > 0:
-        return prune["verify_peak_rss"], "the import check"
+    if isinstance(prune, dict):
+        # The booted web process, when the boot check ran, is what a dyno really runs: it includes
+        # the server's parent and what the first requests loaded.
+        for key, how in (("web_rss", "the booted web process"), ("verify_peak_rss", "the import check")):
+            if isinstance(prune.get(key), int) and prune[key] > 0:
+                return prune[key], how
     if not ctx.config.verify.enabled or ctx.site_packages is None:
         return 0, "verify is off" if ctx.site_packages is not None else "no site-packages"
     # The prune step did not run its import check: run one, the same way.
@@ -120,8 +125,8 @@ def run(ctx: FinishContext) -> MemoryResult:
     result.per_dyno = [{"dyno": name, "memory_mb": ram, "heroku_python": heroku_concurrency(ram, cores),
                         "web_concurrency": concurrency(ram, cores, mb)} for name, ram, cores in DYNO_SIZES]
     result.script = install_script(ctx.build_dir, mb).relative_to(ctx.build_dir).as_posix()
-    log.detail(f"One web process needs about {mb} MB ({result.measured_by} peaked at {result.measured_mb} MB, "
-               "plus 10% for serving)")
+    log.detail(f"One web process needs about {mb} MB ({result.measured_by}: {result.measured_mb} MB, "
+               "plus 10% headroom for serving)")
     log.detail(f"{result.script} sets WEB_CONCURRENCY at dyno start: "
                + ", ".join(f"{d['web_concurrency']} on {d['dyno']} ({_ram(d['memory_mb'])})" for d in result.per_dyno)
                + " (unless you set it)")

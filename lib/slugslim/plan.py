@@ -64,6 +64,7 @@ class PruneResult:
     verify_runs: int = 0
     verified_modules: list[str] = field(default_factory=list)
     verify_peak_rss: int = 0  # bytes, the last passing import check (slugslim.memory reads it)
+    web_rss: int = 0  # bytes, the booted web process after its answers, when the boot check ran
     notes: list[str] = field(default_factory=list)
     recovered: int = 0
 
@@ -86,6 +87,7 @@ class PruneResult:
             "verify_runs": self.verify_runs,
             "verified_modules": self.verified_modules,
             "verify_peak_rss": self.verify_peak_rss,
+            "web_rss": self.web_rss,
             "notes": self.notes,
             "recovered": self.recovered,
             "removals": [r.to_json() for r in self.plan.removals],

@@ -76,6 +76,7 @@ class Outcome:
     # modules whose bytecode was valid before pruning and is missing or stale now
     recompiled: list[str] = field(default_factory=list)
     peak_rss: int = 0  # bytes, the verification process's peak resident memory (0: unknown)
+    web_rss: int = 0  # bytes, the booted web process (parent and workers) after its answers (boot_check)
 
     def problems(self) -> list[str]:
         lines = [f"import {name}: {line}" for name, line in sorted(self.failures.items())]
@@ -107,6 +108,7 @@ class Outcome:
             "recompiled": self.recompiled,
             "seconds": round(self.seconds, 2),
             "peak_rss": self.peak_rss,
+            "web_rss": self.web_rss,
         }
 
 

@@ -130,7 +130,8 @@ class Engine:
         plan = plan_tree(tree, prune_cfg, self.source, active)
         timings["plan"] = time.monotonic() - plan_started
         result = PruneResult("pruned", plan, timings=timings, verified_modules=modules, recovered=recovered,
-                             verify_peak_rss=baseline.peak_rss if baseline else 0)
+                             verify_peak_rss=baseline.peak_rss if baseline else 0,
+                             web_rss=baseline.web_rss if baseline else 0)
         result.strip_skipped = _strip_skips(active)
         if prune_cfg.symbols and symbols.strip_tool() is None:
             result.notes.append("strip (binutils) is not on PATH, so symbol tables were left in place")
@@ -360,6 +361,7 @@ class Engine:
     def _log_done(self, result: PruneResult, outcome: verify.Outcome) -> None:
         # The pruned tree is what dynos run (stripped libraries map fewer pages): its peak is the one to keep.
         result.verify_peak_rss = outcome.peak_rss or result.verify_peak_rss
+        result.web_rss = outcome.web_rss or result.web_rss
         used = sum(1 for _s, _c, good in outcome.modules.values() if good)
         booted = ", the web process answers" if self._web else ""
         self.say(f"Verified the pruned tree ({log.seconds(outcome.seconds)}): "
