@@ -5,4 +5,4 @@ system ``python3`` (3.10 to 3.14) with pyyaml, packaging and pip-tools from the 
 tool lock. The app's own interpreter is only ever a subprocess.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

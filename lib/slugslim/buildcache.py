@@ -32,7 +32,8 @@ def fingerprint(config: Config) -> dict[str, Any]:
         "slugslim": __version__,
         "swap": asdict(config.swap),
         "prune": asdict(config.prune),
-        "verify": {"enabled": verify.enabled, "imports": list(verify.imports), "command": verify.command},
+        "verify": {"enabled": verify.enabled, "imports": list(verify.imports), "command": verify.command,
+                   "boot": verify.boot, "paths": list(verify.paths)},
     }
 
 
