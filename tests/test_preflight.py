@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import cli, preflight, pyversion, simpleindex
+from slugslim import cli, preflight, pyversion, simpleindex, wheels
 from slugslim.config import SwapConfig
 from slugslim.errors import PreflightError
 from tests.conftest import write_app
@@ -190,3 +190,18 @@ def test_an_index_that_answers_nonsense_is_a_warning_not_a_crash(tmp_path: Path,
         server.server_close()
     assert result.status == "unreachable"
     assert "JSON that cannot be read" in capsys.readouterr().err
+
+
+def test_of_the_config_vars_only_pip_extra_index_url_reaches_the_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
+    # heroku/python's pip gets PIP_EXTRA_INDEX_URL from the config vars and nothing else, so a
+    # lookup that honoured PIP_INDEX_URL would answer for an index pip never asks.
+    for name in ("PIP_INDEX_URL", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    config_vars = {"PIP_INDEX_URL": "http://127.0.0.1:9/private", "PIP_EXTRA_INDEX_URL": " http://127.0.0.1:9/extra ",
+                   "PIP_NO_INDEX": "1"}
+    env = wheels.pip_environment(config_vars)
+    assert env["PIP_EXTRA_INDEX_URL"] == "http://127.0.0.1:9/extra"
+    assert "PIP_INDEX_URL" not in env and "PIP_NO_INDEX" not in env
+    found = simpleindex.settings(config_vars, [], environ={})
+    assert (found.index_url, found.extra_index_urls, found.no_index) == (
+        simpleindex.PYPI, ("http://127.0.0.1:9/extra",), False)

@@ -33,7 +33,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from slugslim.wheels import PIP_INDEX_VARS, LookupFailed
+from slugslim.wheels import APP_PIP_VARS, PIP_INDEX_VARS, LookupFailed
 
 PYPI = "https://pypi.org/simple"
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -70,9 +70,7 @@ def settings(config_vars: Mapping[str, str], options: Sequence[str], environ: Ma
     """Settings from the build's PIP_* variables, the PIP_EXTRA_INDEX_URL config var, then requirement-file
     options (as ``swap.index_options`` lists them), which win over both, as in pip."""
     env = {k: v for k, v in (os.environ if environ is None else environ).items() if k in PIP_INDEX_VARS}
-    # Of the app's config vars, heroku/python hands only this one to its pip.
-    if "PIP_EXTRA_INDEX_URL" in config_vars:
-        env["PIP_EXTRA_INDEX_URL"] = config_vars["PIP_EXTRA_INDEX_URL"].strip()
+    env.update({k: v.strip() for k, v in config_vars.items() if k in APP_PIP_VARS})
     index_url = env.get("PIP_INDEX_URL", "").strip() or PYPI
     extras = env.get("PIP_EXTRA_INDEX_URL", "").split()
     links = env.get("PIP_FIND_LINKS", "").split()

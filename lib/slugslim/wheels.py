@@ -29,9 +29,11 @@ from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
 
-# Config vars that change where pip looks; heroku/python's pip sees them too.
+# Variables that change where pip looks, as the build's own environment sets them.
 PIP_INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_TRUSTED_HOST",
                   "PIP_CERT", "PIP_CLIENT_CERT", "PIP_PRE")
+# Of the app's config vars, heroku/python hands only this one to its pip (v351 lib/pip.sh).
+APP_PIP_VARS = ("PIP_EXTRA_INDEX_URL",)
 
 
 class LookupFailed(Exception):
@@ -74,7 +76,7 @@ class NoLookup:
 def pip_environment(config_vars: Mapping[str, str]) -> dict[str, str]:
     """Our environment plus the app's pip settings, with pip made importable for ``-m pip``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update({k: v.strip() for k, v in config_vars.items() if k in PIP_INDEX_VARS})
+    env.update({k: v.strip() for k, v in config_vars.items() if k in APP_PIP_VARS})
     spec = importlib.util.find_spec("pip")
     if spec is not None and spec.origin:
         env["PYTHONPATH"] = str(Path(spec.origin).parent.parent)
