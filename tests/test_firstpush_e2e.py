@@ -20,7 +20,7 @@ def test_first_push_reports_python_lfs_and_memory(tmp_path: Path, heroku_build: 
     # The LFS warning comes before heroku/python installs anything, and again in the report.
     assert log.index("static/data.json: a Git LFS pointer for a 2.0 MB file") < log.index("Installing dependencies")
     assert "static/data.json (the real file is 2.0 MB)" in log
-    assert "TensorFlow CPU swap (Python 3.14, from heroku/python's default)" in log
+    assert "CPU swap (Python 3.14, from heroku/python's default)" in log
     assert "Python: 3.14, from heroku/python's default" in log
     assert "One web process needs about" in log and "Memory: one web process needs about" in log
     report = json.loads((build.build_dir / ".slugslim/report.json").read_text())
