@@ -10,17 +10,26 @@ each run starts from the slug as shipped, as a new dyno would.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
 import resource
 import shutil
+import signal
+import socket
+import struct
 import subprocess
+import sys
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from slugslim.record import ENV, ImportRecord
 from tests.heroku.build import at_app
 
 # Heroku sources .profile.d in name order, then runs the command. The two timestamps let the
@@ -194,3 +203,148 @@ def compiled_at_boot(touched: set[str], pristine: set[str]) -> list[str]:
         if not any(p.startswith(f"{directory}/__pycache__/{name}.") and p.endswith(".pyc") for p in pristine):
             compiled.append("/".join(parts[parts.index("site-packages") + 1:]))
     return compiled
+
+
+# --- the web process, started from the slug as a dyno starts it ------------------------------
+
+WEB_BOOT = (
+    'for file in "${HOME}"/.profile.d/*.sh; do [[ -f "${file}" ]] && source "${file}"; done; '
+    'if [[ -n "${BENCH_RECORDER:-}" ]]; then export PYTHONPATH="${PYTHONPATH:+${PYTHONPATH}:}${BENCH_RECORDER}"; fi; '
+    'exec bash -c "$1"'
+)
+
+
+@dataclass
+class WebStart:
+    ok: bool
+    seconds: float  # unpack + .profile.d + web start, until the first answer to GET /
+    unpack_seconds: float
+    answer_seconds: float  # from starting bash until GET / answered
+    output: str = ""
+
+
+def web_command(app: Path) -> str:
+    """The Procfile's web command. The emulated heroku/python writes console-script shebangs that
+    name the build directory, which an unpacked slug does not have (on Heroku they name /app), so
+    ``gunicorn ...`` runs as ``python -m gunicorn ...``: the same modules, the same process tree."""
+    for line in (app / "Procfile").read_text(encoding="utf-8-sig").splitlines():
+        if line.startswith("web:"):
+            command = line.split(":", 1)[1].strip()
+            return re.sub(r"^(gunicorn|uvicorn)\b", r"python -m \1", command)
+    raise ValueError(f"no web process in {app / 'Procfile'}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _request(port: int, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None,
+             timeout: float = 300) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body or None, headers=dict(headers or {}))
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _start(app: Path, config_vars: Mapping[str, str], port: int, extra: Mapping[str, str], log: Path
+           ) -> subprocess.Popen[bytes]:
+    env = {**dyno_env(app, config_vars), "PORT": str(port), **extra}
+    with log.open("wb") as out:
+        return subprocess.Popen(["bash", "-c", WEB_BOOT, "web", web_command(app)], cwd=app, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _first_answer(proc: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return _request(port, "GET", "/", timeout=max(1.0, deadline - time.monotonic())) < 500
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
+
+
+def web_start(slug: Path, root: Path, config_vars: Mapping[str, str], timeout: float = 300) -> WebStart:
+    """One dyno start: unpack the slug into a fresh dir, source .profile.d, start the web command,
+    and time until it answers GET / on $PORT."""
+    shutil.rmtree(root, ignore_errors=True)
+    started = time.perf_counter()
+    app = unpack(slug, root)
+    unpacked = time.perf_counter()
+    log = root / "web.log"
+    port = _free_port()
+    proc = _start(app, config_vars, port, {}, log)
+    try:
+        ok = _first_answer(proc, port, timeout)
+    finally:
+        answered = time.perf_counter()
+        _stop(proc)
+    output = log.read_text(encoding="utf-8", errors="replace")[-4000:]
+    shutil.rmtree(root, ignore_errors=True)
+    return WebStart(ok, answered - started, unpacked - started, answered - unpacked, output)
+
+
+def _png(size: int = 64) -> bytes:
+    """A black disc on white, as PNG, without Pillow (the bench's own Python has none)."""
+    rows = b"".join(b"\x00" + bytes(0 if (x - 32) ** 2 + (y - 32) ** 2 < 576 else 255 for x in range(size))
+                    for y in range(size))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def _predict(port: int) -> int:
+    boundary = "slugslim-bench"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"disc.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + _png() + f"\r\n--{boundary}--\r\n".encode()
+    return _request(port, "POST", "/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def web_compiles(app: Path, config_vars: Mapping[str, str], pristine: set[str], timeout: float = 300
+                 ) -> dict[str, Any]:
+    """Start the web process on the unpacked slug, GET / and POST /predict once, and list the
+    site-packages modules it loaded without valid bytecode (compiled from source): before the
+    first answer (boot) and after it (first requests). Recorded by slugslim's import recorder."""
+    since = time.time() - 1
+    port = _free_port()
+    with ImportRecord() as record:
+        extra = {"BENCH_RECORDER": str(record.directory), ENV: str(record.log), "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = _start(app, config_vars, port, extra, app.parent / "web-compiles.log")
+        try:
+            ok = _first_answer(proc, port, timeout)
+            boot_lines = len(record.log.read_text(encoding="utf-8").splitlines()) if record.log.exists() else 0
+            predicted = _predict(port) if ok else 0
+        finally:
+            _stop(proc)
+        lines = record.log.read_text(encoding="utf-8").splitlines() if record.log.exists() else []
+    _restore(app, pristine, since)
+    site = f"{os.sep}site-packages{os.sep}"
+    compiled: dict[str, list[str]] = {"boot": [], "request": []}
+    for index, line in enumerate(lines):
+        try:
+            _name, origin, _cached, valid = json.loads(line)
+        except ValueError:
+            continue
+        if site in origin and not valid:
+            where = "boot" if index < boot_lines else "request"
+            compiled[where].append(origin.split(site, 1)[1])
+    return {"ok": ok and predicted == 200, "predict_status": predicted,
+            "compiled_at_boot": sorted(set(compiled["boot"])), "compiled_at_request": sorted(set(compiled["request"]))}

@@ -19,6 +19,9 @@ TARGETS = (
     ("slugslim slug <= 1.15x the touched-file floor", "slug_vs_floor", 1.15),
     # Paired: the median over the 5 rounds of (slugslim run / stock run of the same round).
     ("slugslim cold start <= 1.05x stock (paired)", "cold_start_paired_vs_stock", 1.05),
+    # Procfile boots: unpack, .profile.d, gunicorn, until GET / answers.
+    ("slugslim dyno start <= 0.50x stock (paired)", "dyno_start_paired_vs_stock", 0.50),
+    ("slugslim web process compiles 0 modules at boot and first requests", "compiled_at_web", 0),
 )
 VERSIONS_OF = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "h5py", "protobuf", "flask", "werkzeug", "gunicorn",
                "pillow", "libclang", "pip", "setuptools")
@@ -151,6 +154,8 @@ def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dic
         data["slug_vs_stock"] = _ratio(data.get("slug_bytes"), stock.get("slug_bytes"))
         data["slug_vs_floor"] = _ratio(data.get("slug_bytes"), floor.get("floor_bytes"))
         data["cold_start_vs_stock"] = _ratio(data.get("cold_start_seconds"), stock.get("cold_start_seconds"))
+        if "compiled_at_web_boot" in data:
+            data["compiled_at_web"] = len(data["compiled_at_web_boot"]) + len(data["compiled_at_first_request"])
         out["variants"][variant.name] = data
         out["packages"][variant.name] = _versions(variant.app_dir)
     slim = out["variants"].get("slugslim", {})
@@ -192,11 +197,26 @@ def table(outcome: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def web_table(outcome: Mapping[str, Any]) -> str:
+    """The Procfile's web process per variant: what it compiles from source, and the dyno start."""
+    rows = ["| variant | slug MB (gz) | compiled at boot | compiled at first requests | dyno start s (median of 5) |"
+            " × stock (paired) | of which unpack s | start to first answer s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, v in outcome["variants"].items():
+        boot, first = v.get("compiled_at_web_boot"), v.get("compiled_at_first_request")
+        rows.append(f"| {name} | {_mb(v.get('slug_bytes'))} | {len(boot) if boot is not None else '–'} | "
+                    f"{len(first) if first is not None else '–'} | {_s(v.get('dyno_start_seconds'))} | "
+                    f"{_x(v.get('dyno_start_paired_vs_stock'))} | {_s(v.get('dyno_start_unpack_seconds'))} | "
+                    f"{_s(v.get('dyno_start_answer_seconds'))} |")
+    return "\n".join(rows)
+
+
 def targets(outcome: Mapping[str, Any]) -> list[str]:
     lines = []
     for t in outcome["targets"]:
         verdict = "N/A (not measured)" if t["pass"] is None else ("PASS" if t["pass"] else "FAIL")
-        value = "–" if t["value"] is None else f"{t['value']:.2f}×"
+        value = "–" if t["value"] is None else f"{t['value']:.2f}×" if isinstance(t["value"], float) \
+            else str(t["value"])
         lines.append(f"{verdict:5} {t['target']}: {value}")
     return lines
 
@@ -240,6 +260,10 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
         f"- App Python: {outcome['python']} (the emulated heroku/python: a venv of it, see below).",
         "",
         table(outcome),
+        "",
+        "### The Procfile's web process (gunicorn), booted from the slug",
+        "",
+        web_table(outcome),
         "",
         "## Targets",
         "",
@@ -314,6 +338,14 @@ METHOD = """## How this was measured
   is the median over the rounds of (variant's run / stock's run in the same round), and it is what the cold-start
   target is judged on. *Cold start CPU s* is user + system CPU of the whole boot (bash, curl, python), which
   other load on the machine disturbs far less than wall time; its ratio is paired the same way.
+- **Dyno start**: the slug's tar.gz unpacked into a fresh directory (timed), then a fresh `bash` that sources
+  `.profile.d/*.sh` with HOME there and the config vars set, and runs the Procfile's web command (gunicorn,
+  as `python -m gunicorn`: the emulated build's console-script shebangs name the build directory), timed until
+  it answers `GET /` on `$PORT`. 5 rounds, variants in rotating order, paired with stock like the cold start.
+- **Compiled at boot / at first requests**: one more start of the web process per variant, with slugslim's
+  import recorder on `PYTHONPATH` and `PYTHONDONTWRITEBYTECODE=1`: every site-packages module loaded without a
+  valid `.pyc` (so compiled from source) before the first answer to `GET /`, and after it during `GET /` and
+  one `POST /predict` with a PNG.
 - **Floor**: the slugslim slug's smoke run under `strace -f -e trace=openat,open,execve`; the slug's files it
   opened (bytecode, shared libraries, data), plus the app's source files as shipped in that slug, tarred and
   gzipped (-6) exactly like a slug. Models fetched at boot are not in it, as they are not in the slugslim slug.

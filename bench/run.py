@@ -4,11 +4,15 @@ Variants, each a first build (fresh BUILD_DIR and CACHE_DIR) on this machine, on
   stock                   the emulated heroku/python alone
   seed-advice             the same, with tensorflow-cpu written into requirements.txt by hand
   slugslim                slugslim (first) + heroku/python, default config
+  slugslim-bytecode-imported  the same with prune.bytecode: imported
   slugslim-bytecode-drop  the same with prune.bytecode: drop
 
 Then each slug is unpacked and booted as a dyno would boot it (see dyno.py): a median of 5
-paired cold starts, the variants interleaved in rotating order so that load from other work on
-the machine falls on all of them alike. The slugslim slug's boot is traced (strace) for the
+paired cold starts of the smoke workload, the variants interleaved in rotating order so that
+load from other work on the machine falls on all of them alike; then a median of 5 paired dyno
+starts of the Procfile's web process (unpack the slug, source .profile.d, start gunicorn, until
+it answers GET /), and one recorded start per variant that counts the modules compiled from
+source at boot and at the first requests (GET /, POST /predict). The slugslim slug's boot is traced (strace) for the
 touched-file floor. Results go to bench/results.json and bench/results.md.
 
 Wheels come from the package registry once, into a cache outside git ($SLUGSLIM_BENCH_WHEELS,
@@ -156,6 +160,9 @@ def variants(reference: Path, seed: Path, server: ModelServer, slugslim: Path) -
         Variant("seed-advice", "tensorflow-cpu written by hand, no slugslim", seed, (PYTHON_BUILDPACK,)),
         Variant("slugslim", "slugslim + heroku/python, default config", reference, (slugslim, PYTHON_BUILDPACK),
                 models_vars("slugslim")),
+        Variant("slugslim-bytecode-imported", "slugslim with prune.bytecode: imported", reference,
+                (slugslim, PYTHON_BUILDPACK),
+                {**models_vars("slugslim-bytecode-imported"), "SLUGSLIM_PRUNE_BYTECODE": "imported"}),
         Variant("slugslim-bytecode-drop", "slugslim with prune.bytecode: drop", reference,
                 (slugslim, PYTHON_BUILDPACK),
                 {**models_vars("slugslim-bytecode-drop"), "SLUGSLIM_PRUNE_BYTECODE": "drop"}),
@@ -262,6 +269,43 @@ def cold_starts(built: list[Variant]) -> None:
                     statistics.median(b.cpu_seconds / s.cpu_seconds for b, s in pairs), 3)
 
 
+def dyno_starts(built: list[Variant]) -> None:
+    """Procfile boots: compiles counted once per variant, then 5 paired, rotating rounds of dyno start."""
+    for variant in built:
+        assert variant.app_dir is not None
+        counted = dyno.web_compiles(variant.app_dir, variant.config_vars, variant.pristine)
+        variant.data.update(compiled_at_web_boot=counted["compiled_at_boot"],
+                            compiled_at_first_request=counted["compiled_at_request"],
+                            web_ok=counted["ok"])
+        say(f"{variant.name}: web process compiled {len(counted['compiled_at_boot'])} modules at boot, "
+            f"{len(counted['compiled_at_request'])} at the first requests"
+            f"{'' if counted['ok'] else ' (a request FAILED)'}")
+    starts: dict[str, list[dyno.WebStart]] = {v.name: [] for v in built}
+    for round_number in range(1, RUNS + 1):
+        shift = round_number % len(built)
+        for variant in built[shift:] + built[:shift]:
+            slug = WORK / "slugs" / f"{variant.name}.tar.gz"
+            start = dyno.web_start(slug, WORK / "dyno-start" / variant.name, variant.config_vars)
+            say(f"{variant.name}: dyno start {round_number}/{RUNS}: {start.seconds:.2f} s "
+                f"(unpack {start.unpack_seconds:.2f} s){'' if start.ok else ' FAILED: ' + start.output[-300:]}")
+            starts[variant.name].append(start)
+    stock = starts.get("stock", [])
+    for variant in built:
+        ok = [s for s in starts[variant.name] if s.ok]
+        if not ok:
+            continue
+        variant.data.update(
+            dyno_start_seconds=round(statistics.median(s.seconds for s in ok), 3),
+            dyno_start_runs=[round(s.seconds, 3) for s in starts[variant.name]],
+            dyno_start_unpack_seconds=round(statistics.median(s.unpack_seconds for s in ok), 3),
+            dyno_start_answer_seconds=round(statistics.median(s.answer_seconds for s in ok), 3),
+        )
+        pairs = [(s, t) for s, t in zip(starts[variant.name], stock, strict=False) if s.ok and t.ok]
+        if pairs:
+            variant.data["dyno_start_paired_vs_stock"] = round(statistics.median(s.seconds / t.seconds
+                                                                                 for s, t in pairs), 3)
+
+
 def floor(variant: Variant) -> dict[str, Any]:
     """Trace the smoke workload on this slug; tar.gz exactly the files it opened plus the app source."""
     assert variant.app_dir is not None
@@ -316,6 +360,8 @@ def main() -> int:
         built = [v for v in chosen if v.app_dir is not None]
         say("cold starts: 1 warm-up round, then 5 rounds in rotating order")
         cold_starts(built)
+        say("dyno starts: the Procfile's web process, compiles counted, then 5 rounds in rotating order")
+        dyno_starts([v for v in built if "error" not in v.data])
         traced = next((v for v in built if v.name == "slugslim" and "error" not in v.data), None)
         floor_data = floor(traced) if traced else {"error": "no working slugslim slug to trace"}
         top = results.remaining_bytes(traced.app_dir, floor_data.get("members", set())) if traced and traced.app_dir \
@@ -325,6 +371,8 @@ def main() -> int:
     outcome = results.collect(chosen, floor_data, top, time.monotonic() - started, args.buildpack, env)
     print()
     print(results.table(outcome))
+    print()
+    print(results.web_table(outcome))
     if outcome["compiled_at_boot"]:
         print(f"\n{len(outcome['compiled_at_boot'])} modules read from .py with no bytecode in the slugslim slug "
               f"(compiled at every boot): {', '.join(outcome['compiled_at_boot'][:20])} ...")

@@ -24,7 +24,7 @@ def error_of(tmp_path: Path, text: str | None = None, env: dict[str, str] | None
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:
     settings = load(tmp_path)
-    assert settings.swap.enabled and settings.prune.bytecode == "imported"
+    assert settings.swap.enabled and settings.prune.bytecode == "distributions"
     assert settings.prune.packages == ("libclang",)
     assert settings.models.min_size == 10.0 and settings.models.boot_timeout == 45
     assert settings.models.on_fetch_failure == "fail"
@@ -70,7 +70,7 @@ def test_wrong_type_gives_path_expected_and_found(tmp_path: Path) -> None:
 
 def test_wrong_choice(tmp_path: Path) -> None:
     err = error_of(tmp_path, "prune:\n  bytecode: some\n")
-    assert "'prune.bytecode' must be one of imported, keep, drop" in err.render()
+    assert "'prune.bytecode' must be one of imported, distributions, keep, drop" in err.render()
 
 
 def test_invalid_yaml_gives_line_and_column(tmp_path: Path) -> None:
@@ -113,6 +113,18 @@ def test_read_env_dir(tmp_path: Path) -> None:
     (tmp_path / "OTHER").write_text("x")
     assert config.read_env_dir(tmp_path) == {"OTHER": "x", "SLUGSLIM_SWAP": "false"}
     assert config.read_env_dir(tmp_path / "missing") == {}
+
+
+def test_boot_check_settings(tmp_path: Path) -> None:
+    defaults = load(tmp_path).verify
+    assert (defaults.boot, defaults.boot_timeout, defaults.paths) == ("auto", 60, ("/",))
+    settings = load(tmp_path, None, {"SLUGSLIM_VERIFY_BOOT": "false", "SLUGSLIM_VERIFY_PATHS": "/, /health"})
+    assert settings.verify.boot == "false" and settings.verify.paths == ("/", "/health")
+    (tmp_path / "off").mkdir()
+    assert load(tmp_path / "off", "verify:\n  boot: false\n  boot_timeout: 5\n").verify.boot == "false"
+    err = error_of(tmp_path / "off", "verify:\n  paths: [health]\n")
+    assert "'verify.paths' entries must start with '/'" in err.render() and "slugslim.yml line 2" in err.render()
+    assert "one of auto, false" in error_of(tmp_path / "off", "verify:\n  boot: sometimes\n").render()
 
 
 def test_budget_is_a_top_level_setting_from_the_file_or_a_config_var(tmp_path: Path) -> None:

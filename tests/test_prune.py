@@ -184,7 +184,7 @@ def test_bytecode_imported_policy_keeps_used_pyc_and_the_interpreter_uses_it(
         site: Path, app: Path, tmp_path: Path) -> None:
     unused_pyc = list((site / "alpha" / "__pycache__").glob("unused.*.pyc"))
     assert unused_pyc
-    result = make_engine(site, app, tmp_path, Config(prune=PruneConfig(symbols=False))).run()
+    result = make_engine(site, app, tmp_path, Config(prune=PruneConfig(bytecode="imported", symbols=False))).run()
     assert result.status == "pruned"
     assert not any(p.exists() for p in unused_pyc)
     assert list((site / "alpha" / "__pycache__").glob("core.*.pyc"))
@@ -308,22 +308,6 @@ def test_cli_dry_run_prints_the_plan_as_json(site: Path, capsys: pytest.CaptureF
 # ------------------------------------------------------------------ pure pieces
 
 
-def test_static_references_cover_relative_and_literal_imports() -> None:
-    from slugslim.prune.tests import references
-
-    source = (
-        "from . import tests\n"
-        "from .. import testing as t\n"
-        "from .sub.test_x import (\n    a,\n    b as c,\n)\n"
-        "import pkg.test_y, other\n"
-        "mod = importlib.import_module('pkg.tests.fixtures')\n"
-        "lazy = LazyLoader('test', globals(), 'tensorflow._api.v2.test')\n"
-    )
-    found = references("pkg/sub/mod.py", source)
-    assert {"pkg.sub.tests", "pkg.testing", "pkg.sub.sub.test_x", "pkg.test_y", "pkg.tests.fixtures",
-            "tensorflow._api.v2.test"} <= found
-
-
 def test_globs_match_paths_not_the_filesystem() -> None:
     from slugslim.prune.globs import GlobSet
 
@@ -334,17 +318,30 @@ def test_globs_match_paths_not_the_filesystem() -> None:
     assert globs.covers("alpha/docs/x/y.txt")
 
 
-def test_app_import_scan_is_static_and_maps_to_installed_distributions(tmp_path: Path) -> None:
-    from slugslim import verify
+def test_bytecode_distributions_policy_keeps_whole_distributions_the_app_loads(
+        site: Path, tmp_path: Path) -> None:
+    app = tmp_path / "only-alpha"
+    app.mkdir()
+    (app / "app.py").write_text("import alpha\n")
+    cache = site / "alpha" / "__pycache__"
+    core = next(cache.glob("core.*.pyc"))
+    optimized = core.with_name(core.name.replace(".pyc", ".opt-1.pyc"))
+    shutil.copy2(core, optimized)
+    assert list((site / "beta" / "__pycache__").glob("*.pyc"))
+    config = Config(prune=PruneConfig(bytecode="distributions", symbols=False))
+    result = make_engine(site, app, tmp_path, config).run()
+    assert result.status == "pruned"
+    # alpha is imported, so all of its bytecode stays, even of a module nothing imports...
+    assert core.exists() and list(cache.glob("unused.*.pyc"))
+    # ...but not the optimized variant, which only python -O reads; beta is never loaded at all.
+    assert not optimized.exists()
+    assert not list((site / "beta").rglob("*.pyc"))
 
-    (tmp_path / "web").mkdir()
-    (tmp_path / "web" / "app.py").write_text(
-        "import flask\nfrom PIL import Image\nimport os\nfrom . import local\n"
-        "import importlib\nimportlib.import_module('keras.models')\n")
-    (tmp_path / ".heroku" / "python").mkdir(parents=True)
-    (tmp_path / ".heroku" / "python" / "x.py").write_text("import numpy\n")
-    (tmp_path / "broken.py").write_text("def (:\n")
-    names = verify.app_imports(tmp_path)
-    assert {"flask", "PIL", "os", "keras", "importlib"} <= names and "numpy" not in names
-    installed = {"flask": "Flask", "PIL": "pillow", "keras": "keras", "tensorflow": "tensorflow-cpu"}
-    assert verify.targets(names, installed, ["extra"]) == ["PIL", "extra", "flask", "keras", "tensorflow"]
+
+def test_modules_verify_command_loads_keep_their_bytecode(site: Path, app: Path, tmp_path: Path) -> None:
+    config = Config(prune=PruneConfig(bytecode="imported", symbols=False),
+                    verify=VerifyConfig(command="python -c 'import alpha.unused'"))
+    result = make_engine(site, app, tmp_path, config).run()
+    assert result.status == "pruned"
+    # Only verify.command imports it, in a process of its own: the recorder saw it there.
+    assert list((site / "alpha" / "__pycache__").glob("unused.*.pyc"))

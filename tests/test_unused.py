@@ -88,13 +88,6 @@ def test_installed_environment_and_virtualenvs_are_not_app_code(env: installed.I
     assert sorted(names(unused.find_unused(app, env))) == ["acme-metrics", "jupyter-fake", "plugin-thing"]
 
 
-def test_source_newer_than_our_python_still_scans() -> None:
-    source = (
-        "import plugin_thing\nfrom acme.metrics import x\nmatch = 1\ndef f[T](x: T) -> T: ...\nprint(f'{x!r:{y}}' ++)\n"
-    )
-    assert {"plugin_thing", "acme.metrics"} <= unused.scan_source(source)
-
-
 def test_requirements_grammar(tmp_path: Path) -> None:
     (tmp_path / "base.txt").write_text("Flask[async]>=2 ; python_version >= '3.8'\n")
     (tmp_path / "requirements.txt").write_text(

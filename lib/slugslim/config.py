@@ -25,7 +25,8 @@ ENV_PREFIX = "SLUGSLIM_"
 # SLUGSLIM_MODELS_AUTH (user:password for an https models.source) is read by the store and at boot.
 NON_SCHEMA_VARS = frozenset({"SLUGSLIM_DISABLE", "SLUGSLIM_PIP", "SLUGSLIM_DEBUG", "SLUGSLIM_MODELS_AUTH"})
 
-BYTECODE_POLICIES = ("imported", "keep", "drop")
+BYTECODE_POLICIES = ("imported", "distributions", "keep", "drop")
+BOOT_CHOICES = ("auto", "false")
 FETCH_FAILURE_POLICIES = ("fail", "warn")
 
 
@@ -38,7 +39,7 @@ class SwapConfig:
 @dataclass(frozen=True)
 class PruneConfig:
     enabled: bool = True
-    bytecode: str = "imported"
+    bytecode: str = "distributions"
     tests: bool = True
     headers: bool = True
     symbols: bool = True
@@ -68,6 +69,9 @@ class VerifyConfig:
     imports: tuple[str, ...] = ()
     strict: bool = False
     timeout: int = 600
+    boot: str = "auto"  # boot the Procfile's web process when there is one; "false" turns it off
+    boot_timeout: int = 60
+    paths: tuple[str, ...] = ("/",)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ TOP_LEVEL = ("budget",)
 CHOICES: dict[str, tuple[str, ...]] = {
     "prune.bytecode": BYTECODE_POLICIES,
     "models.on_fetch_failure": FETCH_FAILURE_POLICIES,
+    "verify.boot": BOOT_CHOICES,
 }
 
 
@@ -187,6 +192,8 @@ def _coerce(path: str, kind: str, value: object, source: str) -> object:
         return float(value)
     if value is None and not choices:
         return ""
+    if choices == BOOT_CHOICES and isinstance(value, bool):
+        value = "auto" if value else "false"  # YAML reads `boot: false` as a boolean
     if not isinstance(value, str) or (choices and value not in choices):
         raise wrong()
     return value
@@ -335,6 +342,11 @@ def _check_cross_field(config: Config) -> None:
             f"'limits.soft_mb' ({limits.soft_mb}) is larger than 'limits.hard_mb' ({limits.hard_mb}).",
             "Set limits.soft_mb to at most limits.hard_mb.",
         )
+    bad_path = next((p for p in config.verify.paths if not p.startswith("/")), None)
+    if bad_path is not None:
+        raise ConfigError(config.origins.get("verify.paths", CONFIG_FILE),
+                          f"'verify.paths' entries must start with '/', but one is {bad_path!r}.",
+                          f"Write it as '/{bad_path}'.")
     source = config.models.source
     if source and not re.match(r"^(s3://[^/]+|https?://[^/]+)", source):
         raise ConfigError(

@@ -37,6 +37,7 @@ class Distribution:
     bytes: int = 0
     import_names: set[str] = field(default_factory=set)  # dotted prefixes it provides files for
     scripts: set[str] = field(default_factory=set)  # console scripts and bin/ files it installs
+    entry_points: dict[str, str] = field(default_factory=dict)  # console script -> "module:attr"
     requires: list[str] = field(default_factory=list)  # Requires-Dist lines
 
     @property
@@ -129,6 +130,19 @@ def _script_name(record_path: str) -> str | None:
     return None
 
 
+def _entry_points(found: metadata.Distribution) -> dict[str, str]:
+    return {ep.name: ep.value for ep in found.entry_points if ep.group in ("console_scripts", "gui_scripts")}
+
+
+def console_scripts(site_packages: Path) -> dict[str, str]:
+    """Every console script the site-packages' distributions install -> the 'module:attr' it runs."""
+    scripts: dict[str, str] = {}
+    for found in metadata.distributions(path=[str(site_packages)]):
+        for name, value in _entry_points(found).items():
+            scripts.setdefault(name, value)
+    return scripts
+
+
 def scan(site_packages: Path) -> Installed:
     installed = Installed(site_packages=site_packages, file_sizes=_walk_sizes(site_packages))
     claimed: dict[str, str] = {}
@@ -150,9 +164,8 @@ def scan(site_packages: Path) -> Installed:
             dist.import_names.update(module_names(rel))
         top_level = found.read_text("top_level.txt") or ""
         dist.import_names.update(line.strip().replace("/", ".") for line in top_level.splitlines() if line.strip())
-        for entry_point in found.entry_points:
-            if entry_point.group in ("console_scripts", "gui_scripts"):
-                dist.scripts.add(entry_point.name)
+        dist.entry_points = _entry_points(found)
+        dist.scripts |= set(dist.entry_points)
         dist.requires = list(found.requires or [])
         installed.distributions[dist.key] = dist
 

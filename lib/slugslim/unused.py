@@ -1,10 +1,9 @@
 """Requirements the app lists but never imports: a warning with their installed size, never a removal.
 
-The evidence is static. We read the app's own Python files (everything outside the installed
-environment) with ``ast``, collect every module it imports (``import x``, ``from x import y``,
-``importlib.import_module("x")``, dotted strings such as Django's ``"whitenoise.middleware.X"``)
-and every command its ``Procfile`` runs (``gunicorn`` is used through its console script, and
-``-k uvicorn.workers.UvicornWorker`` names a module). Import names map to distributions through
+The evidence is static: every module the app's own Python files and its ``Procfile`` commands
+name, as the one import scanner (``imports.scan_app``) reads them, dotted strings such as
+Django's ``"whitenoise.middleware.X"`` included, and every word of those commands as a possible
+console script (``gunicorn`` is used through its script). Import names map to distributions through
 the installed RECORD and ``top_level.txt`` of the *app's* site-packages (``installed.scan``), by
 the longest dotted prefix, so namespace packages (``google.protobuf`` vs ``google.cloud``) and
 import names that differ from the distribution name (``PIL`` from pillow, ``cv2`` from
@@ -19,30 +18,24 @@ never flagged.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import os
 import re
-import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from slugslim.imports import Found, scan_app
 from slugslim.installed import Installed, canonical
 
 REQUIREMENTS_FILES = ("requirements.txt",)
-# Directories that are not the app's own code.
-SKIP_DIRS = frozenset({".heroku", ".slugslim", ".git", "node_modules", "__pycache__", "site-packages", ".venv", "venv"})
 # Loaded by SQLAlchemy or Django from a database URL or setting, never imported by name.
 DYNAMIC_DRIVERS = frozenset(
     {"psycopg2", "psycopg2-binary", "psycopg", "psycopg-binary", "psycopg-c", "mysqlclient", "pymysql", "cx-oracle"}
 )
-_IMPORT_RE = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w., ]+))", re.MULTILINE)
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-_PROCFILE_TOKEN = re.compile(r"^([A-Za-z_][\w.]*)(:[\w.()]*)?$")
 
 
 @dataclass(frozen=True)
@@ -63,14 +56,6 @@ class Unused:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "bytes": self.bytes, "source": self.source}
-
-
-@dataclass
-class Usage:
-    """What the app's code and Procfile reference."""
-
-    modules: set[str] = field(default_factory=set)  # dotted names
-    commands: set[str] = field(default_factory=set)  # words of Procfile commands
 
 
 # --- the requirements the app declares -------------------------------------------------------
@@ -171,119 +156,13 @@ def _read_toml_requirements(app_dir: Path) -> list[TopRequirement]:
     return result
 
 
-# --- what the app uses -----------------------------------------------------------------------
-
-
-def app_sources(app_dir: Path) -> Iterable[Path]:
-    """The app's own .py files: not the installed environment, not a virtualenv, not VCS data."""
-    for current, dirs, files in os.walk(app_dir):
-        dirs[:] = [
-            d
-            for d in dirs
-            if d not in SKIP_DIRS and not os.path.exists(os.path.join(current, d, "pyvenv.cfg"))
-            and not os.path.islink(os.path.join(current, d))
-        ]
-        for name in files:
-            if name.endswith(".py"):
-                yield Path(current, name)
-
-
-def scan_source(text: str) -> set[str]:
-    """Every module a Python file imports, or names as a dotted string."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
-        # Newer syntax than our python understands: fall back to the import lines.
-        names: set[str] = set()
-        for match in _IMPORT_RE.finditer(text):
-            if match.group(1):
-                names.add(match.group(1))
-            else:
-                names.update(part.split(" as ")[0].strip() for part in match.group(2).split(","))
-        return {n for n in names if n and not n.startswith(".")}
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value):
-            found.add(node.value)  # "whitenoise.middleware.WhiteNoiseMiddleware", import_module("a.b")
-        elif (
-            isinstance(node, ast.Call)
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-            and (
-                (isinstance(node.func, ast.Name) and node.func.id == "__import__")
-                or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
-            )
-        ):
-            found.add(node.args[0].value)
-    return found
-
-
-def procfile_words(text: str) -> tuple[set[str], set[str]]:
-    """(commands, modules) that the Procfile's process types run.
-
-    Every word counts as a possible console script (``newrelic-admin run-program gunicorn``
-    runs both), ``python -m x`` and ``module:app`` or dotted arguments count as imports.
-    """
-    commands: set[str] = set()
-    modules: set[str] = set()
-    for line in text.splitlines():
-        if ":" not in line or line.lstrip().startswith("#"):
-            continue
-        _, command = line.split(":", 1)
-        try:
-            words = shlex.split(command, posix=True)
-        except ValueError:
-            words = command.split()
-        queue = list(words)
-        while queue:
-            word = queue.pop(0)
-            if " " in word:  # bash -c "gunicorn app:app"
-                try:
-                    queue[:0] = shlex.split(word)
-                except ValueError:
-                    queue[:0] = word.split()
-                continue
-            if "=" in word and not word.startswith("-"):
-                value = word.split("=", 1)[1]
-                word = value if value else word
-            base = os.path.basename(word)
-            commands.add(base)
-            token = word.split("=", 1)[-1]
-            match = _PROCFILE_TOKEN.match(token)
-            if match:
-                modules.add(match.group(1))
-    return commands, modules
-
-
-def usage(app_dir: Path) -> Usage:
-    result = Usage()
-    for path in app_sources(app_dir):
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        result.modules.update(scan_source(text))
-    procfile = app_dir / "Procfile"
-    if procfile.is_file():
-        commands, modules = procfile_words(procfile.read_text(encoding="utf-8", errors="replace"))
-        result.commands.update(commands)
-        result.modules.update(modules)
-    return result
-
-
 # --- putting it together ---------------------------------------------------------------------
 
 
-def used_distributions(installed: Installed, use: Usage) -> set[str]:
+def used_distributions(installed: Installed, use: Found) -> set[str]:
     providers = installed.providers()
     used: set[str] = set()
-    for module in use.modules:
+    for module in use.names():
         parts = module.split(".")
         for end in range(len(parts), 0, -1):
             owners = providers.get(".".join(parts[:end]))
@@ -333,7 +212,7 @@ def find_unused(
     reqs = requirements if requirements is not None else top_level_requirements(app_dir)
     reqs = [r for r in reqs if r.name in installed.distributions]
     ignored = {canonical(name) for name in ignore} | DYNAMIC_DRIVERS
-    used = used_distributions(installed, usage(app_dir))
+    used = used_distributions(installed, scan_app(app_dir))
     needed_by_used: set[str] = set()
     for key in used:
         needed_by_used |= _dependencies(installed, key)

@@ -1,15 +1,16 @@
 """Check that the app still imports: the app's Python, in a subprocess, on the real tree.
 
-It imports every top-level module the app's own source imports that an installed
-distribution provides, plus ``tensorflow`` when it is installed and any ``verify.imports``,
-then runs ``verify.command``. It records each module it loaded and whether that module's
-``.pyc`` is valid for its source, which is what ``prune.bytecode: imported`` keeps and what
+It imports, by their full dotted names, the modules the app's own source and its Procfile
+commands import (as ``imports.scan_app`` reads them) that an installed distribution provides,
+plus ``tensorflow`` when it is installed and any ``verify.imports``, then runs
+``verify.command``. ``from x import y`` counts as the module ``x.y`` only where ``x.y`` is a
+module. Every process of these runs records the modules it loaded and whether each one's
+``.pyc`` is valid for its source (``record``), which is what ``prune.bytecode`` keeps and what
 proves the interpreter will not recompile it at dyno boot.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -20,52 +21,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Directories of an app checkout that are not the app's own code.
-SKIP_DIRS = frozenset(
-    {".heroku", ".slugslim", ".git", ".hg", "node_modules", ".venv", "venv", "env", "__pycache__", ".profile.d",
-     "site-packages", ".tox", ".nox", ".mypy_cache", ".pytest_cache"}
-)
-MAX_APP_FILES = 5000
+from slugslim.imports import Found
+from slugslim.record import ImportRecord, Modules
 
-# Runs inside the app's interpreter. argv: result file, JSON list of modules, root to report on.
+# Runs inside the app's interpreter. argv: result file, JSON list of modules, JSON list of names
+# that count only if they are modules (``from x import y``: y may be a function).
 _SCRIPT = r"""
-import importlib, importlib.util, json, os, sys, traceback
-out, modules, root = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-failures = {}
-for name in modules:
+import importlib, importlib.util, json, sys, traceback
+out, modules, maybe = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+failures, found, optional = {}, [], {}
+def attempt(name, into):
     try:
         importlib.import_module(name)
+        return True
     except BaseException as exc:
         lines = traceback.format_exception_only(type(exc), exc)
-        failures[name] = (lines[-1].strip() if lines else repr(exc))[:500]
-def valid(source, cached):
-    try:
-        with open(cached, "rb") as handle:
-            head = handle.read(16)
-        if len(head) < 16 or head[:4] != importlib.util.MAGIC_NUMBER:
-            return False
-        if int.from_bytes(head[4:8], "little") & 1:
-            return True
-        st = os.stat(source)
-        return (int.from_bytes(head[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
-                and int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF)
-    except OSError:
+        into[name] = (lines[-1].strip() if lines else repr(exc))[:500]
         return False
-loaded = {}
-for name, module in list(sys.modules.items()):
-    spec = getattr(module, "__spec__", None)
-    origin = getattr(spec, "origin", None) or ""
-    if not origin.endswith(".py"):
+for name in modules:
+    attempt(name, failures)
+for name in maybe:
+    parent = sys.modules.get(name.rpartition(".")[0])
+    if name in sys.modules:
+        found.append(name)
         continue
-    # /app/.heroku/python is a symlink to BUILD_DIR/.heroku/python during the build
-    origin = os.path.realpath(origin)
-    if not origin.startswith(root):
+    if parent is not None and not hasattr(parent, "__path__"):
         continue
-    cached = getattr(spec, "cached", None) or ""
-    cached = os.path.realpath(cached) if cached else ""
-    loaded[name] = [origin, cached, bool(cached) and valid(origin, cached)]
+    try:
+        spec = importlib.util.find_spec(name)
+    except BaseException:
+        spec = None
+    if spec is not None and attempt(name, optional):
+        found.append(name)
 with open(out, "w") as handle:
-    json.dump({"failures": failures, "modules": loaded}, handle)
+    json.dump({"failures": failures, "found": found, "optional": optional}, handle)
 """
 
 
@@ -76,8 +65,10 @@ class Outcome:
     ok: bool
     failures: dict[str, str] = field(default_factory=dict)  # module -> last traceback line
     command_failure: str = ""  # last line of verify.command's output when it failed
+    boot_failure: str = ""  # what the web process did instead of answering (boot_check)
     # module -> (source, cached .pyc, whether that .pyc is valid for the source)
-    modules: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
+    modules: Modules = field(default_factory=dict)
+    found: list[str] = field(default_factory=list)  # names of ``maybe`` that are modules and import
     seconds: float = 0.0
     # modules whose bytecode was valid before pruning and is missing or stale now
     recompiled: list[str] = field(default_factory=list)
@@ -86,6 +77,8 @@ class Outcome:
         lines = [f"import {name}: {line}" for name, line in sorted(self.failures.items())]
         if self.command_failure:
             lines.append(f"verify.command: {self.command_failure}")
+        if self.boot_failure:
+            lines.append(f"web process: {self.boot_failure}")
         if self.recompiled:
             shown = ", ".join(self.recompiled[:5])
             lines.append(f"{len(self.recompiled)} imported modules would be recompiled at boot ({shown})")
@@ -105,60 +98,26 @@ class Outcome:
             "ok": self.ok,
             "failures": self.failures,
             "command_failure": self.command_failure,
+            "boot_failure": self.boot_failure,
             "modules": len(self.modules),
             "recompiled": self.recompiled,
             "seconds": round(self.seconds, 2),
         }
 
 
-def app_imports(app_dir: Path) -> set[str]:
-    """Top-level module names the app's own source imports (static; never runs app code)."""
-    names: set[str] = set()
-    seen = 0
-    for top, dirnames, filenames in os.walk(app_dir):
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if d not in SKIP_DIRS and not os.path.islink(os.path.join(top, d))
-            and not os.path.exists(os.path.join(top, d, "pyvenv.cfg"))
-        )
-        for name in sorted(filenames):
-            if not name.endswith(".py"):
-                continue
-            seen += 1
-            if seen > MAX_APP_FILES:
-                return names
-            try:
-                source = Path(top, name).read_bytes()
-                tree = ast.parse(source)
-            except (OSError, SyntaxError, ValueError):
-                continue
-            names |= _imports_of(tree)
-    return names
+def targets(found: Found, installed: Mapping[str, str], extra: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """What to import: (modules, names that count only if they are modules), both limited to what
+    an installed distribution provides, with TF when installed and ``verify.imports``."""
 
+    def provided(name: str) -> bool:
+        return name.split(".", 1)[0] in installed
 
-def _imports_of(tree: ast.AST) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".", 1)[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".", 1)[0])
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-            value = node.args[0].value
-            if called in ("import_module", "__import__") and isinstance(value, str) and value and value[0] != ".":
-                names.add(value.split(".", 1)[0])
-    return names
-
-
-def targets(app_imports: Iterable[str], installed: Mapping[str, str], extra: Iterable[str] = ()) -> list[str]:
-    """What to import: the app's imports that an installed distribution provides, TF, extras."""
-    wanted = {name for name in app_imports if name in installed}
+    wanted = {name for name in found.modules if provided(name)}
     if "tensorflow" in installed:
         wanted.add("tensorflow")
     wanted |= {name for name in extra if name}
-    return sorted(wanted)
+    maybe = {name for name in found.maybe if provided(name)} - wanted
+    return sorted(wanted), sorted(maybe)
 
 
 def run(
@@ -169,6 +128,7 @@ def run(
     site_packages: Path,
     command: str = "",
     timeout: float = 600,
+    maybe: Iterable[str] = (),
 ) -> Outcome:
     """One verification run. Never raises for the app's own failures; they are the outcome."""
     started = time.monotonic()
@@ -176,11 +136,11 @@ def run(
     # Verification must not write bytecode into the slug; what exists is what is checked.
     run_env["PYTHONDONTWRITEBYTECODE"] = "1"
     failures: dict[str, str] = {}
-    loaded: dict[str, tuple[str, str, bool]] = {}
-    with tempfile.TemporaryDirectory(prefix="slugslim-verify-") as scratch:
+    found: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="slugslim-verify-") as scratch, ImportRecord() as record:
+        run_env = record.env(run_env)
         result_file = Path(scratch) / "result.json"
-        root = os.path.realpath(site_packages) + os.sep
-        argv = [str(python), "-c", _SCRIPT, str(result_file), json.dumps(modules), root]
+        argv = [str(python), "-c", _SCRIPT, str(result_file), json.dumps(modules), json.dumps(sorted(maybe))]
         try:
             proc = subprocess.run(
                 argv, cwd=cwd, env=run_env, timeout=timeout, capture_output=True, text=True, errors="replace"
@@ -194,7 +154,7 @@ def run(
         if result_file.is_file():
             data = json.loads(result_file.read_text(encoding="utf-8"))
             failures = dict(data["failures"])
-            loaded = {k: (v[0], v[1], bool(v[2])) for k, v in data["modules"].items()}
+            found = list(data["found"])
         else:
             tail = (proc.stderr or proc.stdout).strip().splitlines()
             why = tail[-1] if tail else f"the interpreter exited with status {proc.returncode}"
@@ -202,11 +162,13 @@ def run(
         command_failure = ""
         if command and not failures:
             command_failure = _run_command(command, run_env, cwd, max(1.0, timeout - (time.monotonic() - started)))
+        loaded = record.modules(site_packages)
     return Outcome(
         ok=not failures and not command_failure,
         failures=failures,
         command_failure=command_failure,
         modules=loaded,
+        found=found,
         seconds=time.monotonic() - started,
     )
 

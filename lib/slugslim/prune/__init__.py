@@ -45,6 +45,7 @@ def run(ctx: FinishContext) -> PruneResult:
         cwd=ctx.build_dir,
         quarantine_dir=quarantine_location(ctx.build_dir, site_packages),
         app_dir=ctx.build_dir,
+        config_vars=ctx.env,
         source=ctx.config.origins.get("prune.keep", ctx.config.origins.get("prune.remove", "slugslim.yml")),
         deadline=ctx.deadline,
     )

@@ -2,20 +2,27 @@
 
 Evidence: all ``.pyc`` in tensorflow-cpu 2.21.0's site-packages are 31.5 MB gz, of which
 14.6 MB belong to modules a Keras app imports. Dropping every ``.pyc`` made a cold
-``import tensorflow`` take 1.75x as long (5.4 s -> 9.8 s on 2 cores), on every dyno boot,
-so the default keeps exactly what the verification run imported. Measured (an app importing
-flask, gunicorn, PIL, numpy, keras, tensorflow): 2,553 imported modules keep their .pyc;
-1,701 other files go, 23.2 MB (9.3 MB gz), and cold ``import tensorflow`` is not slower.
+``import tensorflow`` take 1.75x as long (5.4 s -> 9.8 s on 2 cores), on every dyno boot.
+Measured on the bench's reference app (flask, gunicorn, pillow, tensorflow; its web process
+booted with its Procfile, then GET / and POST /predict): with ``imported`` the slug is 270.4 MB
+and the web process compiles 1 module at boot and 18 at its first requests (PIL's image
+plugins, ``tensorflow/python/data/ops/*``: what a request loads that the boot check's GET /
+does not); with ``distributions`` it is 275.7 MB (+2 %) and compiles none. So the default is
+``distributions``: a module the checks never loaded, in a distribution the app uses, keeps its
+bytecode.
 
 What it always removes: ``__pycache__`` entries whose source is gone (orphans, and the
 bytecode of code other rules remove), ``.pytest_cache`` and ``.mypy_cache`` directories,
 and pip leftovers in the prefix (``build/`` directories, ``src/`` checkouts no ``.pth`` or
 ``.egg-link`` points at).
 
-``prune.bytecode`` then decides the rest of ``__pycache__``: ``imported`` (default) keeps
-the ``.pyc`` files the verification run loaded and drops the others; ``keep`` keeps all;
-``drop`` drops all. With ``imported`` and no verification run (a dry run, or verify off),
-nothing is dropped by policy, because nothing is known.
+``prune.bytecode`` then decides the rest of ``__pycache__``: ``imported`` keeps
+the ``.pyc`` files the verification runs loaded (the import check, ``verify.command`` and the
+booted web process with its requests) and drops the others; ``distributions`` (default) keeps every
+``.pyc`` of each distribution the app loaded anything from and drops those of distributions
+it never loads, plus optimized ``opt-1``/``opt-2`` bytecode; ``keep`` keeps all; ``drop`` drops
+all. With ``imported`` or ``distributions`` and no verification run (a dry run, or verify
+off), nothing is dropped by policy, because nothing is known.
 
 What it must never touch: bytecode of modules the app imports (a missing or stale one is a
 verification failure), sourceless ``.pyc`` outside ``__pycache__`` (that is the module),
@@ -57,6 +64,16 @@ def _du(path: Path) -> tuple[int, int]:
     return total, files
 
 
+def _owner(tree: SiteTree, pyc: str) -> str:
+    """The distribution a .pyc belongs to: its source's owner (pip records the .py, not always the .pyc)."""
+    return tree.owner(source_of(pyc)) or tree.owner(pyc)
+
+
+def _distributions(tree: SiteTree, imported: frozenset[str]) -> set[str]:
+    """The distributions the app imported anything from."""
+    return {owner for owner in (_owner(tree, pyc) for pyc in imported) if owner}
+
+
 class BytecodeRule:
     name = NAME
 
@@ -68,6 +85,7 @@ class BytecodeRule:
 
         keep = tree.imported_bytecode
         policy = config.bytecode
+        used = _distributions(tree, keep) if policy == "distributions" and keep is not None else set()
         for directory in tree.dirs:
             if directory.rsplit("/", 1)[-1] != "__pycache__" or directory in tree.links:
                 continue
@@ -78,6 +96,8 @@ class BytecodeRule:
                 doomed = set(pycs)
             elif policy == "imported" and keep is not None:
                 doomed = {p for p in pycs if p not in keep}
+            elif policy == "distributions" and keep is not None:
+                doomed = {p for p in pycs if _owner(tree, p) not in used or ".opt-" in p.rsplit("/", 1)[-1]}
             else:
                 doomed = set()
             doomed |= orphans
@@ -92,6 +112,10 @@ class BytecodeRule:
                     why = "bytecode whose source is gone"
                 elif policy == "drop":
                     why = "prune.bytecode is drop"
+                elif policy == "distributions" and _owner(tree, pyc) in used:
+                    why = "optimized bytecode (opt-1, opt-2), read only under python -O"
+                elif policy == "distributions":
+                    why = "bytecode of a distribution the app never imports"
                 else:
                     why = "bytecode of a module the app did not import"
                 removals.append(removal(tree, pyc, NAME, why))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim import log, verify
+from slugslim import boot_check, imports, installed, log, verify
 from slugslim.config import Config, PruneConfig
 from slugslim.errors import BudgetError, VerificationError
 from slugslim.plan import Plan, Removal
@@ -235,12 +235,14 @@ class Engine:
     quarantine_dir: Path
     app_dir: Path | None = None
     source: str = "slugslim.yml"
+    config_vars: Mapping[str, str] = field(default_factory=dict)  # the app's, for the boot check
     say: Callable[[str], None] = log.detail
     warn: Callable[[str], None] = log.warning
     # time.monotonic() at which the finish phase's budget runs out: no verification may run past it
     deadline: float = math.inf
     _baseline: verify.Outcome | None = field(default=None, init=False)
     _command: str = field(default="", init=False)
+    _web: boot_check.WebCheck | None = field(default=None, init=False)  # set when the web process booted
 
     def dry_run(self, imported: frozenset[str] | None = None) -> PruneResult:
         started = time.monotonic()
@@ -268,20 +270,31 @@ class Engine:
         tree = scan(self.site_packages)
         timings["scan"] = time.monotonic() - tree_started
         if verify_cfg.enabled:
-            app = verify.app_imports(self.app_dir) if self.app_dir else set()
-            modules = verify.targets(app, tree.top_level_modules(), verify_cfg.imports)
-            baseline = self._verify(modules, command)
+            scripts = installed.console_scripts(self.site_packages)
+            found = imports.scan_app(self.app_dir, scripts) if self.app_dir else imports.Found()
+            modules, maybe = verify.targets(found, tree.top_level_modules(), verify_cfg.imports)
+            baseline = self._verify(modules, command, maybe=maybe)
             timings["verify_before"] = baseline.seconds
             broken = sorted(baseline.failures)
             if broken:
                 self.warn("Warning: Some of your app's imports fail even before slugslim prunes anything.\n"
                           + "\n".join(f"import {m}: {baseline.failures[m]}" for m in broken[:5])
                           + "\nslugslim leaves them out of its check; fix them in your app or its requirements.")
-                modules = [m for m in modules if m not in baseline.failures]
+            # From here on, `from x import y` counts as the module x.y only where it was one.
+            modules = sorted({m for m in modules if m not in baseline.failures} | set(baseline.found))
+            shown = sorted(m for m in modules if not any(o.startswith(f"{m}.") for o in modules))
+            self.say(f"Checked imports before pruning ({log.seconds(baseline.seconds)}): "
+                     + (", ".join(shown) if shown else "no installed module is imported by the app"))
             if baseline.command_failure:
                 self.warn("Warning: verify.command fails even before pruning:\n"
                           f"{baseline.command_failure}\nslugslim will not use it to check the pruned tree.")
                 command = ""
+            if verify_cfg.boot != "false" and self.app_dir is not None:
+                web = boot_check.WebCheck(self.cwd, self.config_vars, self.site_packages,
+                                          self._timeout(verify_cfg.boot_timeout),
+                                          verify_cfg.paths, self.say)
+                timings["boot_before"] = web.before(self.app_dir, baseline)
+                self._web = web if web.command else None
             if prune_cfg.bytecode != "drop":
                 self._refresh_bytecode(baseline)
             tree.imported_bytecode = baseline.bytecode(self.site_packages)
@@ -291,10 +304,9 @@ class Engine:
                 tree.imported_bytecode = None
                 self.say("The imports did not load anything from this site-packages; keeping all bytecode")
             self._baseline, self._command = baseline, command
-            self.say(f"Checked imports before pruning ({log.seconds(baseline.seconds)}): "
-                     + (", ".join(modules) if modules else "no installed module is imported by the app"))
-        elif prune_cfg.bytecode == "imported":
-            self.say("verify is off, so no bytecode is dropped (prune.bytecode: imported needs an import run)")
+        elif prune_cfg.bytecode in ("imported", "distributions"):
+            self.say(f"verify is off, so no bytecode is dropped (prune.bytecode: {prune_cfg.bytecode} needs an "
+                     "import run)")
 
         plan_started = time.monotonic()
         active = rules(self.source)
@@ -360,10 +372,13 @@ class Engine:
         if refreshed:
             self.say(f"Refreshed the stale bytecode of {refreshed} imported modules")
 
-    def _verify(self, modules: list[str], command: str,
-                baseline: verify.Outcome | None = None) -> verify.Outcome:
+    def _verify(self, modules: list[str], command: str, baseline: verify.Outcome | None = None,
+                maybe: list[str] | None = None) -> verify.Outcome:
         outcome = verify.run(self.python, self.env, self.cwd, modules, self.site_packages, command,
-                             self._timeout(self.config.verify.timeout))
+                             self._timeout(self.config.verify.timeout), maybe or ())
+        if self._web is not None and outcome.ok:
+            self._web.timeout = self._timeout(self.config.verify.boot_timeout)
+            self._web.after(outcome)
         if not outcome.ok and time.monotonic() >= self.deadline:
             raise BudgetError(self.config.budget)  # it failed because the time ran out: blame no rule
         if baseline is not None and self.config.prune.bytecode != "drop":
@@ -526,8 +541,9 @@ class Engine:
 
     def _log_done(self, result: PruneResult, outcome: verify.Outcome) -> None:
         used = sum(1 for _s, _c, good in outcome.modules.values() if good)
+        booted = ", the web process answers" if self._web else ""
         self.say(f"Verified the pruned tree ({log.seconds(outcome.seconds)}): "
-                 f"{len(result.verified_modules)} imports pass, {used} modules load their bytecode")
+                 f"{len(result.verified_modules)} imports pass{booted}, {used} modules load their bytecode")
         self.say(f"Removed {log.human_bytes(result.bytes)} from site-packages")
 
 

@@ -8,7 +8,8 @@ predict run passing. Headers and ``*.a`` archives are read by compilers, never b
 What it removes: ``*.h *.hpp *.hh *.inc *.cuh`` files, ``include/`` directories inside a
 package that hold no Python module (Eigen's headers have no extension, so the whole tree
 goes), and ``*.a``. Cython ``*.pxd``/``*.pyx`` go only when no module of the same
-distribution mentions ``pyximport``, ``cython.inline`` or the file's name.
+distribution imports ``pyximport``, ``Cython.Build`` or ``cython`` (``cython.inline``), as the
+import scanner reads them, or mentions the file's name.
 
 What it must never touch: packages that compile C/C++ at run time and read their own headers
 to do it (cupy's NVRTC kernels, triton, torch's cpp_extension, numba); ``include`` directories
@@ -18,6 +19,7 @@ that are Python packages.
 from __future__ import annotations
 
 from slugslim.config import PruneConfig
+from slugslim.imports import scan_quick
 from slugslim.plan import Removal
 from slugslim.prune.rule import removal
 from slugslim.prune.tests import TEST_DIRS
@@ -29,7 +31,8 @@ STATIC_SUFFIXES = (".a",)
 CYTHON_SUFFIXES = (".pxd", ".pyx")
 # Top-level packages that read their headers at run time (JIT compilation).
 RUNTIME_COMPILERS = frozenset({"cupy", "cupy_backends", "triton", "torch", "numba", "pythran", "pyximport"})
-_CYTHON_READERS = ("pyximport", "cython.inline", "Cython.Build")
+# Modules that compile Cython sources at run time (cython.inline lives in the 'cython' shim).
+_CYTHON_READERS = ("pyximport", "Cython.Build", "cython")
 
 
 def _is_test_path(path: str) -> bool:
@@ -81,17 +84,23 @@ class HeadersRule:
         out: list[Removal] = []
         for top, group in by_top.items():
             texts = []
+            readers = False
             for source in tree.walk_files(top):
                 # Test code that mentions a .pyx is not a runtime reader (and the tests rule
                 # removes it, so counting it would make a second build plan differently).
                 if source.endswith(".py") and source not in tree.links and not _is_test_path(source):
                     try:
-                        texts.append((tree.root / source).read_text(encoding="utf-8", errors="replace"))
+                        text = (tree.root / source).read_text(encoding="utf-8", errors="replace")
                     except OSError:
                         continue
-            corpus = "\n".join(texts)
-            if any(reader in corpus for reader in _CYTHON_READERS):
+                    texts.append(text)
+                    if "ython" in text and not readers:
+                        imported = scan_quick(text, source)
+                        readers = any(name == reader or name.startswith(f"{reader}.")
+                                      for name in imported.modules | imported.maybe for reader in _CYTHON_READERS)
+            if readers:
                 continue
+            corpus = "\n".join(texts)
             for path in group:
                 if path.rsplit("/", 1)[-1] in corpus:
                     continue

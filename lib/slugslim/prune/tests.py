@@ -6,10 +6,11 @@ takes unimported ``*_test.py`` modules such as keras's): 27.1 MB (7.0 MB gz), 1,
 
 What it removes: directories named ``tests``, ``test`` or ``testing`` and modules named
 ``test_*.py`` or ``*_test.py``, below a package, but only when a static scan of every other
-module finds no reference to them. References are ``import`` and ``from ... import``
-statements (absolute and relative, so ``from . import tests`` counts) and any quoted dotted
-module name such as ``importlib.import_module("pkg.tests")`` or TensorFlow's lazy loaders
-``"tensorflow._api.v2.test"``. A kept candidate's own imports count too, until nothing changes.
+module finds no reference to them. References are what the import scanner (``imports``) reads:
+``import`` and ``from ... import`` statements (absolute and relative, so ``from . import tests``
+counts) and any quoted dotted module name such as ``importlib.import_module("pkg.tests")`` or
+TensorFlow's lazy loaders ``"tensorflow._api.v2.test"``. A kept candidate's own imports count
+too, until nothing changes.
 
 What it must never touch: names alone prove nothing here. Removing every ``test`` directory
 broke ``import tensorflow`` (``tensorflow/_api/v2/__internal__/test``); removing ``testing``
@@ -20,9 +21,8 @@ the scan ever misses their importer. ``numpy/_core/tests`` goes only when nothin
 
 from __future__ import annotations
 
-import re
-
 from slugslim.config import PruneConfig
+from slugslim.imports import scan_quick
 from slugslim.plan import Removal
 from slugslim.prune.rule import module_name, removal
 from slugslim.prune.tree import SiteTree
@@ -41,54 +41,9 @@ ALWAYS_KEEP = frozenset(
     }
 )
 
-_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)", re.M)
-_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n#;]*)", re.M)
-_DOTTED = re.compile(r"""['"](\.*[A-Za-z_]\w*(?:\.\w+)*)['"]""")
-
 
 def _is_test_module(name: str) -> bool:
     return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
-
-
-def _package_of(path: str) -> list[str]:
-    """The package a module file belongs to, as name parts."""
-    parts = path.split("/")
-    return parts[:-1]
-
-
-def _resolve(package: list[str], dots: str, name: str) -> str:
-    if not dots:
-        return name
-    base = package[: len(package) - (len(dots) - 1)] if len(dots) > 1 else package
-    return ".".join([*base, name] if name else base)
-
-
-def references(path: str, text: str) -> set[str]:
-    """Module names a source file refers to, resolved to absolute dotted names."""
-    package = _package_of(path)
-    found: set[str] = set()
-    for match in _FROM.finditer(text):
-        dots, base, names = match.group(1), match.group(2), match.group(3)
-        absolute = _resolve(package, dots, base)
-        if absolute:
-            found.add(absolute)
-        for item in names.strip("()").replace("\\", " ").split(","):
-            word = item.strip().split(" ", 1)[0].strip()
-            if word and word != "*":
-                found.add(f"{absolute}.{word}" if absolute else word)
-    for match in _IMPORT.finditer(text):
-        for item in match.group(1).replace("\\", " ").split(","):
-            word = item.strip().split(" ", 1)[0].strip()
-            if word:
-                found.add(word)
-    for match in _DOTTED.finditer(text):
-        literal = match.group(1)
-        if literal.startswith("."):
-            dots = literal[: len(literal) - len(literal.lstrip("."))]
-            found.add(_resolve(package, dots, literal.lstrip(".")))
-        elif "test" in literal:
-            found.add(literal)
-    return found
 
 
 def _read(tree: SiteTree, path: str) -> str:
@@ -143,7 +98,7 @@ class TestsRule:
                 text = _read(tree, source)
                 if "test" not in text:
                     continue
-                referenced |= {name for name in references(source, text) if "test" in name}
+                referenced |= {name for name in scan_quick(text, source).names() if "test" in name}
             for name in list(referenced):
                 parts = name.split(".")
                 for i in range(len(parts), 0, -1):
