@@ -54,7 +54,7 @@ def test_app_hook_runs_first_and_comes_back_byte_identical(tmp_path: Path, herok
     (app / "bin/post_compile").chmod(0o640)  # not executable in the repo: heroku/python chmods it
     before = _digest(app / "bin/post_compile")
     # Of the config vars, heroku/python gives its pip only PIP_EXTRA_INDEX_URL: this one would stop it.
-    build = heroku_build(app, config_vars={"GREETING": "hello", "PIP_REQUIRE_VIRTUALENV": "true"})
+    build = heroku_build(app, config_vars={"GREETING": "hello", "PIP_REQUIRE_VIRTUALENV": "true"}, slug=False)
     assert build.ok, build.log
     assert "app hook ran in" in build.log and "GREETING=hello" in build.log
     assert "python on PATH: /app/.heroku/python/bin/python" in build.log
@@ -67,7 +67,7 @@ def test_failing_app_hook_fails_the_build_as_before(tmp_path: Path, heroku_build
     hook = "#!/usr/bin/env bash\necho 'migrations failed' >&2\nexit 3\n"
     app = write_app(tmp_path / "app", {"requirements.txt": "flask-fake==3.0.0\n", "bin/post_compile": hook})
     (app / "bin/post_compile").chmod(0o755)
-    build = heroku_build(app)
+    build = heroku_build(app, slug=False)
     assert not build.ok
     assert "migrations failed" in build.log
     assert "Error: Failed to run the bin/post_compile script." in build.log
@@ -88,9 +88,9 @@ def test_after_heroku_python_runs_both_phases(tmp_path: Path, offline_env: dict[
 
 def test_second_build_reuses_tools_and_heroku_python_cache(tmp_path: Path, heroku_build: HerokuBuild) -> None:
     app = write_app(tmp_path / "app", {"requirements.txt": "tensorflow-cpu==2.21.0\n"})
-    first = heroku_build(app)
+    first = heroku_build(app, slug=False)
     assert first.ok, first.log
-    second = heroku_build(app)
+    second = heroku_build(app, slug=False)
     assert second.ok, second.log
     assert "Using cached build tools" in second.log
     assert "-----> Restoring cache" in second.log
@@ -99,7 +99,7 @@ def test_second_build_reuses_tools_and_heroku_python_cache(tmp_path: Path, herok
 
 def test_disable_config_var_does_nothing(tmp_path: Path, heroku_build: HerokuBuild) -> None:
     app = write_app(tmp_path / "app", {"requirements.txt": "flask-fake==3.0.0\n", "slugslim.yml": "prune: [oops\n"})
-    build = heroku_build(app, config_vars={"SLUGSLIM_DISABLE": "1"})
+    build = heroku_build(app, config_vars={"SLUGSLIM_DISABLE": "1"}, slug=False)
     assert build.ok, build.log
     assert build.log.count("slugslim is turned off by the SLUGSLIM_DISABLE config var") == 1
     assert "Slimming the slug" not in build.log
@@ -112,7 +112,7 @@ def test_bad_config_fails_the_build_naming_the_key(tmp_path: Path, heroku_build:
         "requirements.txt": "flask-fake==3.0.0\n",
         "slugslim.yml": "prune:\n  bytecode: imported\n  kepp: ['foo/*']\n",
     })
-    build = heroku_build(app)
+    build = heroku_build(app, slug=False)
     assert not build.ok
     assert " !     Error: Invalid slugslim configuration." in build.log
     assert "In slugslim.yml line 3:" in build.log

@@ -86,7 +86,7 @@ def test_a_fault_in_every_optional_step_leaves_a_consistent_slug(
         "models/classifier.h5": model,
         "bin/post_compile": FAULTS,
     })
-    build = heroku_build(app, env=links)
+    build = heroku_build(app, env=links, slug=False)
     assert build.ok, build.log
     for step in STEPS:
         assert f" !     Warning: slugslim skipped {step}, and the build goes on without it." in build.log, step
@@ -120,7 +120,7 @@ def test_the_budget_running_out_skips_what_is_left_and_puts_back_what_was_begun(
         # The check that prunes are safe takes longer than the whole budget allows.
         "slugslim.yml": "budget: 3\nverify:\n  command: sleep 60\n",
     })
-    build = heroku_build(app)
+    build = heroku_build(app, slug=False)
     assert build.ok, build.log
     assert " !     Warning: slugslim skipped pruning site-packages, and the build goes on without it." in build.log
     assert "The time budget for slimming ran out" in build.log

@@ -74,14 +74,14 @@ def test_build_prunes_verified_and_a_cached_rebuild_finds_nothing(
     names = subprocess.run(["tar", "-tzf", str(build.slug)], capture_output=True, text=True, check=True).stdout
     assert "tensorflow/include" not in names and "/clang/" not in names
 
-    again = heroku_build(app, env={**links, "SLUGSLIM_DEBUG": "1"})
+    again = heroku_build(app, env={**links, "SLUGSLIM_DEBUG": "1"}, slug=False)
     assert again.ok, again.log
     assert "-----> Restoring cache" in again.log
     assert "Nothing to prune" in again.log, again.log[again.log.index("Pruning site-packages"):]
     assert "Cleared heroku/python's cached packages" not in again.log
 
     # A setting changed after a cached build: what it no longer removes comes back.
-    headers = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_HEADERS": "false"})
+    headers = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_HEADERS": "false"}, slug=False)
     assert headers.ok, headers.log
     assert ("Cleared heroku/python's cached packages (the setting prune.headers changed), so that this build "
             "installs them in full") in headers.log
@@ -97,7 +97,7 @@ def test_build_rolls_back_byte_identical_and_names_the_culprit(
     (app / "bin/post_compile").chmod(0o755)
     # A rule that breaks an import the app needs: verification fails, everything goes back,
     # bisecting blames the user rule, and the other rules are applied again and verified.
-    build = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_REMOVE": "alpha/core.py"})
+    build = heroku_build(app, env=links, config_vars={"SLUGSLIM_PRUNE_REMOVE": "alpha/core.py"}, slug=False)
     assert build.ok, build.log
     assert "Rule 'user' on package alpha broke your app" in build.log
     assert "import alpha: ImportError: cannot import name 'core'" in build.log

@@ -90,7 +90,7 @@ def test_hashed_requirements_with_nested_files_are_swapped_and_the_cache_survive
         assert "./app/requirements/ml.txt" in slug.getnames()
 
     # The rewrite is byte-identical, so heroku/python keeps its cache (it compares requirements.txt).
-    second = heroku_build(app)
+    second = heroku_build(app, slug=False)
     assert second.ok, second.log
     assert "-----> Restoring cache" in second.log
     assert "Requirement already satisfied: tensorflow-cpu==2.21.0" in second.log
@@ -108,7 +108,7 @@ def test_pip_tools_app_is_relocked_in_the_build(tmp_path: Path, heroku_build: He
             f"nvidia-cudnn-cu12==9.3.0.75 \\\n    --hash=sha256:{h['nvidia_cudnn_cu12']}\n    # via tensorflow\n"
             f"tensorflow[and-cuda]==2.21.0 \\\n    --hash=sha256:{h['tensorflow']}\n    # via -r requirements.in\n")
     app = write_app(tmp_path / "app", {"requirements.in": "tensorflow[and-cuda]==2.21.0\n", "requirements.txt": lock})
-    build = heroku_build(app)
+    build = heroku_build(app, slug=False)
     assert build.ok, build.log
     out = (build.build_dir / "requirements.txt").read_text()
     assert out.startswith("# slugslim (Heroku buildpack) re-locked this file")
@@ -124,7 +124,7 @@ def test_tf_keras_pulling_gpu_tensorflow_next_to_cpu_is_fixed_and_not_fetched_ag
         tmp_path: Path, heroku_build: HerokuBuild, wheelhouse: Path, offline_env: dict[str, str]) -> None:
     # tensorflow-cpu as written, and tf-keras, which requires `tensorflow`: pip installs both builds.
     app = write_app(tmp_path / "app", {"requirements.txt": "tensorflow-cpu==2.21.0\ntf-keras==2.21.0\n"})
-    first = heroku_build(app)
+    first = heroku_build(app, slug=False)
     assert first.ok, first.log
     assert "GPU builds found after the install" in first.log
     assert "tensorflow 2.21.0 (required by tf-keras)" in first.log
@@ -133,7 +133,7 @@ def test_tf_keras_pulling_gpu_tensorflow_next_to_cpu_is_fixed_and_not_fetched_ag
     assert (first.build_dir / "requirements.txt").read_text() == "tensorflow-cpu==2.21.0\ntf-keras==2.21.0\n"
 
     no_gpu = without(wheelhouse, tmp_path, "tensorflow")
-    second = heroku_build(app, env=find_links(offline_env, wheelhouse, no_gpu))
+    second = heroku_build(app, env=find_links(offline_env, wheelhouse, no_gpu), slug=False)
     assert second.ok, second.log
     assert "-----> Restoring cache" in second.log
     assert "GPU builds found" not in second.log
@@ -148,7 +148,7 @@ def test_uv_lock_style_install_of_gpu_tensorflow_is_fixed_and_the_next_sync_fetc
         "locked.txt": "tensorflow[and-cuda]==2.21.0\nflask-fake==3.0.0\n",
     })
     env = {"EMULATED_LOCK_INSTALL": "locked.txt"}
-    first = heroku_build(app, env=env)
+    first = heroku_build(app, env=env, slug=False)
     assert first.ok, first.log
     assert "uv.lock cannot be re-locked at build time" in first.log
     assert "nvidia-cublas-cu12 12.5.3.2 removed" in first.log
@@ -159,7 +159,7 @@ def test_uv_lock_style_install_of_gpu_tensorflow_is_fixed_and_the_next_sync_fetc
     assert app_python(first, CHECK) == "cpu 2.21.0"
 
     bare = without(wheelhouse, tmp_path, "tensorflow", "tensorflow_cpu", "nvidia_cublas_cu12", "nvidia_cudnn_cu12")
-    second = heroku_build(app, env={**env, **find_links(offline_env, wheelhouse, bare)})
+    second = heroku_build(app, env={**env, **find_links(offline_env, wheelhouse, bare)}, slug=False)
     assert second.ok, second.log
     assert "GPU builds found" not in second.log
     assert app_python(second, CHECK) == "cpu 2.21.0"
@@ -187,7 +187,7 @@ def test_a_path_requirement_to_the_gpu_wheel_is_left_as_written_warned_and_fixed
     app = write_app(tmp_path / "app", {"requirements.txt": text.encode(),
                                        "vendor/tensorflow-2.21.0-py3-none-any.whl":
                                            wheel(wheelhouse, "tensorflow").read_bytes()})
-    build = heroku_build(app)
+    build = heroku_build(app, slug=False)
     assert build.ok, build.log
     assert (build.build_dir / "requirements.txt").read_bytes() == text.encode()
     assert " !     Warning: requirements.txt line 2: ./vendor/tensorflow-2.21.0-py3-none-any.whl left as written" \
