@@ -222,14 +222,16 @@ def pip_install(requirements: Path, index: str, target: Path) -> subprocess.Comp
 
 
 def test_hash_mode_gets_the_cpu_hash_from_the_index_and_pip_accepts_the_file(
-        tmp_path: Path, wheelhouse: Path, index: str, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, wheelhouse: Path, index: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     wheels = {p.name.split("-")[0]: p for p in wheelhouse.glob("*.whl")}
     text = (f"tensorflow==2.21.0 \\\n    --hash=sha256:{sha256_of(wheels['tensorflow'])}\n"
             "    # via -r requirements.in\n"
             f"numpy-fake==1.26.4 \\\n    --hash=sha256:{sha256_of(wheels['numpy_fake'])}\n"
             f"nvidia-cublas-cu12==12.5.3.2 \\\n    --hash=sha256:{sha256_of(wheels['nvidia_cublas_cu12'])}\n")
     app_dir = app(tmp_path / "app", {"requirements.txt": text, ".python-version": "3.11\n"})
-    result = rewrite.prepare(app_dir, Config(), {"PIP_INDEX_URL": index})
+    monkeypatch.setenv("PIP_INDEX_URL", index)  # where the build's pip looks
+    result = rewrite.prepare(app_dir, Config(), {})
     cpu_hash = sha256_of(wheels["tensorflow_cpu"])
     assert body(app_dir / "requirements.txt") == (
         f"tensorflow-cpu==2.21.0 \\\n    --hash=sha256:{cpu_hash}\n    # via -r requirements.in\n"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -53,7 +55,9 @@ def write(app_dir: Path, files: dict[str, str]) -> Path:
 
 def prepare(app_dir: Path, pypi: str, cpu_index: str, **swap_settings: object) -> rewrite.SwapResult:
     config = Config(swap=SwapConfig(torch_index=cpu_index, **swap_settings))  # type: ignore[arg-type]
-    return rewrite.prepare(app_dir, config, {"PIP_INDEX_URL": pypi})
+    # The fake PyPI stands where the build's pip looks (a config var would not reach heroku/python's pip).
+    with mock.patch.dict(os.environ, {"PIP_INDEX_URL": pypi}):
+        return rewrite.prepare(app_dir, config, {})
 
 
 def pip_install(app_dir: Path, pypi: str, target: Path) -> subprocess.CompletedProcess[str]:
