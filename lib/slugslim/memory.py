@@ -134,8 +134,8 @@ def run(ctx: FinishContext) -> MemoryResult:
         log.warning(
             f"Warning: One web process of this app needs about {mb} MB, more than the {SMALLEST_DYNO_MB} MB of\n"
             "Eco, Basic and Standard-1X dynos. There the app is over its memory quota (R14) from the start,\n"
-            "and Heroku restarts it at twice the quota (R15). slugslim measured this at build time, importing\n"
-            "what your app imports. Choose one of:\n"
+            f"and Heroku restarts it at twice the quota (R15). slugslim measured this at build time\n"
+            f"({result.measured_by}). Choose one of:\n"
             "  - a larger dyno: Standard-2X has 1 GB (heroku ps:type web=standard-2x);\n"
             "  - import the framework lazily, inside the code that needs it, not when the app starts;\n"
             "  - a smaller runtime: for inference only, ai-edge-litert (TensorFlow Lite) runs a small Keras\n"
