@@ -224,13 +224,10 @@ class WebStart:
 
 
 def web_command(app: Path) -> str:
-    """The Procfile's web command. The emulated heroku/python writes console-script shebangs that
-    name the build directory, which an unpacked slug does not have (on Heroku they name /app), so
-    ``gunicorn ...`` runs as ``python -m gunicorn ...``: the same modules, the same process tree."""
+    """The Procfile's web command, as written: console scripts name /app/.heroku/python, as on Heroku."""
     for line in (app / "Procfile").read_text(encoding="utf-8-sig").splitlines():
         if line.startswith("web:"):
-            command = line.split(":", 1)[1].strip()
-            return re.sub(r"^(gunicorn|uvicorn)\b", r"python -m \1", command)
+            return line.split(":", 1)[1].strip()
     raise ValueError(f"no web process in {app / 'Procfile'}")
 
 
@@ -256,7 +253,7 @@ def _start(app: Path, config_vars: Mapping[str, str], port: int, extra: Mapping[
            ) -> subprocess.Popen[bytes]:
     env = {**dyno_env(app, config_vars), "PORT": str(port), **extra}
     with log.open("wb") as out:
-        return subprocess.Popen(["bash", "-c", WEB_BOOT, "web", web_command(app)], cwd=app, env=env,
+        return subprocess.Popen(at_app(app, ["bash", "-c", WEB_BOOT, "web", web_command(app)]), cwd=app, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
