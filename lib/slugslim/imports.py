@@ -26,7 +26,7 @@ import ast
 import os
 import re
 import shlex
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,7 +279,3 @@ def scan_app(app_dir: Path, scripts: Mapping[str, str] | None = None) -> Found:
     for command in processes(app_dir).values():
         found.update(command_imports(command, scripts))
     return found
-
-
-def top_names(names: Iterable[str]) -> set[str]:
-    return {name.split(".", 1)[0] for name in names}
