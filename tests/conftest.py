@@ -152,6 +152,7 @@ def heroku_build(tmp_path: Path, offline_env: dict[str, str], primed_cache: Path
     def build(app: Path, **kwargs: Any) -> Build:
         env = {**offline_env, **kwargs.pop("env", {})}
         kwargs.setdefault("cache_dir", cache)
+        kwargs.setdefault("slug_level", 1)  # tests that measure the slug pass Heroku's level
         return run_build(app, tmp_path / "work", env=env, **kwargs)
 
     yield build

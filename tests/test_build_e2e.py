@@ -75,10 +75,9 @@ def test_failing_app_hook_fails_the_build_as_before(tmp_path: Path, heroku_build
     assert (build.build_dir / "bin/post_compile").read_text() == hook
 
 
-def test_after_heroku_python_runs_both_phases(tmp_path: Path, offline_env: dict[str, str],
-                                              primed_cache: Path) -> None:
+def test_after_heroku_python_runs_both_phases(tmp_path: Path, heroku_build: HerokuBuild) -> None:
     app = write_app(tmp_path / "app", {"requirements.txt": "flask-fake==3.0.0\n", "bin/post_compile": APP_HOOK})
-    build = run_build(app, tmp_path / "work", buildpacks=(PYTHON_BUILDPACK, SLUGSLIM), env=offline_env)
+    build = heroku_build(app, buildpacks=(PYTHON_BUILDPACK, SLUGSLIM), slug=False)
     assert build.ok, build.log
     assert build.log.index("app hook ran") < build.log.index("-----> Preparing a slim slug (slugslim)")
     assert "heroku/python has already installed the app: slimming it now" in build.log
@@ -139,9 +138,9 @@ def test_no_pip_bootstrap(tmp_path: Path, offline_env: dict[str, str], tools_whe
     assert f"--python {venv}/bin/python3" in hook  # the pip-less interpreter runs slugslim
 
 
-def test_never_creates_what_heroku_python_refuses(tmp_path: Path, offline_env: dict[str, str]) -> None:
+def test_never_creates_what_heroku_python_refuses(tmp_path: Path, heroku_build: HerokuBuild) -> None:
     app = write_app(tmp_path / "app", {"requirements.txt": "flask-fake==3.0.0\n"})
-    build = run_build(app, tmp_path / "work", env=offline_env, buildpacks=(SLUGSLIM,), slug=False)
+    build = heroku_build(app, buildpacks=(SLUGSLIM,), slug=False)
     assert build.ok, build.log
     for forbidden in (".heroku/python", "venv", ".venv", "Pipfile.lock", "poetry.lock", "uv.lock"):
         assert not (build.build_dir / forbidden).exists(), forbidden

@@ -22,6 +22,7 @@ from slugslim.swapplan import Swap
 from slugslim.wheels import WheelInfo
 from tests import sitefactory
 from tests.conftest import HerokuBuild, write_app
+from tests.heroku.build import HEROKU_GZIP_LEVEL
 
 MB = 1_000_000
 
@@ -228,7 +229,7 @@ def test_report_through_the_emulated_heroku_build(tmp_path: Path, heroku_build: 
         "app.py": "import tensorflow\nimport flask_fake\n",
         "Procfile": "web: python app.py\n",
     })
-    build = heroku_build(app)
+    build = heroku_build(app, slug_level=HEROKU_GZIP_LEVEL)  # its size is compared
     assert build.ok, build.log
     assert "       -----> Slug size" in build.log  # heroku/python indents the hook's output
     assert "Swapped before install: tensorflow==2.21.0 → tensorflow-cpu==2.21.0" in build.log
