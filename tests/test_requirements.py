@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from slugslim import reqedit
 from slugslim import requirements as req
 from slugslim.errors import RequirementsError
 
@@ -131,25 +132,25 @@ def test_per_requirement_options_and_bad_options() -> None:
 
 def test_edit_name_changes_only_the_name_and_drops_the_cuda_extra() -> None:
     parsed = parse('  TensorFlow[and-cuda, foo] >= 2.15 ; sys_platform == "linux"  # gpu\n')
-    lines = req.edit_name(parsed, parsed.entries[0], "tensorflow-cpu", drop_extras=["and-cuda"])
+    lines = reqedit.edit_name(parsed, parsed.entries[0], "tensorflow-cpu", drop_extras=["and-cuda"])
     assert lines == ['  tensorflow-cpu[foo] >= 2.15 ; sys_platform == "linux"  # gpu']
     parsed = parse("tensorflow[and-cuda]==2.21.0\n")
-    assert req.edit_name(parsed, parsed.entries[0], "tensorflow-cpu", ["and-cuda"]) == ["tensorflow-cpu==2.21.0"]
+    assert reqedit.edit_name(parsed, parsed.entries[0], "tensorflow-cpu", ["and-cuda"]) == ["tensorflow-cpu==2.21.0"]
 
 
 def test_with_hashes_keeps_the_pip_compile_layout() -> None:
     lines = ["tensorflow-cpu==2.21.0 \\", "    --hash=sha256:aaa \\", "    --hash=sha256:bbb"]
-    assert req.with_hashes(lines, ["sha256:ccc"]) == ["tensorflow-cpu==2.21.0 \\", "    --hash=sha256:ccc"]
+    assert reqedit.with_hashes(lines, ["sha256:ccc"]) == ["tensorflow-cpu==2.21.0 \\", "    --hash=sha256:ccc"]
     inline = ["tensorflow-cpu==2.21.0 --hash=sha256:aaa --hash=sha256:bbb  # pinned"]
-    assert req.with_hashes(inline, ["sha256:ccc"]) == ["tensorflow-cpu==2.21.0 --hash=sha256:ccc  # pinned"]
-    assert req.with_hashes(lines, []) == ["tensorflow-cpu==2.21.0"]
+    assert reqedit.with_hashes(inline, ["sha256:ccc"]) == ["tensorflow-cpu==2.21.0 --hash=sha256:ccc  # pinned"]
+    assert reqedit.with_hashes(lines, []) == ["tensorflow-cpu==2.21.0"]
 
 
 def test_render_replaces_only_the_edited_lines_and_adds_one_header_after_the_bom() -> None:
     raw = b"\xef\xbb\xbfflask\r\ntensorflow==2.21.0 \\\r\n    --hash=sha256:aaa\r\ngunicorn"
     parsed = parse(raw)
     index = next(i for i, e in enumerate(parsed.entries) if e.name == "tensorflow")
-    lines = req.with_hashes(req.edit_name(parsed, parsed.entries[index], "tensorflow-cpu"), ["sha256:bbb"])
+    lines = reqedit.with_hashes(reqedit.edit_name(parsed, parsed.entries[index], "tensorflow-cpu"), ["sha256:bbb"])
     out = parsed.render({index: lines}, header="# changed")
     assert out == (b"\xef\xbb\xbf# changed\r\nflask\r\ntensorflow-cpu==2.21.0 \\\r\n    --hash=sha256:bbb\r\n"
                    b"gunicorn")
@@ -166,9 +167,9 @@ def test_header_goes_after_a_pep263_coding_line() -> None:
 def test_via_annotations() -> None:
     parsed = parse("tensorflow==2.21.0\n    # via\n    #   -r requirements.in\n    #   tf-keras\nflask==3.0\n"
                    "    # via -r requirements.in\n")
-    assert req.via(parsed, 0) == ["-r requirements.in", "tf-keras"]
+    assert reqedit.via(parsed, 0) == ["-r requirements.in", "tf-keras"]
     flask = next(i for i, e in enumerate(parsed.entries) if e.name == "flask")
-    assert req.via(parsed, flask) == ["-r requirements.in"]
+    assert reqedit.via(parsed, flask) == ["-r requirements.in"]
 
 
 def test_read_tree_follows_nested_files_relative_to_the_including_file(tmp_path: Path) -> None:

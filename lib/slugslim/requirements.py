@@ -19,69 +19,31 @@ that includes them, as pip does, and each one is read (and later rewritten) in p
 
 from __future__ import annotations
 
-import codecs
 import re
-import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from slugslim.errors import RequirementsError
-
-# Order matters: the UTF-16 LE BOM is a prefix of the UTF-32 LE one.
-BOMS: tuple[tuple[bytes, str], ...] = (
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
+from slugslim.reqsyntax import (
+    COMMENT,
+    PEP263,
+    Option,
+    decode,
+    join_lines,
+    parse_options,
+    split_args_options,
+    terminator,
 )
-PEP263 = re.compile(rb"coding[:=]\s*([-\w.]+)")
-COMMENT = re.compile(r"(^|\s+)#.*$")
+
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^(git|hg|svn|bzr)\+", re.I)
 REMOTE_FILE = re.compile(r"^(https?|file):", re.I)
 ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".tar.lz")
 DIRECT_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")
 EGG_FRAGMENT = re.compile(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)")
-# A requirement's leading name and optional extras, as they appear on the physical line.
-NAME_AND_EXTRAS = re.compile(
-    r"^(?P<indent>\s*)(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?P<extras>\s*\[[^\]]*\])?"
-)
-
-# The options pip accepts in a requirements file, by long name; True when the option takes a value.
-LONG_OPTIONS: dict[str, bool] = {
-    "index-url": True,
-    "extra-index-url": True,
-    "no-index": False,
-    "constraint": True,
-    "requirement": True,
-    "editable": True,
-    "find-links": True,
-    "no-binary": True,
-    "only-binary": True,
-    "prefer-binary": False,
-    "require-hashes": False,
-    "no-require-hashes": False,
-    "pre": False,
-    "all-releases": True,
-    "only-final": True,
-    "trusted-host": True,
-    "use-feature": True,
-    "hash": True,
-    "config-settings": True,
-}
-SHORT_OPTIONS = {"i": "index-url", "c": "constraint", "r": "requirement", "e": "editable", "f": "find-links",
-                 "C": "config-settings"}
-
-
-@dataclass(frozen=True)
-class Option:
-    name: str  # long name without dashes, e.g. "index-url"
-    value: str | None
 
 
 @dataclass
@@ -159,7 +121,7 @@ class RequirementsFile:
     def newline(self) -> str:
         """The file's line ending, for lines we write: the first one it uses, else LF."""
         for line in self.lines:
-            ending = _terminator(line)
+            ending = terminator(line)
             if ending:
                 return ending
         return "\n"
@@ -167,7 +129,7 @@ class RequirementsFile:
     def content(self, index: int) -> str:
         """A physical line without its terminator."""
         line = self.lines[index]
-        return line[: len(line) - len(_terminator(line))]
+        return line[: len(line) - len(terminator(line))]
 
     def coding_line(self) -> int:
         """Index of a PEP 263 coding comment in the first two lines, or -1."""
@@ -195,7 +157,7 @@ class RequirementsFile:
                 new_lines = edits[replaced[index]]
                 if new_lines is None:
                     continue
-                ending = _terminator(self.lines[entry.last])
+                ending = terminator(self.lines[entry.last])
                 out.extend(text + self.newline for text in new_lines[:-1])
                 out.append(new_lines[-1] + ending)
                 continue
@@ -203,121 +165,10 @@ class RequirementsFile:
         if header is not None:
             at = self.coding_line() + 1
             # A coding line that is also the last line needs a line ending before our header follows it.
-            if at > 0 and at == len(out) and not _terminator(out[-1]):
+            if at > 0 and at == len(out) and not terminator(out[-1]):
                 out[-1] += self.newline
             out.insert(at, header + self.newline)
         return self.bom + "".join(out).encode(self.encoding, "surrogateescape")
-
-
-def _terminator(line: str) -> str:
-    stripped = line.rstrip("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-    return line[len(stripped):]
-
-
-def decode(raw: bytes) -> tuple[str, str, bytes]:
-    """(text, encoding, bom) the way pip decodes a requirements file.
-
-    Bytes that are not valid in the chosen encoding survive as surrogates, so an untouched line is
-    written back byte for byte.
-    """
-    for bom, encoding in BOMS:
-        if raw.startswith(bom):
-            return raw[len(bom):].decode(encoding, "surrogateescape"), encoding, bom
-    for line in raw.split(b"\n")[:2]:
-        if line[:1] == b"#":
-            found = PEP263.search(line)
-            if found:
-                encoding = found.group(1).decode("ascii")
-                try:
-                    codecs.lookup(encoding)
-                except LookupError:
-                    break
-                return raw.decode(encoding, "surrogateescape"), encoding, b""
-    return raw.decode("utf-8", "surrogateescape"), "utf-8", b""
-
-
-def join_lines(lines: Sequence[str]) -> Iterator[tuple[int, int, str]]:
-    """(first index, last index, joined text) per logical line, as pip's ``join_lines``."""
-    start: int | None = None
-    parts: list[str] = []
-    for index, raw in enumerate(lines):
-        line = raw[: len(raw) - len(_terminator(raw))]
-        is_comment = COMMENT.match(line) is not None
-        if not line.endswith("\\") or is_comment:
-            if is_comment:
-                line = " " + line
-            if parts:
-                parts.append(line)
-                assert start is not None
-                yield start, index, "".join(parts)
-                parts = []
-                start = None
-            else:
-                yield index, index, line
-        else:
-            if not parts:
-                start = index
-            parts.append(line.strip("\\"))
-    if parts:
-        assert start is not None
-        yield start, len(lines) - 1, "".join(parts)
-
-
-def split_args_options(line: str) -> tuple[str, str]:
-    """pip's ``break_args_options``: args end at the first space-separated token starting with '-'."""
-    tokens = line.split(" ")
-    for index, token in enumerate(tokens):
-        if token.startswith("-"):
-            return " ".join(tokens[:index]), " ".join(tokens[index:])
-    return line, ""
-
-
-def _long_option(word: str) -> str:
-    """Resolve an abbreviated long option the way optparse does."""
-    if word in LONG_OPTIONS:
-        return word
-    matches = [name for name in LONG_OPTIONS if name.startswith(word)]
-    if len(matches) == 1:
-        return matches[0]
-    raise ValueError(f"no such option: --{word}" if not matches else f"ambiguous option: --{word}")
-
-
-def parse_options(text: str) -> tuple[Option, ...]:
-    """Shell-split and parse the options part of a line; ValueError where pip would fail."""
-    words = shlex.split(text)
-    options: list[Option] = []
-    index = 0
-    while index < len(words):
-        word = words[index]
-        index += 1
-        if word.startswith("--"):
-            name, eq, value = word[2:].partition("=")
-            name = _long_option(name)
-            if LONG_OPTIONS[name]:
-                if not eq:
-                    if index >= len(words):
-                        raise ValueError(f"--{name} option requires an argument")
-                    value = words[index]
-                    index += 1
-                options.append(Option(name, value))
-            else:
-                if eq:
-                    raise ValueError(f"--{name} option does not take a value")
-                options.append(Option(name, None))
-        elif word.startswith("-") and len(word) > 1:
-            letter = word[1]
-            if letter not in SHORT_OPTIONS:
-                raise ValueError(f"no such option: -{letter}")
-            value = word[2:]
-            if not value:
-                if index >= len(words):
-                    raise ValueError(f"-{letter} option requires an argument")
-                value = words[index]
-                index += 1
-            options.append(Option(SHORT_OPTIONS[letter], value))
-        else:
-            raise ValueError(f"unexpected argument {word!r}")
-    return tuple(options)
 
 
 def _classify(args: str) -> tuple[str, Requirement | None]:
@@ -439,101 +290,3 @@ def read_tree(root: Path, boundary: Path) -> Tree:
 
     visit(root, False, (root.resolve(),))
     return tree
-
-
-def edit_name(parsed: RequirementsFile, entry: Entry, new_name: str, drop_extras: Sequence[str] = ()) -> list[str]:
-    """The entry's physical lines with the project name replaced (and some extras dropped).
-
-    Only the name (and the extras bracket) changes; specifiers, markers, options, comments,
-    indentation and continuations stay exactly as written.
-    """
-    assert entry.requirement is not None
-    lines = [parsed.content(i) for i in range(entry.first, entry.last + 1)]
-    for position, line in enumerate(lines):
-        if not line.strip(" \t\\"):
-            continue
-        match = NAME_AND_EXTRAS.match(line)
-        if match is None or canonicalize_name(match.group("name")) != canonicalize_name(entry.requirement.name):
-            break
-        extras = match.group("extras") or ""
-        if extras and drop_extras:
-            dropped = {canonicalize_name(e) for e in drop_extras}
-            kept = [e.strip() for e in extras.strip()[1:-1].split(",") if e.strip()]
-            kept = [e for e in kept if canonicalize_name(e) not in dropped]
-            extras = f"[{','.join(kept)}]" if kept else ""
-        lines[position] = match.group("indent") + new_name + extras + line[match.end():]
-        return lines
-    # The name is not where a hand-written line has it (say, split by a continuation): write the line anew.
-    requirement = Requirement(str(entry.requirement))
-    requirement.name = new_name
-    requirement.extras = {e for e in requirement.extras if canonicalize_name(e) not in
-                          {canonicalize_name(d) for d in drop_extras}}
-    options = " ".join(_render_option(o) for o in entry.options)
-    return [f"{requirement}{' ' + options if options else ''}"]
-
-
-def _render_option(option: Option) -> str:
-    return f"--{option.name}" if option.value is None else f"--{option.name}={shlex.quote(option.value)}"
-
-
-def with_hashes(lines: Sequence[str], hashes: Sequence[str]) -> list[str]:
-    """Replace the ``--hash`` options in an entry's physical lines with ``hashes`` (``sha256:<hex>``).
-
-    Keeps the file's style: one hash per continuation line, indented like the first one was (the
-    pip-compile layout), or all hashes on the requirement line when they were written that way.
-    """
-    body = list(lines)
-    tail: list[str] = []
-    # Comment lines that closed the continuation stay after the requirement.
-    while len(body) > 1 and COMMENT.match(body[-1]):
-        tail.insert(0, body.pop())
-    hash_option = re.compile(r"\s*--hash(?:=|\s+)\S+")
-    first_hash = next((i for i, line in enumerate(body) if hash_option.search(line)), None)
-    rendered = [f"--hash={h}" for h in hashes]
-    if first_hash == 0 or (first_hash is None and len(body) == 1):
-        line = body[0]
-        found = COMMENT.search(line)
-        code, comment = (line[: found.start()], line[found.start():]) if found else (line, "")
-        code = hash_option.sub("", code).rstrip()
-        if code.endswith("\\"):
-            code = code[:-1].rstrip()
-            return [" ".join([code, *rendered]) + " \\" + comment, *body[1:], *tail]
-        return [" ".join([code, *rendered]) + comment, *body[1:], *tail]
-    indent = "    "
-    if first_hash is not None:
-        indent = body[first_hash][: len(body[first_hash]) - len(body[first_hash].lstrip())] or indent
-    code_lines = [hash_option.sub("", line).rstrip() for line in body]
-    code_lines = [line for i, line in enumerate(code_lines) if i == 0 or line.strip(" \t\\")]
-    code_lines = [line.rstrip(" \t\\").rstrip() for line in code_lines]
-    out = [*code_lines, *(indent + h for h in rendered)]
-    return [line + " \\" for line in out[:-1]] + [out[-1], *tail]
-
-
-def with_marker(requirement: Requirement, clause: str) -> str:
-    """The requirement text with ``clause`` and-ed to its marker."""
-    new = Requirement(str(requirement))
-    new.marker = Marker(f"({requirement.marker}) and {clause}" if requirement.marker else clause)
-    return str(new)
-
-
-def via(parsed: RequirementsFile, index: int) -> list[str]:
-    """What a pip-compile ``# via`` annotation after entry ``index`` names (files as ``-r file``)."""
-    names: list[str] = []
-    started = False
-    for entry in parsed.entries[index + 1:]:
-        if entry.text:
-            break
-        comment = "".join(parsed.content(i) for i in range(entry.first, entry.last + 1)).strip()
-        if not comment.startswith("#"):
-            break
-        body = comment.lstrip("#").strip()
-        if not started:
-            if not body.startswith("via"):
-                break
-            started = True
-            body = body[3:].strip()
-        elif not comment.startswith("#   "):
-            break
-        if body:
-            names.append(body)
-    return names

@@ -36,7 +36,7 @@ from packaging.markers import UndefinedComparison, UndefinedEnvironmentName, def
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from slugslim import frameworks, pyversion, requirements
+from slugslim import frameworks, pyversion, reqedit, requirements
 from slugslim.config import SwapConfig
 from slugslim.errors import SwapHashError
 from slugslim.frameworks import kept
@@ -145,7 +145,7 @@ def build_plan(app_dir: Path, config: SwapConfig, root: Path | None = None, pyth
         elif name in renamed:
             _plan_renamed(plan, file_plan, where, index, entry, cpu_on_dyno, lookup, strip_hashes)
         elif framework is not None and {canonicalize_name(e) for e in requirement.extras} & framework.cuda_extras:
-            lines = requirements.edit_name(parsed, entry, name, drop_extras=sorted(framework.cuda_extras))
+            lines = reqedit.edit_name(parsed, entry, name, drop_extras=sorted(framework.cuda_extras))
             file_plan.edits[index] = lines
             new_requirement = Requirement(str(requirement))
             new_requirement.extras = {e for e in requirement.extras
@@ -186,13 +186,13 @@ def _plan_renamed(plan: SwapPlan, file_plan: FilePlan, where: str, index: int, e
     assert framework is not None
     target = framework.builds[name]
     if target in cpu_on_dyno and not parsed.constraint:
-        new_text = requirements.with_marker(requirement, 'sys_platform != "linux"')
+        new_text = reqedit.with_marker(requirement, 'sys_platform != "linux"')
         file_plan.edits[index] = replace_args(parsed, entry, new_text)
         file_plan.swaps.append(Swap(
             file=where, line=entry.lineno, action="exclude-linux", old=entry.args, new=new_text, source=name,
             target=name, reason=f"{target} is already asked for on Linux, so a second {framework.name} must not be"))
         return
-    requirers = [v for v in requirements.via(parsed, index) if not v.startswith("-")]
+    requirers = [v for v in reqedit.via(parsed, index) if not v.startswith("-")]
     if requirers:
         # Swapping a line that something else pins for itself still lets the GPU build in (with a
         # second download); the finish phase replaces it after the install instead.
@@ -201,7 +201,7 @@ def _plan_renamed(plan: SwapPlan, file_plan: FilePlan, where: str, index: int, e
             reason=f"{', '.join(requirers)} requires {requirement.name} itself, so the swap happens "
                    "after the install"))
         return
-    lines = requirements.edit_name(parsed, entry, target, drop_extras=sorted(framework.cuda_extras))
+    lines = reqedit.edit_name(parsed, entry, target, drop_extras=sorted(framework.cuda_extras))
     new_requirement = Requirement(str(requirement))
     new_requirement.name = target
     new_requirement.extras = {e for e in requirement.extras if canonicalize_name(e) not in framework.cuda_extras}
@@ -209,7 +209,7 @@ def _plan_renamed(plan: SwapPlan, file_plan: FilePlan, where: str, index: int, e
     swap = Swap(file=where, line=entry.lineno, action="swap", old=without_marker(requirement),
                 new=str(new_requirement), source=name, target=target, version=pinned_version(requirement))
     if strip_hashes:
-        file_plan.edits[index] = requirements.with_hashes(lines, [])
+        file_plan.edits[index] = reqedit.with_hashes(lines, [])
         file_plan.swaps.append(swap)
         return
     # A constraint line needs hashes only if it had some: pip checks hashes of what it installs.
@@ -220,7 +220,7 @@ def _plan_renamed(plan: SwapPlan, file_plan: FilePlan, where: str, index: int, e
         if swap.new_wheel is None or not swap.new_wheel.sha256:
             raise SwapHashError(where, entry.lineno, entry.args, target,
                                 swap.reason or "the index did not give the file's sha256.")
-        lines = requirements.with_hashes(lines, [f"sha256:{swap.new_wheel.sha256}"])
+        lines = reqedit.with_hashes(lines, [f"sha256:{swap.new_wheel.sha256}"])
     file_plan.edits[index] = lines
     file_plan.swaps.append(swap)
 

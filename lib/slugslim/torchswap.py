@@ -28,7 +28,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from slugslim import frameworks, requirements
+from slugslim import frameworks, reqedit, requirements
 from slugslim.config import SwapConfig
 from slugslim.errors import CpuBuildError, RequirementsError, SwapHashError
 from slugslim.swapplan import FilePlan, Swap, pinned_version, replace_args, without_marker
@@ -139,12 +139,12 @@ class TorchRewrite:
                 swap.old_wheel = None
         lines = replace_args(file_plan.parsed, entry, str(new_requirement))
         if strip_hashes:
-            lines = requirements.with_hashes(lines, [])
+            lines = reqedit.with_hashes(lines, [])
         elif hash_mode and (entry.hashes or not file_plan.parsed.constraint):
             if swap.new_wheel is None or not swap.new_wheel.sha256:
                 raise SwapHashError(where, entry.lineno, entry.args, swap.new,
                                     "slugslim could not get the CPU file's sha256 from PyTorch's CPU index.")
-            lines = requirements.with_hashes(lines, [f"sha256:{swap.new_wheel.sha256}"])
+            lines = reqedit.with_hashes(lines, [f"sha256:{swap.new_wheel.sha256}"])
         if not self._option_added and not self._index_lines("extra-index-url"):
             lines = [f"--extra-index-url {self.url}", *lines]
         self._option_added = True
