@@ -14,14 +14,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+# (label, variant, key, limit): each is the variant's value of key, at most limit.
 TARGETS = (
-    ("slugslim slug <= 0.40x stock", "slug_vs_stock", 0.40),
-    ("slugslim slug <= 1.15x the touched-file floor", "slug_vs_floor", 1.15),
+    ("slugslim slug <= 0.40x stock", "slugslim", "slug_vs_stock", 0.40),
+    ("slugslim slug <= 1.15x the touched-file floor", "slugslim", "slug_vs_floor", 1.15),
     # Paired: the median over the 5 rounds of (slugslim run / stock run of the same round).
-    ("slugslim cold start <= 1.05x stock (paired)", "cold_start_paired_vs_stock", 1.05),
+    ("slugslim cold start <= 1.05x stock (paired)", "slugslim", "cold_start_paired_vs_stock", 1.05),
     # Procfile boots: unpack, .profile.d, gunicorn, until GET / answers.
-    ("slugslim dyno start <= 0.50x stock (paired)", "dyno_start_paired_vs_stock", 0.50),
-    ("slugslim web process compiles 0 modules at boot and first requests", "compiled_at_web", 0),
+    ("slugslim dyno start <= 0.50x stock (paired)", "slugslim", "dyno_start_paired_vs_stock", 0.50),
+    ("slugslim web process compiles 0 modules at boot and first requests", "slugslim", "compiled_at_web", 0),
+    # Inference without TensorFlow: the same app and request on LiteRT.
+    ("slugslim-litert slug <= 0.15x stock", "slugslim-litert", "slug_vs_stock", 0.15),
+    ("slugslim-litert peak RSS of one web process <= 0.15x the TensorFlow runtime (stock)", "slugslim-litert",
+     "peak_rss_vs_stock", 0.15),
+    ("slugslim-litert dyno start <= 0.30x stock (paired)", "slugslim-litert", "dyno_start_paired_vs_stock", 0.30),
+    ("slugslim-litert predicts the label stock predicts (0 = the same)", "slugslim-litert", "labels_differ", 0),
 )
 VERSIONS_OF = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "h5py", "protobuf", "flask", "werkzeug", "gunicorn",
                "pillow", "libclang", "pip", "setuptools")
@@ -126,6 +133,7 @@ def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dic
         "prune": (repo / "lib/slugslim/prune").is_dir(),
         "models": (repo / "lib/slugslim/models.py").is_file(),
         "report": (repo / "lib/slugslim/report.py").is_file(),
+        "runtime": (repo / "lib/slugslim/litert_tool.py").is_file(),
     }
     out: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -154,15 +162,20 @@ def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dic
         data["slug_vs_stock"] = _ratio(data.get("slug_bytes"), stock.get("slug_bytes"))
         data["slug_vs_floor"] = _ratio(data.get("slug_bytes"), floor.get("floor_bytes"))
         data["cold_start_vs_stock"] = _ratio(data.get("cold_start_seconds"), stock.get("cold_start_seconds"))
+        data["peak_rss_vs_stock"] = _ratio(data.get("peak_rss_mb"), stock.get("peak_rss_mb"))
+        if data.get("labels") and stock.get("labels"):
+            data["labels_differ"] = int(data["labels"] != stock["labels"])
         if "compiled_at_web_boot" in data:
             data["compiled_at_web"] = len(data["compiled_at_web_boot"]) + len(data["compiled_at_first_request"])
         out["variants"][variant.name] = data
         out["packages"][variant.name] = _versions(variant.app_dir)
-    slim = out["variants"].get("slugslim", {})
+    def value(variant: str, key: str) -> Any:
+        return out["variants"].get(variant, {}).get(key)
+
     out["targets"] = [
-        {"target": label, "value": slim.get(key), "limit": limit,
-         "pass": None if slim.get(key) is None else slim[key] <= limit}
-        for label, key, limit in TARGETS
+        {"target": label, "value": value(variant, key), "limit": limit,
+         "pass": None if value(variant, key) is None else value(variant, key) <= limit}
+        for label, variant, key, limit in TARGETS
     ]
     return out
 
@@ -217,12 +230,13 @@ def memory_table(outcome: Mapping[str, Any]) -> list[str]:
             "Peak RSS of the smoke process (import the app, load both models, answer one request), median of the "
             "cold starts. WEB_CONCURRENCY is what `.profile.d/slugslim-memory.sh` sets (from the build's own "
             "measurement, in report.json) where heroku/python alone would set 2 (512 MB) and 4 (1 GB).", "",
-            "| variant | peak RSS MB | build's measurement MB | WEB_CONCURRENCY on 512 MB | on 1 GB |",
-            "|---|---:|---:|---:|---:|"]
+            "| variant | peak RSS MB | × stock | build's measurement MB | WEB_CONCURRENCY on 512 MB | on 1 GB |",
+            "|---|---:|---:|---:|---:|---:|"]
     for name, v in outcome["variants"].items():
         measured = (v.get("report") or {}).get("memory") or {}
         per_dyno = {d.get("memory_mb"): d.get("web_concurrency") for d in measured.get("per_dyno", [])}
-        rows.append(f"| {name} | {v.get('peak_rss_mb', '–')} | {measured.get('process_mb', '–')} | "
+        rows.append(f"| {name} | {v.get('peak_rss_mb', '–')} | {_x(v.get('peak_rss_vs_stock'))} | "
+                    f"{measured.get('process_mb', '–')} | "
                     f"{per_dyno.get(512, '–')} | {per_dyno.get(1024, '–')} |")
     return [*rows, ""]
 
@@ -266,7 +280,7 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
     machine = outcome["machine"]
     features = ", ".join(f"{k} {'yes' if on else 'NO'}" for k, on in outcome["features_on_this_commit"].items())
     md = [
-        "# Benchmark: the reference TensorFlow app, stock vs slugslim vs the floor",
+        "# Benchmark: the reference TensorFlow app, stock vs slugslim (TensorFlow and LiteRT) vs the floor",
         "",
         f"- Date: {outcome['date']}; `make bench` took {outcome['bench_seconds']} s end to end.",
         f"- Commit: `{outcome['commit']}`; slugslim features present: {features}.",

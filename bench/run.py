@@ -1,4 +1,4 @@
-"""make bench: the reference TensorFlow app through the emulated Heroku build, four ways, one run.
+"""make bench: the reference TensorFlow app through the emulated Heroku build, six ways, one run.
 
 Variants, each a first build (fresh BUILD_DIR and CACHE_DIR) on this machine, one after another:
   stock                   the emulated heroku/python alone
@@ -6,6 +6,7 @@ Variants, each a first build (fresh BUILD_DIR and CACHE_DIR) on this machine, on
   slugslim                slugslim (first) + heroku/python, default config
   slugslim-bytecode-imported  the same with prune.bytecode: imported
   slugslim-bytecode-drop  the same with prune.bytecode: drop
+  slugslim-litert         the same with runtime.engine: litert (the model converted, TensorFlow out)
 
 Then each slug is unpacked and booted as a dyno would boot it (see dyno.py): a median of 5
 paired cold starts of the smoke workload, the variants interleaved in rotating order so that
@@ -141,6 +142,8 @@ def make_apps(models: Path) -> tuple[Path, Path]:
     reference = apps / "reference"
     shutil.copytree(APP, reference, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(models, reference / "models", ignore=shutil.ignore_patterns(".complete"))
+    # The app loads its model through slugslim's loader, copied in as the README tells developers.
+    shutil.copyfile(REPO / "lib/slugslim/boot/slugslim_models.py", reference / "slugslim_models.py")
     seed = apps / "seed-advice"
     shutil.copytree(reference, seed)
     requirements = seed / "requirements.txt"
@@ -166,6 +169,8 @@ def variants(reference: Path, seed: Path, server: ModelServer, slugslim: Path) -
         Variant("slugslim-bytecode-drop", "slugslim with prune.bytecode: drop", reference,
                 (slugslim, PYTHON_BUILDPACK),
                 {**models_vars("slugslim-bytecode-drop"), "SLUGSLIM_PRUNE_BYTECODE": "drop"}),
+        Variant("slugslim-litert", "slugslim with runtime.engine: litert", reference, (slugslim, PYTHON_BUILDPACK),
+                {**models_vars("slugslim-litert"), "SLUGSLIM_RUNTIME_ENGINE": "litert"}),
     ]
 
 
@@ -259,6 +264,8 @@ def cold_starts(built: list[Variant]) -> None:
             profile_d_seconds=round(statistics.median(b.profile_seconds for b in ok), 3),
             import_and_load_seconds=round(statistics.median(float(str(b.smoke["import_seconds"])) for b in ok), 3),
             peak_rss_mb=round(statistics.median(int(str(b.smoke.get("peak_rss_bytes", 0))) for b in ok) / 2**20),
+            # What the smoke request predicted: a converted model must give the original's answer.
+            labels=sorted({int(str(b.smoke.get("label", -1))) for b in ok}),
         )
         if stock is not None and len(stock.boots) == len(variant.boots):
             # Paired: each round's runs are seconds apart, so they saw about the same load.

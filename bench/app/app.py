@@ -4,6 +4,10 @@ POST an image to /predict. Pillow reduces it to 32x32 grey, each 4x4 patch becom
 word", the words are looked up in a 50 MiB int8 embedding table (models/embeddings.bin), mean
 pooled, and a small Keras classifier (models/classifier.keras) predicts one of 10 classes.
 Both files are loaded at import, as gunicorn apps usually do, so a dyno pays for them at boot.
+
+The classifier is loaded through slugslim's loader (slugslim_models.py, copied into the app as
+the README tells developers): Keras here and in a TensorFlow slug, LiteRT in a slug built with
+``runtime.engine: litert``. The app code is the same in every variant of the bench.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 from flask import Flask, jsonify, request
 from PIL import Image
 
-import tensorflow as tf
+from slugslim_models import load_model
 
 MODELS = Path(__file__).resolve().parent / "models"
 EMBEDDING_DIM = 256
@@ -23,7 +27,7 @@ EMBEDDING_DIM = 256
 EMBEDDING_SCALE = 1.0 / 127.0
 
 embeddings = np.fromfile(MODELS / "embeddings.bin", dtype=np.int8).reshape(-1, EMBEDDING_DIM)
-classifier = tf.keras.models.load_model(MODELS / "classifier.keras")
+classifier = load_model(MODELS / "classifier.keras")
 app = Flask(__name__)
 
 
