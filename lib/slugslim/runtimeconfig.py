@@ -92,11 +92,13 @@ def check(config: RuntimeConfig, origins: Mapping[str, str]) -> None:
     if samples:
         pure = PurePosixPath(samples)
         if pure.is_absolute() or ".." in pure.parts or pure.suffix not in (".npy", ".npz"):
-            raise ConfigError(origins.get("runtime.samples", "slugslim.yml"), f"'runtime.samples' must be a .npy or .npz file inside your app, "
+            raise ConfigError(origins.get("runtime.samples", "slugslim.yml"),
+                              "'runtime.samples' must be a .npy or .npz file inside your app, "
                               f"given relative to its root, but it is {samples!r}.",
                               "Set runtime.samples to something like 'models/samples.npz'.")
     if config.custom_objects and not _DOTTED.match(config.custom_objects):
-        raise ConfigError(origins.get("runtime.custom_objects", "slugslim.yml"), "'runtime.custom_objects' must be a dotted path such as "
+        raise ConfigError(origins.get("runtime.custom_objects", "slugslim.yml"),
+                          "'runtime.custom_objects' must be a dotted path such as "
                           f"'myapp.layers.CUSTOM_OBJECTS', but it is {config.custom_objects!r}.",
                           "Name the module and the dict (or a function returning one) of your custom layers, "
                           "as 'package.module.NAME' or 'package.module:NAME'.")
