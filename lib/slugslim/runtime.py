@@ -148,6 +148,9 @@ def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeR
             f"  {line['path']}: {line['reason'] or 'failed'}{': ' + line['error'] if line['error'] else ''}"
             for line in failed))
 
+    # The loader first: the app imports it on TensorFlow too (it falls back to Keras without runtime.json).
+    if not models.install_helper(ctx.build_dir):
+        raise NotShipped("the app has a slugslim_models.py of its own, so slugslim cannot ship its loader.")
     command = boot_check.web_command(ctx.build_dir) if ctx.config.verify.boot != "false" else ""
     tf_boot = _boot(ctx, command, "TensorFlow", result) if command else None
 
@@ -161,8 +164,6 @@ def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeR
     (ctx.build_dir / STATE_DIR).mkdir(exist_ok=True)
     (ctx.build_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     undo.written.append(ctx.build_dir / MANIFEST)
-    if not models.install_helper(ctx.build_dir):
-        raise NotShipped("the app has a slugslim_models.py of its own, so slugslim cannot ship its loader.")
     _check(ctx, planned, result, by_path)
 
     if tf_boot is not None:
