@@ -78,6 +78,10 @@ def _move_missing(source: Path, target: Path) -> int:
     return 0
 
 
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
 def reinsert(cache_dir: Path) -> str:
     """Put the stash back into heroku/python's cached ``.heroku/python``; say what happened ('' if nothing)."""
     root = cache_dir / STASH
@@ -98,8 +102,11 @@ def reinsert(cache_dir: Path) -> str:
             cached_version = (cache_dir / PYTHON_VERSION_FILE).read_text(encoding="utf-8").strip()
         except OSError:
             cached_version = ""
-        if record.get("python") and cached_version.removeprefix("python-") not in ("", record["python"]):
-            why = f"the cache is for Python {cached_version.removeprefix('python-')}, not {record['python']}"
+        cached_version = cached_version.removeprefix("python-")
+        # X.Y: TensorFlow's extension modules are built for one; a patch release changes nothing here,
+        # and heroku/python discards its own cache when the full version changed.
+        if record.get("python") and cached_version and _minor(cached_version) != _minor(str(record["python"])):
+            why = f"the cache is for Python {cached_version}, not {record['python']}"
     if why:
         drop(cache_dir)
         return f"Dropped the TensorFlow kept by the last build: {why}"
