@@ -30,8 +30,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from slugslim import boot_check, installed, log, models, runtimecache, runtimeplan
+from slugslim import boot_check, installed, log, models, runtimecache, runtimeplan, unused
 from slugslim.context import STATE_DIR, FinishContext
+from slugslim.fixupsite import read_dists, requirers
 from slugslim.modelscan import Model
 from slugslim.plan import Plan
 from slugslim.prune.engine import Engine, quarantine_location
@@ -91,7 +92,7 @@ def run(ctx: FinishContext) -> RuntimeResult:
         return result
     for model in planned.models:
         log.detail(f"{model.path} ({log.human_bytes(model.bytes)}, {model.reason})")
-    undo = _Undo()
+    undo = _Undo(added=_earlier_installs(ctx))
     work = Path(tempfile.mkdtemp(prefix="slugslim-litert-work-"))
     try:
         if planned.verdict:
@@ -110,6 +111,15 @@ def run(ctx: FinishContext) -> RuntimeResult:
         shutil.rmtree(work, ignore_errors=True)
         ctx.results["runtime"] = result.to_json()
     return result
+
+
+def _earlier_installs(ctx: FinishContext) -> list[str]:
+    """What an earlier LiteRT build installed, restored from heroku/python's cache: ours to take out."""
+    if ctx.cache_dir is None or ctx.site_packages is None:
+        return []
+    present, declared = read_dists(ctx.site_packages), {r.name for r in unused.top_level_requirements(ctx.build_dir)}
+    ours = {name for name in runtimecache.earlier_installs(ctx.cache_dir) if name in present and name not in declared}
+    return sorted(name for name in ours if not requirers(present, name, ours))  # nothing else needs them
 
 
 def _verdict_text(planned: runtimeplan.RuntimePlan) -> str:
@@ -155,10 +165,13 @@ def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeR
     tf_boot = _boot(ctx, command, "TensorFlow", result) if command else None
 
     started = time.monotonic()
-    undo.added, result.litert = install_litert(ctx, ctx.timeout(600))
-    result.installed = list(undo.added)
+    added, result.litert = install_litert(ctx, ctx.timeout(600))
+    undo.added = sorted({*added, *undo.added})
+    if ctx.cache_dir is not None:
+        runtimecache.remember_installs(ctx.cache_dir, undo.added)
+    result.installed = added
     result.timings["install"] = time.monotonic() - started
-    log.detail(f"Installed ai-edge-litert {result.litert}" + (f" ({', '.join(undo.added)})" if undo.added else
+    log.detail(f"Installed ai-edge-litert {result.litert}" + (f" ({', '.join(added)})" if added else
                                                             " (it was installed already)"))
     manifest = {"engine": "litert", "models": {m.path: by_path[m.path].get("loader", {}) for m in planned.models}}
     (ctx.build_dir / STATE_DIR).mkdir(exist_ok=True)

@@ -26,6 +26,9 @@ from slugslim.buildcache import PYTHON_CACHE
 from slugslim.plan import Removal
 
 STASH = Path("slugslim") / "litert-stash"
+# What slugslim installed for LiteRT (ai-edge-litert and its new dependencies): heroku/python's cache
+# keeps them, so a later build that keeps TensorFlow takes them out again.
+INSTALLS = Path("slugslim") / "litert-installed.json"
 RECORD = "stash.json"
 PYTHON_VERSION_FILE = Path(".heroku") / "python-version"  # heroku/python's record of the cached Python
 
@@ -115,3 +118,16 @@ def reinsert(cache_dir: Path) -> str:
     names = ", ".join(record.get("distributions", [])[:4])
     return (f"Put back into heroku/python's cache the {len(record.get('distributions', []))} distributions the last "
             f"build removed for LiteRT ({names}…, {moved} entries), so pip does not download them again")
+
+
+def remember_installs(cache_dir: Path, names: list[str]) -> None:
+    (cache_dir / INSTALLS).parent.mkdir(parents=True, exist_ok=True)
+    (cache_dir / INSTALLS).write_text(json.dumps(sorted(names)) + "\n", encoding="utf-8")
+
+
+def earlier_installs(cache_dir: Path) -> list[str]:
+    try:
+        loaded = json.loads((cache_dir / INSTALLS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(name) for name in loaded] if isinstance(loaded, list) else []
