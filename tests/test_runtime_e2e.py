@@ -8,8 +8,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.build import PYTHON_BUILDPACK, REPO
 from tests.test_runtime_ship import FAKE_TOOL
