@@ -183,7 +183,7 @@ def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeR
         litert_boot = _boot(ctx, command, "LiteRT", result)
         if tf_boot.ok and not litert_boot.ok:
             raise NotShipped(f"the web process does not answer on LiteRT: {litert_boot.failure}")
-    _remove_tensorflow(ctx, planned, result, undo)
+    _remove_tensorflow(ctx, result, undo)
     _remove_originals(ctx, planned.models, result)
     result.status = "litert"
 
@@ -245,8 +245,7 @@ def _boot(ctx: FinishContext, command: str, engine: str, result: RuntimeResult) 
     return booted
 
 
-def _remove_tensorflow(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeResult,
-                       undo: _Undo) -> None:
+def _remove_tensorflow(ctx: FinishContext, result: RuntimeResult, undo: _Undo) -> None:
     """TensorFlow, Keras and what only they need, through the prune engine: verified, bisected, put back."""
     site = ctx.site_packages
     assert site is not None
@@ -264,19 +263,20 @@ def _remove_tensorflow(ctx: FinishContext, planned: runtimeplan.RuntimePlan, res
         result.cache = {"bytes": runtimecache.stash(ctx.cache_dir, prefix, site, removals, record),
                         "path": str(ctx.cache_dir / runtimecache.STASH)}
         result.timings["cache"] = time.monotonic() - started
+    prune_box = quarantine_location(ctx.build_dir, site)
+    # bytecode: keep, as the prune's own rules are not applied here: only the plan below is.
     engine = Engine(site_packages=site, config=replace(ctx.config, prune=replace(ctx.config.prune, bytecode="keep")),
                     python=ctx.python, env=ctx.python_env(), cwd=ctx.build_dir,
-                    quarantine_dir=quarantine_location(ctx.build_dir, site).with_name(
-                        quarantine_location(ctx.build_dir, site).name + "-runtime"),
-                    app_dir=ctx.build_dir, config_vars=ctx.env, deadline=ctx.deadline,
+                    quarantine_dir=prune_box.with_name(f"{prune_box.name}-runtime"), app_dir=ctx.build_dir,
+                    config_vars=ctx.env, deadline=ctx.deadline,
                     plan_with=lambda tree: Plan(root=str(site), removals=removals), unchecked=frozenset(names))
     log.detail(f"Removing {', '.join(sorted(names)[:6])}{'…' if len(names) > 6 else ''} ({len(names)} distributions)")
     outcome = engine.run()
     result.timings["remove"] = time.monotonic() - started
     result.removal = {"status": outcome.status, "culprits": outcome.culprits, "verify_runs": outcome.verify_runs}
     if outcome.status == "unpruned":
-        raise NotShipped("removing TensorFlow broke the app:\n" + "\n".join(
-            "  " + p for c in outcome.culprits for p in c.get("problems", [])[:3]))
+        problems = [f"  {p}" for c in outcome.culprits for p in c.get("problems", [])[:3]]
+        raise NotShipped("removing TensorFlow broke the app:\n" + ("\n".join(problems) or "  (see the warning above)"))
     result.removed["tensorflow"] = outcome.bytes
     if outcome.web_rss:
         result.memory["litert"] = outcome.web_rss  # the web process as it ships: without TensorFlow
