@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,16 @@ def test_app_code_that_imports_tensorflow_keeps_it_without_converting(
     assert result.status == "tensorflow"
     assert "app.py: import tensorflow" in capsys.readouterr().err
     assert not (ctx.build_dir / ".tool-ran").exists()
+
+
+def test_a_removal_the_app_still_needs_is_found_by_bisection_and_stays(
+        tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _app(tmp_path, wheels, "import numpy\n", monkeypatch)
+    # Loaded by name at run time, which the static import scan cannot see; verify.imports says so.
+    ctx.config = replace(ctx.config, verify=replace(ctx.config.verify, imports=("clang",)))
+    result = runtime.run(ctx)
+    assert result.status == "litert" and result.removal["status"] == "partial"
+    assert [c["package"] for c in result.removal["culprits"]] == ["libclang"]
+    assert ctx.site_packages is not None
+    dists = read_dists(ctx.site_packages)
+    assert "libclang" in dists and not {"tensorflow-cpu", "keras"} & set(dists)
