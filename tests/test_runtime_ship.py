@@ -189,3 +189,15 @@ def test_a_removal_the_app_still_needs_is_found_by_bisection_and_stays(
     assert ctx.site_packages is not None
     dists = read_dists(ctx.site_packages)
     assert "libclang" in dists and not {"tensorflow-cpu", "keras"} & set(dists)
+
+
+def test_a_converter_that_cannot_run_keeps_tensorflow_with_its_last_words(
+        tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = _app(tmp_path, wheels, "import numpy\n", monkeypatch)
+    broken = tmp_path / "broken_tool.py"
+    broken.write_text("raise SystemExit('litert_tool: no module named tensorflow')\n")
+    monkeypatch.setattr(runtimetools, "TOOL", broken)
+    result = runtime.run(ctx)
+    assert result.status == "tensorflow" and result.reason.startswith("the convert step failed (exit status 1)")
+    assert "litert_tool: no module named tensorflow" in capsys.readouterr().err
+    assert (ctx.build_dir / "models" / "classifier.keras").is_file()
