@@ -95,5 +95,5 @@ def _render_runtime(analysis: Analysis) -> None:
         return
     log.detail(f"Possible, if every model converts and verifies: {len(plan.removed)} distributions, "
                f"{log.human_bytes(plan.removed_bytes)} on disk, would leave the slug, and ai-edge-litert (about "
-               "60 MB installed) would come in:")
+               "60 MB installed) would come in (the expected size below does not count this):")
     log.detail("  " + ", ".join(plan.removed))
