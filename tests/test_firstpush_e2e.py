@@ -24,7 +24,7 @@ def test_first_push_reports_python_lfs_and_memory(tmp_path: Path, heroku_build: 
     assert "Python: 3.14, from heroku/python's default" in log
     assert "One web process needs about" in log and "Memory: one web process needs about" in log
     report = json.loads((build.build_dir / ".slugslim/report.json").read_text())
-    assert report["version"] == 2
+    assert report["version"] == 3
     assert report["python"] == {"version": "3.14", "minor": "3.14", "origin": "default",
                                 "source": "heroku/python's default"}
     assert report["preflight"]["status"] == "ok"  # the fake wheels are py3-none-any

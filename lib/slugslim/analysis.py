@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from slugslim import config, estimate, report, unused
+from slugslim.runtimeplan import RuntimePlan
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -38,6 +39,7 @@ class Analysis:
     distributions: list[tuple[str, int]] = field(default_factory=list)
     before_bytes: int = 0
     after_bytes: int = 0
+    runtime: RuntimePlan | None = None  # what runtime.engine: litert would do (with an app dir)
 
     @property
     def over_hard(self) -> bool:
@@ -78,6 +80,7 @@ class Analysis:
             "distributions": [{"name": n, "bytes": b} for n, b in self.distributions],
             "limits": {"soft_mb": limits.soft_mb, "hard_mb": limits.hard_mb,
                        "over_soft": self.over_soft, "over_hard": self.over_hard},
+            "runtime": self.runtime.to_json() if self.runtime is not None else None,
             "notes": self.target.notes,
             "exit_code": self.exit_code(),
         }

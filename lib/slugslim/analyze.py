@@ -25,7 +25,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from slugslim import analyzeview, config, estimate, frameworks, installed, log, modelscan, prune, report, swap, unused
+from slugslim import (
+    analyzeview,
+    config,
+    estimate,
+    frameworks,
+    installed,
+    log,
+    modelscan,
+    prune,
+    report,
+    runtimeplan,
+    swap,
+    unused,
+)
 from slugslim.analysis import Analysis, Target
 from slugslim.config import SwapConfig
 from slugslim.errors import AnalyzeError
@@ -267,6 +280,8 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
             analysis.removals.extend({"root": "site-packages", **r.to_json()} for r in plan.removals)
         if target.app_dir is not None:
             analysis.unused = unused.find_unused(target.app_dir, scanned, settings.report.ignore_unused)
+    if target.app_dir is not None:
+        analysis.runtime = runtimeplan.plan(target.app_dir, target.site_packages, settings)
     analysis.removals = _dedupe(analysis.removals)
     _measure(analysis)
     if scanned is not None:

@@ -52,6 +52,8 @@ def render(analysis: Analysis, width: int) -> None:
     for model in analysis.models:
         log.detail(f"{model.path}  {log.human_bytes(model.bytes)}{stays}")
 
+    if analysis.runtime is not None:
+        _render_runtime(analysis)
     if analysis.before is not None and analysis.after is not None:
         log.step("Expected slug size")
         scope = "app files only" if target.site_packages is None else (
@@ -73,3 +75,25 @@ def render(analysis: Analysis, width: int) -> None:
                                          remaining, analysis.unused)
         if warnings:
             log.warning("\n".join(warnings))
+
+
+def _render_runtime(analysis: Analysis) -> None:
+    """What runtime.engine: litert would give (the sizes above do not count it)."""
+    plan = analysis.runtime
+    assert plan is not None
+    engine = analysis.settings.runtime.engine
+    log.step(f"LiteRT instead of TensorFlow (runtime.engine: litert; now {engine})")
+    for model in plan.models:
+        log.detail(f"Would convert {model.path}  {log.human_bytes(model.bytes)}")
+    for path, names in sorted(plan.imports.items()):
+        log.detail(f"Blocks it: {path} imports {', '.join(names)} (use 'from slugslim_models import load_model')")
+    if plan.verdict:
+        log.detail(f"Not possible as it is: {plan.verdict}.")
+        return
+    if analysis.target.site_packages is None:
+        log.detail("Possible. Pass the app's environment too to see what would be removed.")
+        return
+    log.detail(f"Possible, if every model converts and verifies: {len(plan.removed)} distributions, "
+               f"{log.human_bytes(plan.removed_bytes)} on disk, would leave the slug, and ai-edge-litert (about "
+               "60 MB installed) would come in (the expected size below does not count this):")
+    log.detail("  " + ", ".join(plan.removed))

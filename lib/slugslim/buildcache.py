@@ -28,13 +28,18 @@ FINGERPRINT = Path("slugslim") / "settings-fingerprint.json"
 def fingerprint(config: Config) -> dict[str, Any]:
     """What decides the removals: the swap and prune settings, and what verification imports."""
     verify = config.verify
-    return {
+    found: dict[str, Any] = {
         "slugslim": __version__,
         "swap": asdict(config.swap),
         "prune": asdict(config.prune),
         "verify": {"enabled": verify.enabled, "imports": list(verify.imports), "command": verify.command,
                    "boot": verify.boot, "paths": list(verify.paths)},
     }
+    # A LiteRT build caches ai-edge-litert too: switching engines starts afresh. Only then, so that
+    # the caches of builds that never used runtime.engine are not cleared for a key they lack.
+    if config.runtime.litert:
+        found["runtime"] = {"engine": config.runtime.engine}
+    return found
 
 
 def _flatten(data: dict[str, Any]) -> dict[str, Any]:

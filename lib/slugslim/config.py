@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from slugslim import runtimeconfig
 from slugslim.errors import ConfigError
+from slugslim.runtimeconfig import RuntimeConfig, Tolerance
 from slugslim.yamlfile import read_file, type_name
 
 CONFIG_FILE = "slugslim.yml"
@@ -106,6 +108,7 @@ class Config:
     # Seconds the whole finish phase may take; what is left when they are up is skipped.
     budget: int = 300
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # Where each non-default value came from, e.g. {"prune.bytecode": "slugslim.yml line 4"}.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -118,6 +121,7 @@ SECTIONS: dict[str, type[Any]] = {
     "report": ReportConfig,
     "limits": LimitsConfig,
     "memory": MemoryConfig,
+    "runtime": RuntimeConfig,
 }
 
 # Settings at the top level of the file, outside any section (all whole numbers).
@@ -129,6 +133,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "models.on_fetch_failure": FETCH_FAILURE_POLICIES,
     "verify.boot": BOOT_CHOICES,
     "models.lfs": LFS_POLICIES,
+    "runtime.engine": runtimeconfig.ENGINES,
+    "runtime.quantize": runtimeconfig.QUANTIZE_MODES,
 }
 
 
@@ -140,6 +146,8 @@ def _kind(section: str, key: str) -> str:
     default = getattr(SECTIONS[section](), key)
     if isinstance(default, bool):
         return "bool"
+    if isinstance(default, Tolerance):
+        return "tolerance"
     if isinstance(default, tuple):
         return "list"
     if isinstance(default, int):
@@ -155,6 +163,7 @@ _KIND_WORDS = {
     "int": "a whole number",
     "number": "a number",
     "str": "a string",
+    "tolerance": "a mapping of max_abs and top1",
 }
 
 
@@ -183,6 +192,8 @@ def _coerce(path: str, kind: str, value: object, source: str) -> object:
             f"Change '{path}' to {expected}.",
         )
 
+    if kind == "tolerance":
+        return runtimeconfig.tolerance(path, value, source)
     if kind == "bool":
         if not isinstance(value, bool):
             raise wrong()
@@ -353,6 +364,7 @@ def _check_cross_field(config: Config) -> None:
             f"'limits.soft_mb' ({limits.soft_mb}) is larger than 'limits.hard_mb' ({limits.hard_mb}).",
             "Set limits.soft_mb to at most limits.hard_mb.",
         )
+    runtimeconfig.check(config.runtime, config.origins)
     bad_path = next((p for p in config.verify.paths if not p.startswith("/")), None)
     if bad_path is not None:
         raise ConfigError(config.origins.get("verify.paths", CONFIG_FILE),

@@ -1,8 +1,9 @@
 """Phase 2, run after heroku/python has installed everything (from the bin/post_compile hook).
 
 Order matters: the app's own hook runs first (it may need the models and every file), then the
-fix-up of GPU builds, the verified prune, the models, and last the report, which reads what the
-others did. At the end the app's own bin/post_compile is back as it was.
+fix-up of GPU builds, the LiteRT runtime (``runtime.engine: litert``), the verified prune, the
+models, and last the report, which reads what the others did.
+At the end the app's own bin/post_compile is back as it was.
 
 Every step runs through one guard (``guarded``), because slugslim must never be the reason a deploy
 fails: a step that raises is skipped with a warning that names it, after putting back what it had
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from slugslim import config, fixup, hook, log, memory, models, prune, report
+from slugslim import config, fixup, hook, log, memory, models, prune, report, runtime
 from slugslim.cli import existing_dir
 from slugslim.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 from slugslim.errors import BudgetError, SlugslimError
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         else None
     # The swap fix-up goes before pruning: it decides which packages are installed.
     guarded(ctx, "the CPU fix-up of GPU builds", lambda: fixup.run(ctx))
+    # Before the prune: it then prunes ai-edge-litert, not a TensorFlow about to go, and verifies on LiteRT.
+    guarded(ctx, "serving the models with LiteRT", lambda: runtime.run(ctx))
     guarded(ctx, "pruning site-packages", lambda: prune.run(ctx))
     # Last of the steps that change the app: every build step, the app's own hook included, has had the models.
     guarded(ctx, "taking models out of the slug", lambda: models.run(ctx))

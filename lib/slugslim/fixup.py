@@ -80,7 +80,7 @@ def pip_command(ctx: FinishContext) -> list[str]:
     return [sys.executable, "-m", "pip", "--python", str(ctx.python)]
 
 
-def _pip_env(ctx: FinishContext, command: list[str]) -> dict[str, str]:
+def pip_env(ctx: FinishContext, command: list[str]) -> dict[str, str]:
     env = ctx.python_env()
     if command[0] != str(ctx.python):
         from slugslim.wheels import pip_environment
@@ -216,7 +216,7 @@ def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str
 def _pip_install(ctx: FinishContext, pip: list[str], args: list[str]) -> None:
     command = [*pip, "install", "--no-deps", "--no-cache-dir", "--no-input", "--quiet", *_index_options(ctx), *args]
     ctx.timeout(0)  # no install starts past the budget; one that has started is never cut short halfway
-    done = subprocess.run(command, env=_pip_env(ctx, pip), cwd=ctx.build_dir, capture_output=True, text=True,
+    done = subprocess.run(command, env=pip_env(ctx, pip), cwd=ctx.build_dir, capture_output=True, text=True,
                           check=False)
     if done.returncode != 0:
         raise FixupError(f"'pip install --no-deps {' '.join(args)}' failed.", done.stderr + done.stdout)

@@ -13,7 +13,7 @@ its own process: what one web process needs before it serves anything), and
 
 ``memory: false`` turns it off. When the boot check booted the Procfile's web process, its
 resident memory (parent and one worker, after its answers) is the measurement instead: that is
-what a dyno runs.
+what a dyno runs. With ``runtime.engine: litert`` that process runs on LiteRT.
 """
 
 from __future__ import annotations
@@ -80,12 +80,17 @@ class MemoryResult:
 def measured(ctx: FinishContext) -> tuple[int, str]:
     """(peak bytes of one web process, how it was measured), or (0, why not)."""
     prune = ctx.results.get("prune")
-    if isinstance(prune, dict):
-        # The booted web process, when the boot check ran, is what a dyno really runs: it includes
-        # the server's parent and what the first requests loaded.
-        for key, how in (("web_rss", "the booted web process"), ("verify_peak_rss", "the import check")):
-            if isinstance(prune.get(key), int) and prune[key] > 0:
-                return prune[key], how
+    prune = prune if isinstance(prune, dict) else {}
+    runtime = ctx.results.get("runtime")
+    # On LiteRT (slugslim.runtime), its own boot of the web process, when the prune booted none.
+    litert = runtime.get("memory", {}).get("litert") if isinstance(runtime, dict) and \
+        runtime.get("status") == "litert" else None
+    # The booted web process, when the boot check ran, is what a dyno really runs: it includes
+    # the server's parent and what the first requests loaded.
+    for value, how in ((prune.get("web_rss"), "the booted web process"), (litert, "the booted web process"),
+                       (prune.get("verify_peak_rss"), "the import check")):
+        if isinstance(value, int) and value > 0:
+            return value, how
     if not ctx.config.verify.enabled or ctx.site_packages is None:
         return 0, "verify is off" if ctx.site_packages is not None else "no site-packages"
     # The prune step did not run its import check: run one, the same way.

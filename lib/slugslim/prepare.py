@@ -12,7 +12,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from slugslim import __version__, buildcache, config, hook, lfs, log, preflight, pyversion, rewrite, sources
+from slugslim import (
+    __version__,
+    buildcache,
+    config,
+    hook,
+    lfs,
+    log,
+    preflight,
+    pyversion,
+    rewrite,
+    runtimecache,
+    sources,
+)
 from slugslim.cli import existing_dir
 from slugslim.context import read_state, write_state
 
@@ -46,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         if cleared:
             log.detail(f"Cleared heroku/python's cached packages ({cleared}), so that this build installs them "
                        "in full and slims them with the current settings")
+            runtimecache.drop(args.cache_dir)
+        put_back = runtimecache.reinsert(args.cache_dir)
+        if put_back:
+            log.detail(put_back)
     state: dict[str, Any] = read_state(build_dir)
     state.update(version=__version__, buildpack=str(args.buildpack), python=args.python, tools=str(args.tools))
     state["lfs"] = [pointer.to_json() for pointer in lfs.check(build_dir, settings.models.lfs)]

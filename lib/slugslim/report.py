@@ -24,7 +24,7 @@ from slugslim.config import Config, LimitsConfig
 from slugslim.context import STATE_DIR, FinishContext, find_site_packages
 
 REPORT_FILE = "report.json"
-SCHEMA_VERSION = 2  # 2: python, preflight, memory and lfs
+SCHEMA_VERSION = 3  # 2: python, preflight, memory and lfs; 3: runtime
 SLUG_ROOT = "./app"  # heroku puts the build dir under ./app in the slug tar
 MB = 1_000_000
 PARTIAL_BLOCKS = " ▏▎▍▌▋▊▉"
@@ -105,6 +105,7 @@ def lever_savings(state: dict[str, Any], results: dict[str, Any]) -> list[dict[s
     - fixup: ``results["fixup"]["bytes_removed"]``;
     - prune: ``results["prune"]["removed"]`` (rule -> bytes actually removed after
       verification; its ``removals`` list is the *plan*, which a rollback may have undone);
+    - runtime: ``results["runtime"]["removed"]`` (TensorFlow's closure and the original models);
     - models: ``results["models"]["removed_bytes"]``.
     A step that recorded only a ``removals`` list or ``bytes`` is read from those.
     """
@@ -118,7 +119,7 @@ def lever_savings(state: dict[str, Any], results: dict[str, Any]) -> list[dict[s
         )
         if saved > 0:
             levers.append({"lever": "swap", "step": "swap", "rule": "swap", "bytes": saved, "measured": "wheel"})
-    for step in ("fixup", "prune", "models"):
+    for step in ("fixup", "runtime", "prune", "models"):
         outcome = results.get(step)
         if not isinstance(outcome, dict):
             continue

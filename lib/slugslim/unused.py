@@ -175,7 +175,7 @@ def used_distributions(installed: Installed, use: Found) -> set[str]:
     return used
 
 
-def _dependencies(installed: Installed, key: str, extras: frozenset[str] = frozenset()) -> set[str]:
+def dependencies(installed: Installed, key: str, extras: frozenset[str] = frozenset()) -> set[str]:
     """Installed distributions ``key`` needs (itself included), following Requires-Dist.
 
     Markers other than extras are not evaluated: counting a dependency that a marker would
@@ -215,16 +215,16 @@ def find_unused(
     used = used_distributions(installed, scan_app(app_dir))
     needed_by_used: set[str] = set()
     for key in used:
-        needed_by_used |= _dependencies(installed, key)
+        needed_by_used |= dependencies(installed, key)
     candidates = [r for r in reqs if r.name not in needed_by_used and r.name not in ignored]
     flagged = {r.name for r in candidates}
     keep: set[str] = set(needed_by_used)
     for req in reqs:
         if req.name not in flagged:
-            keep |= _dependencies(installed, req.name, req.extras)
+            keep |= dependencies(installed, req.name, req.extras)
     result = []
     for req in candidates:
-        freed = _dependencies(installed, req.name, req.extras) - keep
+        freed = dependencies(installed, req.name, req.extras) - keep
         size = sum(installed.distributions[key].bytes for key in freed)
         result.append(Unused(installed.distributions[req.name].key, size, req.source))
     return sorted(result, key=lambda u: (-u.bytes, u.name))

@@ -25,7 +25,7 @@ from slugslim.prune import quarantine, symbols
 from slugslim.prune.loadcheck import load_check
 from slugslim.prune.planner import RULE_ORDER, plan_tree, rules
 from slugslim.prune.rule import Rule
-from slugslim.prune.tree import scan
+from slugslim.prune.tree import SiteTree, scan
 
 MAX_BISECT_RUNS = 16
 
@@ -57,6 +57,10 @@ class Engine:
     warn: Callable[[str], None] = log.warning
     # time.monotonic() at which the finish phase's budget runs out: no verification may run past it
     deadline: float = math.inf
+    # A plan of its own instead of the prune rules' (slugslim.runtime), and the distributions it
+    # removes, whose modules the import check then leaves out.
+    plan_with: Callable[[SiteTree], Plan] | None = None
+    unchecked: frozenset[str] = frozenset()
     _baseline: verify.Outcome | None = field(default=None, init=False)
     _command: str = field(default="", init=False)
     _web: boot_check.WebCheck | None = field(default=None, init=False)  # set when the web process booted
@@ -89,7 +93,9 @@ class Engine:
         if verify_cfg.enabled:
             scripts = installed.console_scripts(self.site_packages)
             found = imports.scan_app(self.app_dir, scripts) if self.app_dir else imports.Found()
-            modules, maybe = verify.targets(found, tree.top_level_modules(), verify_cfg.imports)
+            provided = {m: d for m, d in tree.top_level_modules().items()
+                        if installed.canonical(d) not in self.unchecked}
+            modules, maybe = verify.targets(found, provided, verify_cfg.imports)
             baseline = self._verify(modules, command, maybe=maybe)
             timings["verify_before"] = baseline.seconds
             broken = sorted(baseline.failures)
@@ -126,14 +132,14 @@ class Engine:
                      "import run)")
 
         plan_started = time.monotonic()
-        active = rules(self.source)
-        plan = plan_tree(tree, prune_cfg, self.source, active)
+        active = rules(self.source) if self.plan_with is None else []
+        plan = plan_tree(tree, prune_cfg, self.source, active) if self.plan_with is None else self.plan_with(tree)
         timings["plan"] = time.monotonic() - plan_started
         result = PruneResult("pruned", plan, timings=timings, verified_modules=modules, recovered=recovered,
                              verify_peak_rss=baseline.peak_rss if baseline else 0,
                              web_rss=baseline.web_rss if baseline else 0)
         result.strip_skipped = _strip_skips(active)
-        if prune_cfg.symbols and symbols.strip_tool() is None:
+        if prune_cfg.symbols and active and symbols.strip_tool() is None:
             result.notes.append("strip (binutils) is not on PATH, so symbol tables were left in place")
             self.say("Notice: strip (binutils) is not on PATH; skipping the symbols rule")
         if not plan.removals:
