@@ -370,10 +370,10 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
     build_dir = str(request["build_dir"])
     sys.path.insert(0, build_dir)
     os.chdir(build_dir)
-    np = importlib.import_module("numpy")
     try:
         version = importlib.metadata.version("ai-edge-litert")
         importlib.import_module("ai_edge_litert.interpreter")
+        np = importlib.import_module("numpy")
         loader = importlib.import_module("slugslim_models")
     except Exception as exc:
         error = _message(exc)

@@ -194,7 +194,6 @@ class LiteRTModel:
         if not Path(self.tflite).resolve().is_relative_to(_ROOT):
             raise ValueError(f".slugslim/runtime.json: {tflite!r} for {key} leads out of the app")
         self._litert = litert
-        self._np = importlib.import_module("numpy")
         self._signature = str(entry["signature"])
         self._inputs = [(str(i["name"]), str(i["tensor"])) for i in entry["inputs"]]
         outputs = entry["outputs"]
@@ -224,7 +223,7 @@ class LiteRTModel:
 
     def predict(self, x: Any, **ignored: Any) -> Any:
         """Run a batch; Keras-only arguments such as ``verbose`` or ``batch_size`` are ignored."""
-        np = self._np
+        np = importlib.import_module("numpy")
         runner = self._runner()
         details = runner.get_input_details()
         arrays = [
