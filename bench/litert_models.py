@@ -6,7 +6,7 @@ Into APP_DIR/models: the bench classifier as .keras and .h5, a model with dict i
 dynamic sequence length) and dict outputs, one with list inputs and outputs, one with a fixed
 batch of 1, a custom layer that loads only with runtime.custom_objects (APP_DIR/customlayers.py),
 a SavedModel with two outputs, a SavedModel that needs a Flex op, and a .keras file that is not a
-model. Into APP_DIR: samples.npz for the classifier and bad-samples.npz of the wrong width.
+model. Into APP_DIR: samples.npz and samples.npy (float64) for the classifier, bad-samples.npz of the wrong width.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def write_models(app: Path) -> None:
     rng = np.random.default_rng(7)
     np.savez(app / "samples.npz", arr_0=rng.uniform(-1, 1, (12, 256)).astype(np.float32))
     np.savez(app / "bad-samples.npz", arr_0=np.zeros((12, 255), np.float32))
+    np.save(app / "samples.npy", rng.uniform(-1, 1, (9, 256)))
 
 
 if __name__ == "__main__":

@@ -240,6 +240,10 @@ def test_samples_from_the_app(made: Path, tmp_path: Path) -> None:
     assert bad["reason"] == "samples"
     assert bad["error"] == ("bad-samples.npz: array 'arr_0' has shape (12, 255), but models/classifier.keras "
                             "takes (None, 256) for input 'input_layer'")
+    npy = by_path(convert(app, ["models/classifier.keras", "models/multi.keras"], samples="samples.npy"))
+    assert npy["models/classifier.keras"]["ok"], npy
+    assert npy["models/multi.keras"]["error"] == ("samples.npy: one array, but models/multi.keras takes 2 inputs "
+                                                  "(a, b); give a .npz with one array per input")
     [outside] = convert(app, ["models/classifier.keras"], samples="../samples.npz")["models"]
     assert outside["reason"] == "samples" and "not a path inside the app" in outside["error"]
 

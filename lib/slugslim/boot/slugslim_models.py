@@ -181,8 +181,9 @@ class LiteRTModel:
     batch, or for a model converted with a fixed batch size, the rows run in chunks of that size.
 
     Thread safety: each thread gets its own interpreter, made on its first call (an interpreter
-    must not be used by two threads at once). The model file is memory-mapped, so threads share the
-    weights; each interpreter adds only its working memory.
+    must not be used by two threads at once), so threads never wait for each other. The model file
+    is memory-mapped and shared; each interpreter adds its working memory (and the CPU delegate's
+    packed copy of the weights), which for a model of a few MB is a few MB per thread.
     """
 
     backend = "litert"
