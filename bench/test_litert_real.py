@@ -42,17 +42,21 @@ def kind(path: str) -> str:
     return "keras" if path.endswith((".keras", ".h5")) else "savedmodel"
 
 
+def tool(app: Path, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Run litert_tool.py as the finish step will: request and result files, on the app's Python."""
+    (app.parent / f"{action}.json").write_text(json.dumps(body), encoding="utf-8")
+    started = time.monotonic()
+    run([str(TOOL), action, f"{action}.json", f"{action}-result.json"], app.parent)
+    result: dict[str, Any] = json.loads((app.parent / f"{action}-result.json").read_text(encoding="utf-8"))
+    result["wall_seconds"] = round(time.monotonic() - started, 2)
+    return result
+
+
 def convert(app: Path, models: list[str], **request: Any) -> dict[str, Any]:
     body = {"build_dir": str(app), "work_dir": str(app.parent / "work"), "quantize": "dynamic", "samples": "",
             "sample_count": 16, "seed": 0, "custom_objects": "customlayers.CUSTOM",
             "models": [{"path": m, "kind": kind(m)} for m in models]}
-    body.update(request)
-    (app.parent / "convert.json").write_text(json.dumps(body), encoding="utf-8")
-    started = time.monotonic()
-    run([str(TOOL), "convert", "convert.json", "converted.json"], app.parent)
-    result: dict[str, Any] = json.loads((app.parent / "converted.json").read_text(encoding="utf-8"))
-    result["wall_seconds"] = round(time.monotonic() - started, 2)
-    return result
+    return tool(app, "convert", {**body, **request})
 
 
 def ship(app: Path, converted: dict[str, Any]) -> None:
@@ -64,14 +68,8 @@ def ship(app: Path, converted: dict[str, Any]) -> None:
 
 
 def check(app: Path, converted: dict[str, Any]) -> dict[str, Any]:
-    body = {"build_dir": str(app), "tolerance": TOLERANCE,
-            "models": [{"path": m["path"], "reference": m["reference"]} for m in converted["models"] if m["ok"]]}
-    (app.parent / "check.json").write_text(json.dumps(body), encoding="utf-8")
-    started = time.monotonic()
-    run([str(TOOL), "check", "check.json", "checked.json"], app.parent)
-    result: dict[str, Any] = json.loads((app.parent / "checked.json").read_text(encoding="utf-8"))
-    result["wall_seconds"] = round(time.monotonic() - started, 2)
-    return result
+    return tool(app, "check", {"build_dir": str(app), "tolerance": TOLERANCE, "models": [
+        {"path": m["path"], "reference": m["reference"]} for m in converted["models"] if m["ok"]]})
 
 
 def by_path(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
