@@ -188,8 +188,11 @@ def test_threads_share_the_model(shipped: Path) -> None:
         "threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]\n"
         "[t.start() for t in threads]; [t.join() for t in threads]\n"
         "print(all(np.array_equal(a, b) for a, b in zip(alone, together)))\n"
+        "import os\npid = os.fork()  # as gunicorn --preload forks its workers after the app loaded the model\n"
+        "if pid == 0:\n    os._exit(0 if np.array_equal(model.predict(xs[3]), alone[3]) else 1)\n"
+        "print(os.waitpid(pid, 0)[1] == 0)\n"
     )
-    assert run(["-c", code], shipped, PYTHONPATH=str(shipped)).stdout.strip() == "True"
+    assert run(["-c", code], shipped, PYTHONPATH=str(shipped)).stdout.split() == ["True", "True"]
 
 
 @pytest.mark.parametrize("quantize", ["none", "float16", "dynamic"])

@@ -130,6 +130,19 @@ def test_one_interpreter_per_thread(tmp_path: Path) -> None:
     assert run_app(app, code) == ["5 5"], "one interpreter for load_model's thread, one for each of 4 threads"
 
 
+def test_a_forked_worker_makes_its_own_interpreter(tmp_path: Path) -> None:
+    app = make_app(tmp_path, litert_runtime())
+    code = (
+        "import os\nfrom ai_edge_litert import interpreter\n"
+        "model = m.load_model('models/net.keras')\n"
+        "pid = os.fork()  # gunicorn --preload: the app loaded the model in the master\n"
+        "if pid == 0:\n    model.input_details; model.input_details\n    os._exit(len(interpreter.OPENED))\n"
+        "model.input_details\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), len(interpreter.OPENED))\n"
+    )
+    assert run_app(app, code) == ["2 1"], "the child opens one of its own; the parent keeps its one"
+
+
 def test_a_tflite_path_that_leaves_the_app_is_refused(tmp_path: Path) -> None:
     outside = tmp_path / "outside.tflite"
     outside.write_bytes(b"tflite")

@@ -181,7 +181,8 @@ class LiteRTModel:
     batch, or for a model converted with a fixed batch size, the rows run in chunks of that size.
 
     Thread safety: each thread gets its own interpreter, made on its first call (an interpreter
-    must not be used by two threads at once), so threads never wait for each other. The model file
+    must not be used by two threads at once), so threads never wait for each other; a process
+    forked after load_model (gunicorn --preload) makes its own on its first call. The model file
     is memory-mapped and shared; each interpreter adds its working memory (and the CPU delegate's
     packed copy of the weights), which for a model of a few MB is a few MB per thread.
     """
@@ -205,9 +206,11 @@ class LiteRTModel:
 
     def _runner(self) -> Any:
         runner = getattr(self._local, "runner", None)
-        if runner is None:
+        # A new one after a fork too (gunicorn --preload): the parent's thread pool is not in the child.
+        if runner is None or self._local.pid != os.getpid():
             interpreter = self._litert.Interpreter(model_path=self.tflite)
             runner = self._local.runner = interpreter.get_signature_runner(self._signature)
+            self._local.pid = os.getpid()
         return runner
 
     @property
