@@ -23,7 +23,7 @@ STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
 E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
 	tests/test_failopen.py tests/test_unused.py
 
-.PHONY: help test lint pytest test-pythons demo bench bench-torch docker-compile lock clean
+.PHONY: help test lint pytest test-pythons demo bench bench-torch bench-litert docker-compile lock clean
 
 help:
 	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
@@ -31,6 +31,7 @@ help:
 	@echo "make test-pythons   the end-to-end build tests with slugslim on each stack's Python (3.10, 3.12, ...)"
 	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor"
 	@echo "make bench-torch  real PyTorch 2.13.0 through the real heroku/python: stock vs slugslim"
+	@echo "make bench-litert  real TensorFlow 2.21.0 -> LiteRT 2.3.0: convert, check and predict every kind of model"
 	@echo "make docker-compile APP=path STACK=heroku-24   run a real build in heroku/heroku:24-build"
 
 $(DEV_STAMP): tests/requirements-dev.txt
@@ -81,6 +82,27 @@ bench: $(DEV_STAMP) $(TOOLS_STAMP)
 # PyTorch 2.13.0 through the real heroku/python: stock (CUDA torch from PyPI) vs slugslim (+cpu).
 bench-torch: $(DEV_STAMP)
 	$(BIN)/python bench/torch_bench.py
+
+# A Python 3.11 venv with tensorflow-cpu 2.21.0 from the bench's wheels (offline) and ai-edge-litert
+# 2.3.0 from the package index: the app's Python of a TensorFlow app, for the converter and LiteRT.
+BENCH_WHEELS ?= $(HOME)/.cache/slugslim-bench/wheels
+LITERT_VENV := .cache/litert-venv
+LITERT_STAMP := $(LITERT_VENV)/.installed
+PYTHON311 ?= $(shell ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.11.*/bin/python3 2>/dev/null | tail -n 1 | grep . \
+	|| command -v python3.11)
+
+$(LITERT_STAMP):
+	@test -n "$(PYTHON311)" || { echo "bench-litert needs Python 3.11 (pyenv or python3.11 on PATH)" >&2; exit 1; }
+	rm -rf $(LITERT_VENV)
+	$(PYTHON311) -m venv $(LITERT_VENV)
+	$(LITERT_VENV)/bin/pip install --quiet --disable-pip-version-check --no-index --find-links "$(BENCH_WHEELS)" \
+		tensorflow-cpu==2.21.0
+	$(LITERT_VENV)/bin/pip install --quiet --disable-pip-version-check ai-edge-litert==2.3.0
+	touch $@
+
+bench-litert: $(DEV_STAMP) $(LITERT_STAMP)
+	SLUGSLIM_LITERT_PYTHON=$(abspath $(LITERT_VENV))/bin/python $(BIN)/python -m pytest -p no:cacheprovider -s -q \
+		bench/test_litert_real.py
 
 # Runs bin/detect and bin/compile, then the official Python buildpack, in the real build image,
 # the way heroku-buildpack-python's own `make run` does. Needs a Docker engine and the internet.
