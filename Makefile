@@ -76,8 +76,10 @@ test-pythons: $(DEV_STAMP)
 demo: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python -m tests.demo
 
+# The six variants side by side, then the real-TensorFlow cases of the LiteRT converter and loader.
 bench: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python bench/run.py
+	$(MAKE) bench-litert
 
 # PyTorch 2.13.0 through the real heroku/python: stock (CUDA torch from PyPI) vs slugslim (+cpu).
 bench-torch: $(DEV_STAMP)

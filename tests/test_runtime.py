@@ -24,14 +24,14 @@ def _load(tmp_path: Path, text: str = "", env: dict[str, str] | None = None) -> 
 def test_runtime_defaults_to_tensorflow_with_documented_tolerances(tmp_path: Path) -> None:
     runtime = _load(tmp_path).runtime
     assert (runtime.engine, runtime.quantize, runtime.tolerance, runtime.litert) == (
-        "tensorflow", "dynamic", Tolerance(0.05, 0.9), False)
+        "tensorflow", "dynamic", Tolerance(0.05, 0.99), False)
 
 
 def test_runtime_from_the_file_and_config_vars_which_win(tmp_path: Path) -> None:
     text = "runtime:\n  engine: litert\n  quantize: float16\n  tolerance: {max_abs: 0.01}\n" \
            "  samples: models/samples.npz\n  custom_objects: myapp.layers:CUSTOM\n"
     runtime = _load(tmp_path, text).runtime
-    assert runtime.litert and runtime.quantize == "float16" and runtime.tolerance == Tolerance(0.01, 0.9)
+    assert runtime.litert and runtime.quantize == "float16" and runtime.tolerance == Tolerance(0.01, 0.99)
     assert (runtime.samples, runtime.custom_objects) == ("models/samples.npz", "myapp.layers:CUSTOM")
     env = {"SLUGSLIM_RUNTIME_ENGINE": "tensorflow", "SLUGSLIM_RUNTIME_TOLERANCE": "max_abs=0.2,top1=0.9"}
     runtime = _load(tmp_path, text, env).runtime
