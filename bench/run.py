@@ -50,6 +50,8 @@ WORK = Path(os.environ.get("SLUGSLIM_BENCH_WORK", BENCH / "work"))
 WHEELS = Path(os.environ.get("SLUGSLIM_BENCH_WHEELS", Path.home() / ".cache/slugslim-bench/wheels"))
 BASE_PYTHON = str(getattr(sys, "_base_executable", sys.executable))
 SEED_ADVICE_PACKAGE = "tensorflow-cpu==2.21.0"
+# What the slugslim-litert build installs in place of TensorFlow (the newest with a wheel for 3.11).
+LITERT_PACKAGE = "ai-edge-litert==2.3.0"
 RUNS = 5
 
 
@@ -76,9 +78,9 @@ def pip(*args: str, python: str = sys.executable, env: dict[str, str] | None = N
 
 
 def ensure_wheels() -> None:
-    """Every wheel the four variants need, in WHEELS: resolved offline first, downloaded only if missing."""
+    """Every wheel the variants need, in WHEELS: resolved offline first, downloaded only if missing."""
     WHEELS.mkdir(parents=True, exist_ok=True)
-    wanted = ["-r", str(APP / "requirements.txt"), SEED_ADVICE_PACKAGE]
+    wanted = ["-r", str(APP / "requirements.txt"), SEED_ADVICE_PACKAGE, LITERT_PACKAGE]
     # Only WHEELS counts: no pip.conf find-links or index may satisfy the probe for it.
     isolated = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(WHEELS)}
     try:

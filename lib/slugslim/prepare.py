@@ -59,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
             log.detail(f"Cleared heroku/python's cached packages ({cleared}), so that this build installs them "
                        "in full and slims them with the current settings")
             runtimecache.drop(args.cache_dir)
-        put_back = runtimecache.reinsert(args.cache_dir)
+        try:
+            put_back = runtimecache.reinsert(args.cache_dir)
+        except OSError as exc:  # the cache is an optimisation: never a reason to fail the build
+            runtimecache.drop(args.cache_dir)
+            put_back = f"Dropped the TensorFlow kept by the last build, which could not be put back: {exc}"
         if put_back:
             log.detail(put_back)
     state: dict[str, Any] = read_state(build_dir)
