@@ -10,6 +10,7 @@ cache stash and its re-insertion, and every rollback.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -101,11 +102,12 @@ def _app(tmp_path: Path, wheels: Path, app_code: str, monkeypatch: pytest.Monkey
 
 
 def test_litert_ships_removes_tensorflow_keeps_it_in_the_cache_and_the_next_build_gets_it_back(
-        tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     ctx = _app(tmp_path, wheels, "import numpy\nfrom slugslim_models import load_model\n", monkeypatch)
     assert ctx.site_packages is not None and ctx.cache_dir is not None
     result = runtime.run(ctx)
     assert result.status == "litert", result.reason
+    assert re.search(r"Planned \d+ removals, .*:\n\s+runtime\s+\S+ \S+\s+\(\d+ paths\)", capsys.readouterr().out)
     build = ctx.build_dir
     dists = read_dists(ctx.site_packages)
     assert {"ai-edge-litert", "tqdm", "numpy"} <= set(dists)

@@ -360,7 +360,8 @@ class Engine:
         for r in plan.removals:
             counts[r.rule] = counts.get(r.rule, 0) + 1
         self.say(f"Planned {len(plan.removals)} removals, {log.human_bytes(plan.bytes)}:")
-        for rule in RULE_ORDER:
+        # The prune's rules in their order, then any other plan's (runtime.engine: litert's removal).
+        for rule in [*RULE_ORDER, *sorted(set(totals) - set(RULE_ORDER))]:
             if rule in totals:
                 self.say(f"  {rule:<9} {log.human_bytes(totals[rule]):>9}  ({counts[rule]} paths)")
 
