@@ -34,6 +34,7 @@ from tests.heroku.build import at_app
 
 # Heroku sources .profile.d in name order, then runs the command. The two timestamps let the
 # bench tell the .profile.d part (the models fetch) from the Python part.
+DYNO_HOME = "/app"
 BOOT = (
     'boot_started="${EPOCHREALTIME}"; '
     'for file in "${HOME}"/.profile.d/*.sh; do [[ -f "${file}" ]] && source "${file}"; done; '
@@ -80,7 +81,7 @@ def slug_files(app: Path) -> set[str]:
 def dyno_env(app: Path, config_vars: Mapping[str, str]) -> dict[str, str]:
     """What a web dyno's process sees before .profile.d runs: config vars, HOME, PORT, a plain PATH."""
     env = {
-        "HOME": "/app",
+        "HOME": DYNO_HOME,
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "PORT": "5000",
         "DYNO": "web.1",
@@ -167,6 +168,11 @@ def opened_files(trace: Path, app: Path) -> set[str]:
     for raw in succeeded:
         text = raw.encode("latin-1", "backslashreplace").decode("unicode_escape")
         path = text if os.path.isabs(text) else os.path.join(app, text)
+        # The run saw the slug at /app (bound there in its own mount namespace, see at_app): a path
+        # under /app is that file of the slug. Resolved here, /app would be this machine's own.
+        in_slug = os.path.normpath(path)
+        if in_slug == DYNO_HOME or in_slug.startswith(DYNO_HOME + os.sep):
+            path = os.path.join(root, os.path.relpath(in_slug, DYNO_HOME))
         for candidate in {os.path.normpath(path), os.path.realpath(path)}:
             if candidate.startswith(root + os.sep):
                 touched.add(os.path.relpath(candidate, root))
