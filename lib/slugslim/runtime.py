@@ -195,8 +195,7 @@ def _model_line(model: Model, converted: dict[str, Any]) -> dict[str, Any]:
             "error": str(converted.get("error") or "")[:500], "tflite": str(converted.get("tflite") or ""),
             "original_bytes": int(converted.get("original_bytes") or model.bytes),
             "tflite_bytes": int(converted.get("tflite_bytes") or 0), "quantize": str(converted.get("quantize") or ""),
-            "samples": str(converted.get("samples") or ""), "convert_seconds": float(converted.get("seconds") or 0),
-            "reference": str(converted.get("reference") or "")}
+            "samples": str(converted.get("samples") or ""), "convert_seconds": float(converted.get("seconds") or 0)}
 
 
 def _check(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeResult,
