@@ -2,7 +2,7 @@
 
 A dyno starts from the pristine slug every time: bash sources every ``.profile.d/*.sh`` with
 HOME=/app and the config vars set, then runs the process. Here the slug is unpacked under
-``<root>/app`` and bound onto /app in a private mount namespace (tests.heroku.build.at_app), so
+``<root>/app`` and seen at /app in a private root (tests.heroku.appdir.at_app), so
 the machine's own /app is never touched; HOME is /app, and after each run
 every file the run created (bytecode Python wrote, models fetched at boot) is removed again, so
 each run starts from the slug as shipped, as a new dyno would.
@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from slugslim.record import ENV, ImportRecord
-from tests.heroku.build import at_app
+from tests.heroku.appdir import at_app
 
 # Heroku sources .profile.d in name order, then runs the command. The two timestamps let the
 # bench tell the .profile.d part (the models fetch) from the Python part.
@@ -168,7 +168,7 @@ def opened_files(trace: Path, app: Path) -> set[str]:
     for raw in succeeded:
         text = raw.encode("latin-1", "backslashreplace").decode("unicode_escape")
         path = text if os.path.isabs(text) else os.path.join(app, text)
-        # The run saw the slug at /app (bound there in its own mount namespace, see at_app): a path
+        # The run saw the slug at /app (in a private root, see at_app): a path
         # under /app is that file of the slug. Resolved here, /app would be this machine's own.
         in_slug = os.path.normpath(path)
         if in_slug == DYNO_HOME or in_slug.startswith(DYNO_HOME + os.sep):

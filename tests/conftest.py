@@ -14,13 +14,17 @@ from typing import Any
 import pytest
 
 from tests import wheelfactory
-from tests.heroku.build import PYTHON_BUILDPACK, REPO, Build, run_build
+from tests.heroku import appdir
+from tests.heroku.build import BASE_PYTHON, REPO, Build, pip_wheel, python_runtime, run_build
 
 # Model stores on 127.0.0.1 (moto S3, an HTTP server with PUT) as fixtures for every test module.
 pytest_plugins = ["tests.modelservers"]
 
-# The interpreter the test venv was made from: the emulated heroku/python installs this one.
-BASE_PYTHON = str(getattr(sys, "_base_executable", sys.executable))
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop at once, with one line, on a machine where the emulated build cannot have its own /app."""
+    if not hasattr(config, "workerinput") and (missing := appdir.problem()):
+        pytest.exit(missing, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _tools_wheels(tmp_factory: pytest.TempPathFactory) -> Path:
@@ -74,11 +78,9 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def python_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def python_template(tmp_path_factory: pytest.TempPathFactory, tools_wheels: Path) -> Path:
     """A Python runtime with pip, made once, which the emulated heroku/python copies into each build."""
-    template = tmp_path_factory.mktemp("python-template") / "python"
-    subprocess.run([str(PYTHON_BUILDPACK / "lib/python-runtime.sh"), BASE_PYTHON, str(template)], check=True)
-    return template
+    return python_runtime(tmp_path_factory.mktemp("python-template"), tools_wheels)
 
 
 @pytest.fixture(scope="session")
@@ -87,18 +89,20 @@ def stack_python(tmp_path_factory: pytest.TempPathFactory, tools_wheels: Path) -
 
     SLUGSLIM_TEST_SYSTEM_PYTHON names another one (`make test-pythons`: heroku-22's 3.10,
     heroku-24's 3.12, ...); the app's own Python stays BASE_PYTHON either way. With
-    SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP=1 it has no pip, as on heroku-24, and the bootstrap takes
-    pip from the local pip wheel (SLUGSLIM_PIP) instead of downloading the zipapp.
+    SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP=1 it is made to have no pip, as on heroku-24. A python3
+    without pip (that one, or a machine's own, such as Debian's) gets pip from the local pip wheel
+    (SLUGSLIM_PIP): the bootstrap would download pip's zipapp from the internet otherwise.
     """
     chosen = os.environ.get("SLUGSLIM_TEST_SYSTEM_PYTHON")
-    if not chosen:
-        return shutil.which("python3") or "python3", {}
     root = tmp_path_factory.mktemp("stack-python")
-    env: dict[str, str] = {}
-    if os.environ.get("SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP") == "1":
+    if chosen and os.environ.get("SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP") == "1":
         subprocess.run([chosen, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
         chosen = str(root / "venv/bin/python3")
-        env["SLUGSLIM_PIP"] = str(next(tools_wheels.glob("pip-*.whl")))
+    python = chosen or shutil.which("python3") or "python3"
+    has_pip = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False).returncode == 0
+    env = {} if has_pip else {"SLUGSLIM_PIP": str(pip_wheel(tools_wheels))}
+    if not chosen:
+        return python, env
     (root / "bin").mkdir()
     (root / "bin/python3").symlink_to(chosen)
     return str(root / "bin/python3"), {**env, "PATH": f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"}

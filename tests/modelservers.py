@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.heroku.build import at_app
+from tests.heroku.appdir import at_app
 
 REPO = Path(__file__).resolve().parent.parent
 BOOT_SCRIPT = REPO / "lib" / "slugslim" / "boot" / "slugslim-models.sh"

@@ -8,9 +8,9 @@ What it reproduces of the real build system:
   ENV_DIR`` run with the previous buildpacks' ``export`` files sourced first;
 - the ``bin/release`` of the last buildpack;
 - the slug: a gzip (level 6) tar of BUILD_DIR with every path under ``./app``;
-- a ``/app`` of its own for each build: every command runs in a private mount namespace with a
-  per-build directory bound onto ``/app`` (``unshare``, as root), so heroku/python's
-  ``/app/.heroku/python`` symlink is this build's, whatever else runs on the machine.
+- a ``/app`` of its own for each build: every command runs in a private root with a per-build
+  directory at ``/app`` (``appdir.at_app``), so heroku/python's ``/app/.heroku/python`` symlink is
+  this build's, whatever else runs on the machine, and a host with no ``/app`` needs none.
 
 heroku/python itself is emulated by ``tests/heroku/python-buildpack`` (its header lists what it
 reproduces). Build output goes into one log, stdout and stderr interleaved as in a build log.
@@ -18,26 +18,45 @@ reproduces). Build output goes into one log, stdout and stderr interleaved as in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.heroku.appdir import at_app
+
 REPO = Path(__file__).resolve().parents[2]
 SLUGSLIM = REPO
 PYTHON_BUILDPACK = Path(__file__).resolve().parent / "python-buildpack"
-# Binds $1 onto /app in a mount namespace of its own, then runs the rest of the arguments.
-_AT_APP = f'{shutil.which("mount") or "mount"} --bind "$1" /app && shift && exec "$@"'
+# The interpreter the emulated heroku/python installs: the one the running venv was made from.
+BASE_PYTHON = str(getattr(sys, "_base_executable", sys.executable))
 
 
-def at_app(app_root: Path, command: Sequence[str]) -> list[str]:
-    """``command`` with ``app_root`` as its /app, private to it and its children (whatever its PATH)."""
-    return [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private",
-            shutil.which("bash") or "bash", "-c", _AT_APP, "at-app", str(app_root), *command]
+def pip_wheel(tools_wheels: Path) -> Path:
+    """pip's wheel among slugslim's tools wheels (lib/tools.lock pins it)."""
+    found = sorted(tools_wheels.glob("pip-*.whl"))
+    assert found, f"no pip wheel in {tools_wheels}"
+    return found[-1]
+
+
+def python_runtime(parent: Path, tools_wheels: Path) -> Path:
+    """A runtime like heroku/python's made from BASE_PYTHON in ``parent``, for EMULATED_PYTHON_TEMPLATE.
+
+    Its name is keyed by the script, the interpreter and pip, so a cached one is made again when
+    any of them changes.
+    """
+    script, pip = PYTHON_BUILDPACK / "lib/python-runtime.sh", pip_wheel(tools_wheels)
+    key = hashlib.sha256(b"\0".join([script.read_bytes(), os.fsencode(BASE_PYTHON), os.fsencode(pip.name)]))
+    dest = parent / f"python-{key.hexdigest()[:12]}"
+    if not (dest / "bin/python").exists():
+        subprocess.run([str(script), BASE_PYTHON, str(dest), str(pip)], check=True)
+    return dest
 
 
 @dataclass
