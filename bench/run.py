@@ -43,12 +43,11 @@ import dyno  # noqa: E402
 import results  # noqa: E402
 from modelserver import ModelServer  # noqa: E402
 
-from tests.heroku.build import PYTHON_BUILDPACK, SLUGSLIM, run_build  # noqa: E402
+from tests.heroku.build import BASE_PYTHON, PYTHON_BUILDPACK, SLUGSLIM, python_runtime, run_build  # noqa: E402
 
 APP = BENCH / "app"
 WORK = Path(os.environ.get("SLUGSLIM_BENCH_WORK", BENCH / "work"))
 WHEELS = Path(os.environ.get("SLUGSLIM_BENCH_WHEELS", Path.home() / ".cache/slugslim-bench/wheels"))
-BASE_PYTHON = str(getattr(sys, "_base_executable", sys.executable))
 SEED_ADVICE_PACKAGE = "tensorflow-cpu==2.21.0"
 # What the slugslim-litert build installs in place of TensorFlow (the newest with a wheel for 3.11).
 LITERT_PACKAGE = "ai-edge-litert==2.3.0"
@@ -103,15 +102,6 @@ def tools_wheels() -> Path:
             "--dest", str(target))
         (target / ".complete").touch()
     return target
-
-
-def python_template() -> Path:
-    """A Python runtime with pip, which the emulated heroku/python copies (as the tests do)."""
-    template = WORK / "python-template"
-    if not (template / "bin/python").exists() or (template / "pyvenv.cfg").exists():
-        shutil.rmtree(template, ignore_errors=True)
-        subprocess.run([str(PYTHON_BUILDPACK / "lib/python-runtime.sh"), BASE_PYTHON, str(template)], check=True)
-    return template
 
 
 def model_files() -> Path:
@@ -357,7 +347,7 @@ def main() -> int:
         "PIP_FIND_LINKS": f"{WHEELS} {tools_wheels()}",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "EMULATED_PYTHON": BASE_PYTHON,
-        "EMULATED_PYTHON_TEMPLATE": str(python_template()),
+        "EMULATED_PYTHON_TEMPLATE": str(python_runtime(WORK, tools_wheels())),
     }
     reference, seed = make_apps(model_files())
     store = WORK / "model-store"

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.heroku.build import PYTHON_BUILDPACK, REPO, run_build
+from tests.heroku.build import BASE_PYTHON, REPO, python_runtime, run_build
 from tests.modelservers import run_dyno, start_file_server
 
 APP = Path(__file__).resolve().parent / "demo_app"
@@ -30,10 +30,6 @@ def cache_root() -> Path:
     return base / "slugslim-demo"
 
 
-def base_python() -> str:
-    return str(getattr(sys, "_base_executable", sys.executable))
-
-
 def ensure_wheels(wheels: Path) -> None:
     print(f"-----> Fetching the demo's wheels into {wheels} (once; about 300 MB)", flush=True)
     pip = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--dest", str(wheels)]
@@ -41,25 +37,18 @@ def ensure_wheels(wheels: Path) -> None:
     subprocess.run([*pip, "--no-deps", *WHEELS_LOOKED_UP], check=True)
 
 
-def ensure_template(template: Path) -> Path:
-    if not (template / "bin" / "python").exists() or (template / "pyvenv.cfg").exists():
-        shutil.rmtree(template, ignore_errors=True)
-        subprocess.run([str(PYTHON_BUILDPACK / "lib/python-runtime.sh"), base_python(), str(template)], check=True)
-    return template
-
-
 def main() -> int:
     root = cache_root()
     wheels = root / "wheels"
     ensure_wheels(wheels)
-    template = ensure_template(root / "python-template")
-    tools_wheels = os.environ.get("SLUGSLIM_TEST_TOOLS_WHEELS", str(REPO / ".cache" / "tools-wheels"))
+    tools_wheels = Path(os.environ.get("SLUGSLIM_TEST_TOOLS_WHEELS", REPO / ".cache" / "tools-wheels"))
+    template = python_runtime(root, tools_wheels)
     workdir = REPO / ".cache" / "demo"
     shutil.rmtree(workdir, ignore_errors=True)
     env = {
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": f"{wheels} {tools_wheels}",
-        "EMULATED_PYTHON": base_python(),
+        "EMULATED_PYTHON": BASE_PYTHON,
         "EMULATED_PYTHON_TEMPLATE": str(template),
     }
     # A local model store (accepts PUT) stands in for S3; the demo's model is small, hence min_size.
