@@ -1,6 +1,6 @@
 """make bench-torch: the PyTorch app (torch==2.13.0, flask, gunicorn, a small model) through the REAL heroku/python.
 
-Two first builds (fresh OUT dirs) with /work/shared/heroku-python-build.sh, which runs the official
+Two first builds (fresh OUT dirs) with heroku-python-build.sh ($HEROKU_PYTHON_BUILD), which runs the official
 buildpack and hides this machine's pip configuration (PIP_CONFIG_FILE=/dev/null), as a Heroku build would:
 
   stock     heroku/python alone: pip takes PyPI's torch, the CUDA build, and its CUDA wheels
@@ -40,14 +40,24 @@ from slugslim.context import FinishContext  # noqa: E402
 from tests.localindex import serve  # noqa: E402
 
 WORK = Path(os.environ.get("SLUGSLIM_BENCH_WORK", BENCH / "work")) / "torch"
-BUILDER = Path(os.environ.get("HEROKU_PYTHON_BUILD", "/work/shared/heroku-python-build.sh"))
-MIRROR = os.environ.get("HEROKU_PYTHON_BUILDPACK", "/work/.mirror/heroku+heroku-buildpack-python/repo")
-CPU_WHEELS = [Path(p) for p in os.environ.get("SLUGSLIM_BENCH_TORCH_WHEELS", "/opt/wheels").split(os.pathsep)]
+# What this bench needs from outside the repo, each named by one variable (README, "Development").
+NEEDS = {
+    "HEROKU_PYTHON_BUILD": "the heroku-python-build.sh script that runs the real heroku/python",
+    "HEROKU_PYTHON_BUILDPACK": "a git directory of heroku/heroku-buildpack-python",
+    "SLUGSLIM_BENCH_TORCH_WHEELS": "directories (separated by ':') holding a torch-2.13.0+cpu wheel",
+}
 RUNS = 3
 
 
 def say(message: str) -> None:
     print(f"[bench-torch {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def needed(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise SystemExit(f"bench-torch: set {name} to {NEEDS[name]}")
+    return value
 
 
 def make_app() -> Path:
@@ -61,10 +71,11 @@ def make_app() -> Path:
 
 def cpu_index_dir() -> Path:
     """The directory holding this machine's torch 2.13.0+cpu wheel, served as the CPU index."""
-    for directory in CPU_WHEELS:
+    directories = [Path(p) for p in needed("SLUGSLIM_BENCH_TORCH_WHEELS").split(os.pathsep)]
+    for directory in directories:
         if any(directory.glob("torch-2.13.0+cpu-*.whl")):
             return directory
-    raise SystemExit(f"no torch-2.13.0+cpu wheel in {CPU_WHEELS}")
+    raise SystemExit(f"bench-torch: no torch-2.13.0+cpu wheel in {directories}")
 
 
 def build(name: str, app: Path, buildpacks: list[str], config_vars: dict[str, str]) -> dict[str, Any]:
@@ -75,10 +86,11 @@ def build(name: str, app: Path, buildpacks: list[str], config_vars: dict[str, st
     env_dir.mkdir(parents=True)
     for key, value in config_vars.items():
         (env_dir / key).write_text(value)
-    env = {**os.environ, "HEROKU_PYTHON_BUILDPACK": MIRROR, "PBSIM_ENV_DIR": str(env_dir)}
+    env = {**os.environ, "PBSIM_ENV_DIR": str(env_dir)}
     say(f"{name}: building")
     started = time.monotonic()
-    done = subprocess.run(["bash", str(BUILDER), "build", str(app), str(out), *buildpacks], env=env, check=False)
+    done = subprocess.run(["bash", needed("HEROKU_PYTHON_BUILD"), "build", str(app), str(out), *buildpacks], env=env,
+                          check=False)
     seconds = time.monotonic() - started
     log = (out / "log.txt").read_text(errors="replace") if (out / "log.txt").is_file() else ""
     if done.returncode != 0:
@@ -149,6 +161,8 @@ def boot(app: Path, python: Path) -> float:
 
 
 def main() -> int:
+    for name in NEEDS:
+        needed(name)
     WORK.mkdir(parents=True, exist_ok=True)
     if "--fixup-only" in sys.argv:  # again on the stock build of an earlier run
         saved = json.loads((BENCH / "torch-results.json").read_text())
