@@ -163,7 +163,9 @@ def test_release_prints_valid_empty_yaml(tmp_path: Path) -> None:
     assert yaml.safe_load(done.stdout) == {}
 
 
-def test_cli_help_lists_the_local_commands() -> None:
-    done = subprocess.run([str(SLUGSLIM / "bin/slugslim"), "--help"], capture_output=True, text=True)
+def test_cli_help_lists_the_local_commands(tmp_path: Path, offline_env: dict[str, str]) -> None:
+    # Its tools come from the local wheels, with the local pip where python3 has none.
+    env = {**os.environ, **offline_env, "SLUGSLIM_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([str(SLUGSLIM / "bin/slugslim"), "--help"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "analyze" in done.stdout and "prune" in done.stdout

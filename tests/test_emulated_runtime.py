@@ -36,7 +36,10 @@ def test_pip_installs_into_site_packages_and_the_app_imports_it(tmp_path: Path, 
     subprocess.run([str(runtime / "bin/python"), "-m", "pip", "install", "--quiet", "--no-index", "--find-links",
                     str(wheelhouse), "flask-fake"], check=True, env={"PIP_CONFIG_FILE": "/dev/null"})
     assert (site / "flask_fake/__init__.py").is_file()
+    # With a sitecustomize first on PYTHONPATH, as slugslim's import recorder puts one there.
+    (tmp_path / "recorder").mkdir()
+    (tmp_path / "recorder/sitecustomize.py").write_text("RECORDING = True\n", encoding="utf-8")
     where = subprocess.run([str(runtime / "bin/python"), "-c", "import sys, flask_fake; print(flask_fake.__file__); "
-                            "print(sys.prefix)"], capture_output=True, text=True, check=True, cwd=tmp_path,
-                           env={"PATH": "/usr/bin:/bin"}).stdout.split()
-    assert where == [str(site / "flask_fake/__init__.py"), str(runtime)]
+                            "print(*[p for p in sys.path if 'packages' in p])"], capture_output=True, text=True,
+                           check=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": "recorder"})
+    assert where.stdout.split() == [str(site / "flask_fake/__init__.py"), str(site)]  # no dist-packages

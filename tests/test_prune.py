@@ -57,6 +57,7 @@ def make_engine(site: Path, app: Path | None, tmp_path: Path, config: Config | N
     rec = rec or Recorder()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
     env["PYTHONPATH"] = str(site)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` is the app's, as in a build
     return Engine(
         site_packages=site,
         config=config or Config(),

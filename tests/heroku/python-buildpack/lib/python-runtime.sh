@@ -13,8 +13,10 @@
 # instead of site-packages (and from 3.11 on, site is frozen into the interpreter, so the copy of
 # site.py is not what runs), sysconfig installs into local/lib/python3.X/dist-packages, and an
 # EXTERNALLY-MANAGED file makes pip refuse to install. The copy gets upstream's behaviour back,
-# as a runtime from heroku/python has it: sysconfig's default scheme, a sitecustomize that adds
-# site-packages, no marker. The script then checks that pip and sys.path use site-packages.
+# as a runtime from heroku/python has it: sysconfig's default scheme, no marker, and site-packages
+# on sys.path through a .pth file in the one directory Debian's site reads (it puts site-packages
+# there and takes its own directory out again). Not a sitecustomize: slugslim's import recorder
+# puts one first on PYTHONPATH, which would hide it. The script then checks the result.
 # The emulated heroku/python copies DEST into BUILD_DIR/.heroku/python; the tests make DEST once.
 
 set -euo pipefail
@@ -50,18 +52,19 @@ import zipfile
 from pathlib import Path
 
 stdlib, pip_wheel = Path(sys.argv[1]), sys.argv[2]
-SITECUSTOMIZE = """\
-# Written by the emulated heroku/python: this runtime was copied from a distribution's Python,
-# whose site module puts dist-packages on sys.path. heroku/python's have lib/pythonX.Y/site-packages.
-import os, site, sys
-site.addsitedir(os.path.join(sys.prefix, "lib", "python%d.%d" % sys.version_info[:2], "site-packages"))
-"""
+SITE_PACKAGES_PTH = (  # one line: site runs a .pth line that starts with "import"
+    "import os, site, sys; "
+    "sys.path.remove(os.path.join(sys.prefix, 'lib', 'python3', 'dist-packages')); "
+    "site.addsitedir(os.path.join(sys.prefix, 'lib', 'python%d.%d' % sys.version_info[:2], 'site-packages'))\n"
+)
 sysconfig = stdlib / "sysconfig.py"
 text = sysconfig.read_text(encoding="utf-8")
 if "'posix_local'" in text:  # Debian's scheme; upstream has posix_prefix
     sysconfig.write_text(text.replace("prefix_scheme = 'posix_local'", "prefix_scheme = 'posix_prefix'"),
                          encoding="utf-8")
-    (stdlib / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    debian_site = stdlib.parent / "python3/dist-packages"
+    debian_site.mkdir(parents=True)
+    (debian_site / "heroku-runtime-site-packages.pth").write_text(SITE_PACKAGES_PTH, encoding="utf-8")
 with zipfile.ZipFile(pip_wheel) as wheel:  # no bin/pip, no setuptools
     wheel.extractall(stdlib / "site-packages")
 PY
@@ -76,8 +79,9 @@ import sysconfig
 
 site = sys.argv[1]
 purelib = sysconfig.get_paths()["purelib"]
-if site not in sys.path or purelib != site:
-    sys.exit(f"site-packages {site} is not on sys.path {sys.path} or is not the install scheme's purelib {purelib}")
+if site not in sys.path or purelib != site or any("dist-packages" in entry for entry in sys.path):
+    sys.exit(f"site-packages {site} is not on sys.path {sys.path} (or dist-packages is), "
+             f"or is not the install scheme's purelib {purelib}")
 import pip  # noqa: F401
 PY
 	echo "python-runtime.sh: the runtime copied from ${python} (prefix ${prefix}) does not use lib/python${version}/site-packages" >&2
