@@ -23,8 +23,23 @@ pytest_plugins = ["tests.modelservers"]
 
 def pytest_configure(config: pytest.Config) -> None:
     """Stop at once, with one line, on a machine where the emulated build cannot have its own /app."""
-    if not hasattr(config, "workerinput") and (missing := appdir.problem()):
+    if hasattr(config, "workerinput"):
+        return
+    if missing := appdir.problem():
         pytest.exit(missing, returncode=pytest.ExitCode.USAGE_ERROR)
+    config.stash[HOST_APP] = appdir.host_app()
+
+
+HOST_APP = pytest.StashKey[list[tuple[str, str]]]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The host's /app (none, on most machines) is as it was: every build and dyno had its own."""
+    before = session.config.stash.get(HOST_APP, None)
+    if before is not None and appdir.host_app() != before:
+        session.config.get_terminal_writer().line(
+            f"The tests changed this machine's /app: it was {before or 'absent'}, now {appdir.host_app()}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _tools_wheels(tmp_factory: pytest.TempPathFactory) -> Path:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.heroku import appdir
 from tests.heroku.build import BASE_PYTHON, REPO, python_runtime, run_build
 from tests.modelservers import run_dyno, start_file_server
 
@@ -38,6 +39,9 @@ def ensure_wheels(wheels: Path) -> None:
 
 
 def main() -> int:
+    if missing := appdir.problem():
+        print(missing, file=sys.stderr)
+        return 1
     root = cache_root()
     wheels = root / "wheels"
     ensure_wheels(wheels)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HerokuBuild, write_app
+from tests.heroku.appdir import at_app
 from tests.wheelfactory import WheelSpec, build_wheel
 
 pytestmark = pytest.mark.slow
@@ -48,13 +49,13 @@ def links(tmp_path: Path, offline_env: dict[str, str], web_wheels: Path) -> dict
 
 
 def serve(build_dir: Path, command: str) -> tuple[int, str]:
-    """Start the slug's web command the way a dyno does (independently of slugslim) and GET /."""
+    """Start the slug's web command the way a dyno does (independently of slugslim): at /app, HOME=/app; GET /."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(build_dir), "PORT": str(port), "DYNO": "web.1"}
-    script = f'for f in .profile.d/*.sh; do source "$f"; done; exec {command}'
-    proc = subprocess.Popen(["bash", "-c", script], cwd=build_dir, env=env, start_new_session=True,
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/app", "PORT": str(port), "DYNO": "web.1"}
+    script = f'cd /app && for f in .profile.d/*.sh; do source "$f"; done; exec {command}'
+    proc = subprocess.Popen(at_app(build_dir, ["bash", "-c", script]), env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60

@@ -56,3 +56,15 @@ def problem() -> str | None:
         return None
     said = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
     return f"{REQUIREMENT}: bwrap cannot make a private /app as uid {os.getuid()} ({said})."
+
+
+def host_app() -> list[tuple[str, str]]:
+    """What the host's own ``/app`` holds (each path and what it is), to show that the tests never change it."""
+    if not os.path.lexists("/app"):
+        return []
+    state = [("/app", str(os.lstat("/app").st_mtime_ns))]
+    for top, dirs, files in os.walk("/app"):  # never follows a symlink
+        for name in sorted(dirs + files):
+            path = os.path.join(top, name)
+            state.append((path, f"-> {os.readlink(path)}" if os.path.islink(path) else str(os.lstat(path).st_mtime_ns)))
+    return state
