@@ -12,7 +12,8 @@ DEV_STAMP := $(VENV)/.installed
 TOOLS_WHEELS := .cache/tools-wheels
 TOOLS_STAMP := $(TOOLS_WHEELS)/.complete
 PYTEST_WORKERS ?= 2
-SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard tests/heroku/python-buildpack/lib/*.sh) tests/heroku/python-buildpack/vendor/WEB_CONCURRENCY.sh $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh lib/slugslim/boot/slugslim-memory.sh
+SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard tests/heroku/python-buildpack/lib/*.sh) tests/heroku/python-buildpack/vendor/WEB_CONCURRENCY.sh $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh lib/slugslim/boot/slugslim-memory.sh \
+	tests/fresh/run.sh
 
 # slugslim itself runs on the stack's python3: 3.10 on heroku-22, 3.12 (without pip) on heroku-24,
 # 3.14 on heroku-26. `make test-pythons` runs the end-to-end build tests once per such Python found
@@ -23,12 +24,13 @@ STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
 E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
 	tests/test_failopen.py tests/test_unused.py tests/test_runtime_e2e.py
 
-.PHONY: help test lint pytest test-pythons demo bench bench-torch bench-litert docker-compile lock clean
+.PHONY: help test lint pytest test-pythons test-fresh demo bench bench-torch bench-litert docker-compile lock clean
 
 help:
 	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
 	@echo "make test   lint (shellcheck, ruff, mypy --strict) and run the tests"
 	@echo "make test-pythons   the end-to-end build tests with slugslim on each stack's Python (3.10, 3.12, ...)"
+	@echo "make test-fresh   .ci/run and make demo in a clean Debian 12 container (needs a Docker engine)"
 	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor"
 	@echo "make bench-torch  real PyTorch 2.13.0 through the real heroku/python: stock vs slugslim"
 	@echo "make bench-litert  real TensorFlow 2.21.0 -> LiteRT 2.3.0: convert, check and predict every kind of model"
@@ -72,6 +74,11 @@ test-pythons: $(DEV_STAMP)
 		SLUGSLIM_TEST_SYSTEM_PYTHON="$$python" SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP="$$no_pip" \
 			SLUGSLIM_TEST_TOOLS_WHEELS="$$wheels" $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(E2E_TESTS) || exit 1; \
 	done
+
+# .ci/run and make demo in a clean Debian 12 image made by debootstrap, on a clone of the committed
+# HEAD with nothing of this machine's (caches, pip configuration, /app). Needs a running Docker engine.
+test-fresh:
+	tests/fresh/run.sh
 
 demo: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python -m tests.demo
