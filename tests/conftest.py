@@ -15,7 +15,7 @@ import pytest
 
 from tests import wheelfactory
 from tests.heroku import appdir
-from tests.heroku.build import BASE_PYTHON, REPO, Build, pip_wheel, python_runtime, run_build
+from tests.heroku.build import BASE_PYTHON, REPO, Build, pip_for, python_runtime, run_build
 
 # Model stores on 127.0.0.1 (moto S3, an HTTP server with PUT) as fixtures for every test module.
 pytest_plugins = ["tests.modelservers"]
@@ -114,8 +114,7 @@ def stack_python(tmp_path_factory: pytest.TempPathFactory, tools_wheels: Path) -
         subprocess.run([chosen, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
         chosen = str(root / "venv/bin/python3")
     python = chosen or shutil.which("python3") or "python3"
-    has_pip = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False).returncode == 0
-    env = {} if has_pip else {"SLUGSLIM_PIP": str(pip_wheel(tools_wheels))}
+    env = pip_for(python, tools_wheels)
     if not chosen:
         return python, env
     (root / "bin").mkdir()

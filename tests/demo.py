@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from tests.heroku import appdir
-from tests.heroku.build import BASE_PYTHON, REPO, python_runtime, run_build
+from tests.heroku.build import BASE_PYTHON, REPO, pip_for, python_runtime, run_build
 from tests.modelservers import run_dyno, start_file_server
 
 APP = Path(__file__).resolve().parent / "demo_app"
@@ -54,6 +54,7 @@ def main() -> int:
         "PIP_FIND_LINKS": f"{wheels} {tools_wheels}",
         "EMULATED_PYTHON": BASE_PYTHON,
         "EMULATED_PYTHON_TEMPLATE": str(template),
+        **pip_for(shutil.which("python3") or "python3", tools_wheels),
     }
     # A local model store (accepts PUT) stands in for S3; the demo's model is small, hence min_size.
     store = start_file_server()
@@ -71,6 +72,9 @@ def main() -> int:
     print(build.log)
     if not build.ok or build.slug is None:
         print(f"The demo build failed (exit {build.returncode}).", file=sys.stderr)
+        return 1
+    if "slugslim is skipped" in build.log:
+        print("The demo build passed without slugslim: it skipped itself (see the warning above).", file=sys.stderr)
         return 1
     print(f"Slug: {build.slug} ({build.slug_bytes / 1e6:.1f} MB compressed), built in {build.seconds:.0f}s")
     return boot(build.slug, workdir / "dyno", config_vars)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,7 +78,11 @@ def test_build_prunes_verified_and_a_cached_rebuild_finds_nothing(
     again = heroku_build(app, env={**links, "SLUGSLIM_DEBUG": "1"}, slug=False)
     assert again.ok, again.log
     assert "-----> Restoring cache" in again.log
-    assert "Nothing to prune" in again.log, again.log[again.log.index("Pruning site-packages"):]
+    # The restored tree is the pruned one; only the bytecode pip's own run wrote again goes again.
+    pruning = again.log[again.log.index("Pruning site-packages"):again.log.index("Memory per web process")]
+    assert re.findall(r"^ +(\w+) +[\d.]+ [KM]?B +\(\d+ paths\)$", pruning, re.MULTILINE) == ["bytecode"], pruning
+    removed = re.findall(r"^ +bytecode: (\S+) \(", pruning, re.MULTILINE)
+    assert removed and all(path.startswith("pip/") for path in removed), pruning
     assert "Cleared heroku/python's cached packages" not in again.log
 
     # A setting changed after a cached build: what it no longer removes comes back.

@@ -45,6 +45,13 @@ def pip_wheel(tools_wheels: Path) -> Path:
     return found[-1]
 
 
+def pip_for(python: str, tools_wheels: Path) -> dict[str, str]:
+    """SLUGSLIM_PIP at the local pip wheel when ``python`` has no pip (Debian's python3, heroku-24's):
+    slugslim's bootstrap would download pip's zipapp from the internet otherwise."""
+    has_pip = subprocess.run([python, "-m", "pip", "--version"], capture_output=True, check=False).returncode == 0
+    return {} if has_pip else {"SLUGSLIM_PIP": str(pip_wheel(tools_wheels))}
+
+
 def python_runtime(parent: Path, tools_wheels: Path) -> Path:
     """A runtime like heroku/python's made from BASE_PYTHON in ``parent``, for EMULATED_PYTHON_TEMPLATE.
 
@@ -139,7 +146,9 @@ def run_build(
         (env_dir / name).write_text(value, encoding="utf-8")
 
     process_env = {**os.environ, "STACK": stack, **(env or {})}
-    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+    # A Heroku build has none of these; this machine's may (PYTHONDONTWRITEBYTECODE would keep the
+    # build's own Python runs, pip's among them, from writing the bytecode a real build writes).
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE"):
         process_env.pop(name, None)
     log: list[str] = [f"-----> Building on the {stack.capitalize()} stack\n"]
     copies = [_copy_buildpack(bp, Path(tempfile.mkdtemp(prefix="buildpack_", dir=workdir)) / bp.name)
