@@ -16,21 +16,19 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly REPO
+# The image itself (debootstrap, docker import), CA_BUNDLE, the engine check and the log helpers.
+# shellcheck source=image.sh
+source "${REPO}/tests/fresh/image.sh"
 readonly IMAGE="${SLUGSLIM_FRESH_IMAGE:-slugslim-fresh:bookworm}"
-readonly SUITE=bookworm
 # Empty: debootstrap's default mirror, the one Debian's own tools use.
 readonly MIRROR="${SLUGSLIM_FRESH_MIRROR:-}"
 readonly LOG="${SLUGSLIM_FRESH_LOG:-${REPO}/.cache/test-fresh.log}"
-# Debian's bundle. The registries may be reached through a TLS proxy whose CA only the host's copy
-# of this file trusts, so the host's is mounted over the container's (and pip is pointed at it).
-readonly CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 # Where the clone lands inside: root's home, as on a machine someone just logged into.
 readonly WORKDIR=/root/slugslim
 
 rebuild="${SLUGSLIM_FRESH_REBUILD:-0}"
 keep="${SLUGSLIM_FRESH_KEEP:-0}"
-# What the trap cleans up; set as each thing comes to exist.
-rootfs=""
+# What the trap cleans up; set as each thing comes to exist (and image.sh's fresh_rootfs).
 clone_dir=""
 container=""
 # Wall times of the parts run on this side, for the closing summary (the container's own parts
@@ -39,27 +37,6 @@ timings=()
 container_seconds=""
 # The container's exit status: 0 when .ci/run and make demo both passed.
 container_rc=""
-
-log::step() {
-	echo "-----> $*"
-}
-
-log::detail() {
-	echo "       $*"
-}
-
-log::error() {
-	sed 's/^/ !     /' >&2
-}
-
-# Like `command`, as root: debootstrap needs it, and its tree holds files only root may read.
-as_root() {
-	if [[ "${EUID}" -eq 0 ]]; then
-		"$@"
-	else
-		sudo -- "$@"
-	fi
-}
 
 cleanup() {
 	if [[ -n "${container}" ]]; then
@@ -72,11 +49,7 @@ cleanup() {
 	if [[ -n "${clone_dir}" ]]; then
 		rm -rf "${clone_dir}"
 	fi
-	if [[ -n "${rootfs}" ]]; then
-		# --one-file-system: should debootstrap have died with /proc still mounted in the tree,
-		# never descend into it.
-		as_root rm -rf --one-file-system "${rootfs}" || true
-	fi
+	fresh::remove_rootfs
 }
 
 parse_args() {
@@ -95,84 +68,6 @@ parse_args() {
 				;;
 		esac
 	done
-}
-
-require_engine() {
-	if ! command -v docker >/dev/null; then
-		log::error <<-EOF
-			Error: make test-fresh needs Docker, and there is no docker command here.
-
-			It runs the suite in a clean Debian 12 container. Install Docker (Debian/Ubuntu:
-			apt-get install docker.io), start the engine, and run it again.
-		EOF
-		exit 1
-	fi
-	local said
-	if ! said="$(docker info 2>&1 >/dev/null)"; then
-		log::error <<-EOF
-			Error: make test-fresh needs a running Docker engine, and \`docker info\` failed:
-			$(tail -n 3 <<<"${said}")
-
-			Start the engine (systemctl start docker, or as root:
-			dockerd --iptables=false --ip-masq=false --bridge=none &), or make sure this user
-			may use it, and run it again.
-		EOF
-		exit 1
-	fi
-}
-
-build_image() {
-	if [[ "${rebuild}" != 1 ]] && docker image inspect "${IMAGE}" >/dev/null 2>&1; then
-		log::step "Reusing ${IMAGE} (made $(docker image inspect --format '{{.Created}}' "${IMAGE}" | cut -c1-19); SLUGSLIM_FRESH_REBUILD=1 makes it again)"
-		timings+=("image: reused ${IMAGE}")
-		return
-	fi
-	local previous
-	previous="$(docker image inspect --format '{{.Id}}' "${IMAGE}" 2>/dev/null || true)"
-	# /usr/sbin is not on an ordinary user's PATH, but sudo finds it there.
-	if ! command -v debootstrap >/dev/null && [[ ! -x /usr/sbin/debootstrap ]]; then
-		log::step "Installing debootstrap"
-		as_root apt-get update -qq
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-	fi
-
-	# Not under /tmp: debootstrap runs the tree's own binaries, and a /tmp mounted noexec stops it.
-	rootfs="$(mktemp -d "${TMPDIR:-/var/tmp}/slugslim-fresh-rootfs.XXXXXX")"
-	log::step "debootstrap --variant=minbase ${SUITE} ${MIRROR}"
-	local start
-	start="${SECONDS}"
-	# git to clone, ca-certificates for the registries' TLS, python3 as the README asks for:
-	# nothing else, so .ci/run must install what it needs itself.
-	as_root debootstrap --variant=minbase --include=git,ca-certificates,python3 \
-		"${SUITE}" "${rootfs}" ${MIRROR:+"${MIRROR}"} >"${rootfs}.debootstrap.log" 2>&1 || {
-		tail -n 20 "${rootfs}.debootstrap.log" | log::error
-		echo "Error: debootstrap failed (log above, in full in ${rootfs}.debootstrap.log)." | log::error
-		exit 1
-	}
-	rm -f "${rootfs}.debootstrap.log"
-	local seconds
-	seconds="$((SECONDS - start))"
-	log::detail "done in ${seconds} s ($(as_root du -sh "${rootfs}" | cut -f1))"
-	timings+=("debootstrap: ${seconds} s")
-
-	log::step "docker import as ${IMAGE}"
-	start="${SECONDS}"
-	# An imported image has no configuration at all; PATH and a shell are what any Debian image has.
-	as_root tar -C "${rootfs}" -c . |
-		docker import \
-			--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-			--change 'CMD ["bash"]' \
-			--message "debootstrap --variant=minbase --include=git,ca-certificates,python3 ${SUITE}" \
-			- "${IMAGE}" >/dev/null
-	seconds="$((SECONDS - start))"
-	log::detail "done in ${seconds} s"
-	timings+=("image import: ${seconds} s")
-	# A rebuild leaves the image it replaced untagged; it is of no use to anyone.
-	if [[ -n "${previous}" && "${previous}" != "$(docker image inspect --format '{{.Id}}' "${IMAGE}")" ]]; then
-		docker image rm "${previous}" >/dev/null 2>&1 || true
-	fi
-	as_root rm -rf --one-file-system "${rootfs}"
-	rootfs=""
 }
 
 # A clone, not the working tree: uncommitted files, .venv, .cache and build leftovers stay out,
@@ -287,14 +182,14 @@ main() {
 	# A signal ends the script through exit, so the EXIT trap still removes the container.
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
-	require_engine
+	fresh::require_engine "make test-fresh" "It runs the suite in a clean Debian 12 container."
 	if [[ ! -r "${CA_BUNDLE}" ]]; then
 		echo "Error: no CA bundle at ${CA_BUNDLE} to give the container (Debian: ca-certificates)." | log::error
 		exit 1
 	fi
 	local start
 	start="${SECONDS}"
-	build_image
+	fresh::ensure_image "${IMAGE}" "${rebuild}" "${MIRROR}"
 	clone_head
 	run_container
 	summary "${container_rc}" "$((SECONDS - start))"
