@@ -13,7 +13,7 @@ TOOLS_WHEELS := .cache/tools-wheels
 TOOLS_STAMP := $(TOOLS_WHEELS)/.complete
 PYTEST_WORKERS ?= 2
 SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard tests/heroku/python-buildpack/lib/*.sh) tests/heroku/python-buildpack/vendor/WEB_CONCURRENCY.sh $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh lib/slugslim/boot/slugslim-memory.sh \
-	tests/fresh/run.sh
+	tests/fresh/run.sh tests/fresh/image.sh $(wildcard tests/docker/*.sh)
 
 # slugslim itself runs on the stack's python3: 3.10 on heroku-22, 3.12 (without pip) on heroku-24,
 # 3.14 on heroku-26. `make test-pythons` runs the end-to-end build tests once per such Python found
@@ -24,7 +24,7 @@ STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
 E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
 	tests/test_failopen.py tests/test_unused.py tests/test_runtime_e2e.py
 
-.PHONY: help test lint pytest test-pythons test-fresh demo bench bench-torch bench-litert docker-compile lock clean
+.PHONY: help test lint pytest test-pythons test-fresh test-docker demo bench bench-torch bench-litert docker-compile lock clean
 
 help:
 	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
@@ -35,6 +35,7 @@ help:
 	@echo "make bench-torch  real PyTorch 2.13.0 through the real heroku/python: stock vs slugslim"
 	@echo "make bench-litert  real TensorFlow 2.21.0 -> LiteRT 2.3.0: convert, check and predict every kind of model"
 	@echo "make docker-compile APP=path STACK=heroku-24   run a real build in heroku/heroku:24-build"
+	@echo "make test-docker   make docker-compile, built, rebuilt and booted in a Debian 12 stand-in for heroku-24-build"
 
 $(DEV_STAMP): tests/requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -114,25 +115,26 @@ bench-litert: $(DEV_STAMP) $(LITERT_STAMP)
 		bench/test_litert_real.py
 
 # Runs bin/detect and bin/compile, then the official Python buildpack, in the real build image,
-# the way heroku-buildpack-python's own `make run` does. Needs a Docker engine and the internet.
+# the way heroku-buildpack-python's own `make run` does (tests/docker/compile.sh says how). Needs a
+# Docker engine, and with the defaults Docker Hub and GitHub. IMAGE= another build image,
+# HEROKU_PYTHON_BUILDPACK= heroku/python from a checkout or git directory here instead of GitHub,
+# OUT= a directory that keeps build/, cache/, log.txt and slug.tgz (the same OUT again: a cached
+# rebuild), DOCKER_ARGS= more `docker create` options (--network host on an engine with no bridge).
 STACK ?= heroku-24
 APP ?= tests/demo_app
-STACK_VERSION = $(subst heroku-,,$(STACK))
+IMAGE ?=
+HEROKU_PYTHON_BUILDPACK ?=
+OUT ?=
+DOCKER_ARGS ?=
 docker-compile:
-	@test -d "$(APP)" || { echo "APP=$(APP) is not a directory" >&2; exit 1; }
-	docker run --rm --platform linux/amd64 \
-		-v "$(abspath $(APP)):/src:ro" -v "$(CURDIR):/buildpack:ro" \
-		--tmpfs /app:exec --tmpfs /tmp:exec -w /tmp -e STACK=$(STACK) -e HOME=/app \
-		"heroku/heroku:$(STACK_VERSION)-build" bash -euo pipefail -c '\
-			cp -a /src /tmp/build_1 && mkdir -p /tmp/cache /tmp/env; \
-			/buildpack/bin/detect /tmp/build_1; \
-			/buildpack/bin/compile /tmp/build_1 /tmp/cache /tmp/env; \
-			git clone --depth 1 https://github.com/heroku/heroku-buildpack-python /tmp/python-buildpack; \
-			/tmp/python-buildpack/bin/detect /tmp/build_1; \
-			/tmp/python-buildpack/bin/compile /tmp/build_1 /tmp/cache /tmp/env; \
-			/buildpack/bin/release /tmp/build_1; \
-			tar -C /tmp/build_1 --transform "s,^\.,./app," -czf /tmp/slug.tgz . ; \
-			echo "Slug size: $$(du -h /tmp/slug.tgz | cut -f1)"'
+	@APP="$(APP)" STACK="$(STACK)" IMAGE="$(IMAGE)" HEROKU_PYTHON_BUILDPACK="$(HEROKU_PYTHON_BUILDPACK)" \
+		OUT="$(OUT)" DOCKER_ARGS="$(DOCKER_ARGS)" tests/docker/compile.sh
+
+# make docker-compile proven here: a Debian 12 stand-in for heroku-24-build (made once), the emulated
+# heroku/python, a gunicorn app built, rebuilt from its cache and booted as a dyno, and a build that
+# must fail. Needs a Docker engine; downloads the image's packages and a few wheels once, then offline.
+test-docker: $(DEV_STAMP)
+	TEST_DOCKER_PYTHON=$(abspath $(BIN)/python) tests/docker/test.sh
 
 # Re-lock slugslim's build-time tools on the oldest supported Python, and the dev tools.
 lock:
