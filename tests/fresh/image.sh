@@ -41,6 +41,21 @@ as_root() {
 	fi
 }
 
+# An argument the calling script does not take: --help prints that script's header comment, and
+# anything else stops it with exit 2.
+fresh::other_argument() {
+	case "${1}" in
+		-h | --help)
+			sed -n '2,/^set -euo/p' "${BASH_SOURCE[-1]}" | sed '$d; s/^# \{0,1\}//'
+			exit 0
+			;;
+		*)
+			echo "Unknown argument: ${1} (see --help)" | log::error
+			exit 2
+			;;
+	esac
+}
+
 fresh::remove_rootfs() {
 	if [[ -n "${fresh_rootfs}" ]]; then
 		# --one-file-system: should debootstrap have died with /proc still mounted in the tree,

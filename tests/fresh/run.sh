@@ -58,14 +58,7 @@ parse_args() {
 		case "${arg}" in
 			--rebuild) rebuild=1 ;;
 			--keep) keep=1 ;;
-			-h | --help)
-				sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-				exit 0
-				;;
-			*)
-				echo "Unknown argument: ${arg} (see --help)" | log::error
-				exit 2
-				;;
+			*) fresh::other_argument "${arg}" ;;
 		esac
 	done
 }
