@@ -95,7 +95,7 @@ def test_removing_what_the_dyno_loads_is_rolled_back_and_named(
     assert "import gunicorn.workers.sync: ModuleNotFoundError" in log
     assert "Rule 'user' on package plugins broke your app" in log
     assert ("web process: GET / answered HTTP 500; its output ends: "
-            "ModuleNotFoundError: No module named 'plugins.late'") in log
+            "ModuleNotFoundError: No module named 'plugins.late'") in log, log
     site = build.site_packages()
     assert (site / "gunicorn/workers/sync.py").is_file() and (site / "plugins/late.py").is_file()
     # prune.bytecode: imported, per module: the request-time import keeps its bytecode, the module
