@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from slugslim.record import ENV, ImportRecord
+from slugslim.appcheck.record import ENV, ImportRecord
 from tests.heroku.appdir import at_app
 
 # Heroku sources .profile.d in name order, then runs the command. The two timestamps let the

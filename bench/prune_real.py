@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from slugslim.config import Config
-from slugslim.prune.engine import Engine, default_python, quarantine_location
+from slugslim.core.config import Config
+from slugslim.removal.engine import Engine, default_python, quarantine_location
 
 SMOKE = r"""
 import os, tempfile, numpy as np, keras

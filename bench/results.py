@@ -129,11 +129,11 @@ def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dic
             repo: Path, env: Mapping[str, str]) -> dict[str, Any]:
     python = subprocess.run([env["EMULATED_PYTHON"], "--version"], capture_output=True, text=True, check=False)
     features = {
-        "swap": (repo / "lib/slugslim/swap.py").is_file(),
-        "prune": (repo / "lib/slugslim/prune").is_dir(),
-        "models": (repo / "lib/slugslim/models.py").is_file(),
-        "report": (repo / "lib/slugslim/report.py").is_file(),
-        "runtime": (repo / "lib/slugslim/litert_tool.py").is_file(),
+        "swap": (repo / "lib/slugslim/prepare/swap").is_dir(),
+        "prune": (repo / "lib/slugslim/finish/prune").is_dir(),
+        "models": (repo / "lib/slugslim/finish/models").is_dir(),
+        "report": (repo / "lib/slugslim/finish/report").is_dir(),
+        "runtime": (repo / "lib/slugslim/finish/runtime/litert_tool.py").is_file(),
     }
     out: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

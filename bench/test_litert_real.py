@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TOOL = REPO / "lib" / "slugslim" / "litert_tool.py"
+TOOL = REPO / "lib" / "slugslim" / "finish" / "runtime" / "litert_tool.py"
 LOADER = REPO / "lib" / "slugslim" / "boot" / "slugslim_models.py"
 PYTHON = os.environ.get("SLUGSLIM_LITERT_PYTHON", "")
 TOLERANCE = {"max_abs": 0.05, "top1": 0.99}

@@ -34,9 +34,9 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path[:0] = [str(REPO), str(REPO / "lib")]
 
-from slugslim import fixup  # noqa: E402
-from slugslim.config import Config, SwapConfig  # noqa: E402
-from slugslim.context import FinishContext  # noqa: E402
+from slugslim.core.config import Config, SwapConfig  # noqa: E402
+from slugslim.core.context import FinishContext  # noqa: E402
+from slugslim.finish.fixup import fixup  # noqa: E402
 from tests.localindex import serve  # noqa: E402
 
 WORK = Path(os.environ.get("SLUGSLIM_BENCH_WORK", BENCH / "work")) / "torch"

@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from slugslim.config import ModelsConfig
-from slugslim.models import Entry, render_manifest
+from slugslim.core.config import ModelsConfig
+from slugslim.finish.models.models import Entry, render_manifest
 from tests.modelservers import BOOT_SCRIPT, BUCKET, S3, run_dyno, sha256, start_file_server
 
 SIZE = 100 * 1_000_000

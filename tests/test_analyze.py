@@ -183,7 +183,7 @@ def test_exit_code_1_on_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_overlapping_removals_count_once() -> None:
-    from slugslim.analyze import _dedupe
+    from slugslim.analyze.command import _dedupe
 
     def removal(path: str, rule: str) -> dict[str, Any]:
         return {"root": "site-packages", "path": path, "bytes": 1, "rule": rule}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import config
-from slugslim.errors import ConfigError
+from slugslim.core import config
+from slugslim.core.errors import ConfigError
 
 
 def load(tmp_path: Path, text: str | None = None, env: dict[str, str] | None = None) -> config.Config:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slugslim.context import app_python
+from slugslim.core.context import app_python
 
 
 def test_the_app_python_goes_through_the_app_symlink_only_when_it_points_at_this_build(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import estimate
+from slugslim.finish.report import estimate
 from tests.sitefactory import noise, text
 
 pytestmark = pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")

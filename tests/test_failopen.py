@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import finish
-from slugslim.config import Config, VerifyConfig
-from slugslim.context import FinishContext
-from slugslim.errors import VerificationError
+from slugslim.core.config import Config, VerifyConfig
+from slugslim.core.context import FinishContext
+from slugslim.core.errors import VerificationError
+from slugslim.finish import phase as finish
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.build import run_build
 from tests.modelservers import FileServer

@@ -22,7 +22,7 @@ def test_first_push_reports_python_lfs_and_memory(tmp_path: Path, heroku_build: 
     assert "static/data.json (the real file is 2.0 MB)" in log
     assert "CPU swap (Python 3.14, from heroku/python's default)" in log
     assert "Python: 3.14, from heroku/python's default" in log
-    assert "One web process needs about" in log and "Memory: one web process needs about" in log
+    assert "One web process needs about" in log and "Memory: one web process needs about" in log, log
     report = json.loads((build.build_dir / ".slugslim/report.json").read_text())
     assert report["version"] == 3
     assert report["python"] == {"version": "3.14", "minor": "3.14", "origin": "default",

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import fixup, fixupsite
-from slugslim.config import Config, SwapConfig
-from slugslim.context import FinishContext
-from slugslim.errors import FixupError
+from slugslim.core.config import Config, SwapConfig
+from slugslim.core.context import FinishContext
+from slugslim.core.errors import FixupError
+from slugslim.finish.fixup import fixup, fixupsite
 from tests.wheelfactory import WheelSpec, build_wheel, tensorflow_cpu_spec, tf_family
 
 pytestmark = pytest.mark.usefixtures("isolated_pip")

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import cli, fixup, frameworks, report
-from slugslim.config import Config
-from slugslim.context import FinishContext
+from slugslim import cli
+from slugslim.core import frameworks
+from slugslim.core.config import Config
+from slugslim.core.context import FinishContext
+from slugslim.finish.fixup import fixup
+from slugslim.finish.report import report
 from tests.test_fixup import App
 from tests.wheelfactory import WheelSpec, build_wheel, nvidia_spec, torch_pypi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slugslim import imports, verify
+from slugslim.appcheck import imports, verify
 
 BOM = b"\xef\xbb\xbf"
 

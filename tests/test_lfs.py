@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import cli, lfs, models
-from slugslim.config import Config, ModelsConfig
-from slugslim.context import FinishContext
+from slugslim import cli
+from slugslim.core.config import Config, ModelsConfig
+from slugslim.core.context import FinishContext
+from slugslim.finish.models import models
+from slugslim.prepare import lfs
 from tests.conftest import write_app
 from tests.heroku.build import REPO
 from tests.modelservers import FileServer, run_dyno

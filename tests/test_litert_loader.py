@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slugslim.config import ModelsConfig
-from slugslim.models import HELPER_MARKER, Entry, render_manifest
+from slugslim.core.config import ModelsConfig
+from slugslim.finish.models.models import HELPER_MARKER, Entry, render_manifest
 from tests.modelservers import REPO, FileServer, sha256
 
 HELPER = REPO / "lib" / "slugslim" / "boot" / "slugslim_models.py"
-TOOL = REPO / "lib" / "slugslim" / "litert_tool.py"
+TOOL = REPO / "lib" / "slugslim" / "finish" / "runtime" / "litert_tool.py"
 
 FAKE_KERAS = '''
 import json, os

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import memory
-from slugslim.config import Config, MemoryConfig
-from slugslim.context import FinishContext
+from slugslim.core.config import Config, MemoryConfig
+from slugslim.core.context import FinishContext
+from slugslim.finish import memory
 from tests.conftest import write_app
 from tests.heroku.appdir import at_app
 from tests.heroku.build import REPO

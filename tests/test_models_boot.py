@@ -16,8 +16,8 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from slugslim.config import ModelsConfig
-from slugslim.models import Entry, render_manifest
+from slugslim.core.config import ModelsConfig
+from slugslim.finish.models.models import Entry, render_manifest
 from tests.modelservers import (
     ACCESS_KEY,
     BOOT_SCRIPT,

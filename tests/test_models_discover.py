@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slugslim.config import ModelsConfig
-from slugslim.modelscan import discover, scan
+from slugslim.core.config import ModelsConfig
+from slugslim.core.modelscan import discover, scan
 
 MB = 1_000_000
 

@@ -14,10 +14,10 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from slugslim import models, modelstore, sigv4
-from slugslim.config import Config, ModelsConfig
-from slugslim.context import FinishContext
-from slugslim.errors import ModelStoreError
+from slugslim.core.config import Config, ModelsConfig
+from slugslim.core.context import FinishContext
+from slugslim.core.errors import ModelStoreError
+from slugslim.finish.models import models, modelstore, sigv4
 from tests.modelservers import (
     ACCESS_KEY,
     BUCKET,

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import cli, preflight, pyversion, simpleindex, wheels
-from slugslim.config import SwapConfig
-from slugslim.errors import PreflightError
+from slugslim import cli
+from slugslim.core.config import SwapConfig
+from slugslim.core.errors import PreflightError
+from slugslim.deps import pyversion, simpleindex, wheels
+from slugslim.prepare import preflight
 from tests.conftest import write_app
 from tests.heroku.build import REPO
 from tests.localindex import serve

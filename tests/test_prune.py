@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from slugslim.config import Config, PruneConfig, VerifyConfig
-from slugslim.errors import PruneGlobError, VerificationError
-from slugslim.plan import PruneResult
-from slugslim.prune import plan as prune_plan
-from slugslim.prune import quarantine
-from slugslim.prune.engine import Engine
+from slugslim.core.config import Config, PruneConfig, VerifyConfig
+from slugslim.core.errors import PruneGlobError, VerificationError
+from slugslim.finish.prune.prune import plan as prune_plan
+from slugslim.removal import quarantine
+from slugslim.removal.engine import Engine
+from slugslim.removal.plan import PruneResult
 from tests.prunetree import build_template, tree_digest
 
 HAS_CC = shutil.which("cc") is not None
@@ -248,8 +248,9 @@ _KILLER = """
 import os, signal, sys
 sys.path[:0] = {paths!r}
 from pathlib import Path
-from slugslim.config import PruneConfig
-from slugslim.prune import plan, quarantine
+from slugslim.core.config import PruneConfig
+from slugslim.finish.prune.prune import plan
+from slugslim.removal import quarantine
 site = Path({site!r})
 removals = plan(site, PruneConfig(symbols=False)).removals
 box = quarantine.Quarantine(Path({q!r}), site, None)
@@ -294,7 +295,7 @@ def test_recover_alone_restores_the_tree_byte_identical(site: Path, tmp_path: Pa
 def test_cli_dry_run_prints_the_plan_as_json(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from slugslim.prune import command
+    from slugslim.finish.prune import command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
@@ -311,7 +312,7 @@ def test_cli_dry_run_prints_the_plan_as_json(site: Path, capsys: pytest.CaptureF
 
 
 def test_globs_match_paths_not_the_filesystem() -> None:
-    from slugslim.prune.globs import GlobSet
+    from slugslim.removal.globs import GlobSet
 
     globs = GlobSet.of("prune.remove", ["tensorflow/include/**", "*/docs", "**/*.md"], "slugslim.yml")
     assert globs.matches("tensorflow/include/Eigen/Core")

@@ -125,9 +125,10 @@ KILLED_APPLY = """
 import os, signal, sys
 from pathlib import Path
 sys.path[:0] = {paths!r}
-from slugslim.config import PruneConfig
-from slugslim.prune import plan, quarantine
-from slugslim.prune.engine import quarantine_location
+from slugslim.core.config import PruneConfig
+from slugslim.finish.prune.prune import plan
+from slugslim.removal import quarantine
+from slugslim.removal.engine import quarantine_location
 site, build_dir = Path({site!r}), Path({build_dir!r})
 renames = 0
 real = quarantine._rename

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import swap
-from slugslim.config import SwapConfig
-from slugslim.errors import PythonVersionError
-from slugslim.pyversion import AppPython, app_python
+from slugslim.core.config import SwapConfig
+from slugslim.core.errors import PythonVersionError
+from slugslim.deps.pyversion import AppPython, app_python
+from slugslim.prepare.swap import swap
 from tests.conftest import write_app
 
 

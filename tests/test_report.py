@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import finish, report
-from slugslim.config import Config, LimitsConfig, ReportConfig
-from slugslim.context import FinishContext, find_site_packages
-from slugslim.models import Model, ModelFile, ModelsResult
-from slugslim.plan import Plan, PruneResult, Removal
-from slugslim.rewrite import SwapResult
-from slugslim.swapplan import Swap
-from slugslim.wheels import WheelInfo
+from slugslim.core.config import Config, LimitsConfig, ReportConfig
+from slugslim.core.context import FinishContext, find_site_packages
+from slugslim.deps.wheels import WheelInfo
+from slugslim.finish import phase as finish
+from slugslim.finish.models.models import Model, ModelFile, ModelsResult
+from slugslim.finish.report import report
+from slugslim.prepare.swap.rewrite import SwapResult
+from slugslim.prepare.swap.swapplan import Swap
+from slugslim.removal.plan import Plan, PruneResult, Removal
 from tests import sitefactory
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.build import HEROKU_GZIP_LEVEL

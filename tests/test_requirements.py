@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import reqedit
-from slugslim import requirements as req
-from slugslim.errors import RequirementsError
+from slugslim.core.errors import RequirementsError
+from slugslim.deps import reqedit
+from slugslim.deps import requirements as req
 
 
 def parse(raw: bytes | str) -> req.RequirementsFile:

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import analyze, analyzeview, buildcache, config, fitreport, installed, runtimecache, runtimeplan
-from slugslim.errors import ConfigError
-from slugslim.plan import Removal
-from slugslim.runtimeconfig import Tolerance
+from slugslim.analyze import analyzeview
+from slugslim.analyze import command as analyze
+from slugslim.core import buildcache, config, installed
+from slugslim.core.errors import ConfigError
+from slugslim.core.runtimeconfig import Tolerance
+from slugslim.finish.report import fitreport
+from slugslim.finish.runtime import runtimecache, runtimeplan
+from slugslim.removal.plan import Removal
 from tests.sitefactory import pip_install
 from tests.wheelfactory import WheelSpec, build_wheel
 

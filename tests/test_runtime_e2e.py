@@ -20,7 +20,7 @@ def test_a_litert_slug_and_a_rebuild_that_gets_tensorflow_from_slugslims_cache(
     for name in ("bin", "lib", "buildpack.toml"):
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
         copy(REPO / name, buildpack / name)
-    (buildpack / "lib" / "slugslim" / "litert_tool.py").write_text(FAKE_TOOL)
+    (buildpack / "lib" / "slugslim" / "finish" / "runtime" / "litert_tool.py").write_text(FAKE_TOOL)
     wheels = tmp_path / "litert-wheels"
     build_wheel(WheelSpec(name="ai-edge-litert", version="2.3.0", files={"ai_edge_litert/__init__.py": ""}), wheels)
     app = write_app(tmp_path / "app", {

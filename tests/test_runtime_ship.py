@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import runtime, runtimecache, runtimetools
-from slugslim.config import Config
-from slugslim.context import FinishContext
-from slugslim.fixupsite import read_dists
-from slugslim.runtimeconfig import RuntimeConfig
+from slugslim.core.config import Config
+from slugslim.core.context import FinishContext
+from slugslim.core.runtimeconfig import RuntimeConfig
+from slugslim.finish.fixup.fixupsite import read_dists
+from slugslim.finish.runtime import runtime, runtimecache, runtimetools
 from tests.wheelfactory import WheelSpec, build_wheel
 
 pytestmark = pytest.mark.usefixtures("isolated_pip")

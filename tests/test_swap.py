@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import rewrite, swap
-from slugslim.config import Config, SwapConfig
-from slugslim.errors import SwapHashError
-from slugslim.wheels import NoLookup, PipLookup
+from slugslim.core.config import Config, SwapConfig
+from slugslim.core.errors import SwapHashError
+from slugslim.deps.wheels import NoLookup, PipLookup
+from slugslim.prepare.swap import rewrite, swap
 from tests.localindex import serve
 from tests.wheelfactory import sha256_of, tf_family
 

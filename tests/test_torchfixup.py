@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import fixup, locksnippets
-from slugslim.config import Config, SwapConfig
-from slugslim.context import FinishContext
-from slugslim.errors import FixupError
+from slugslim.core.config import Config, SwapConfig
+from slugslim.core.context import FinishContext
+from slugslim.core.errors import FixupError
+from slugslim.deps import locksnippets
+from slugslim.finish.fixup import fixup
 from tests.localindex import serve
 from tests.test_fixup import App
 from tests.wheelfactory import torch_cpu_index, torch_pypi

@@ -11,9 +11,9 @@ from unittest import mock
 
 import pytest
 
-from slugslim import rewrite, swap
-from slugslim.config import Config, SwapConfig
-from slugslim.errors import CpuBuildError, RequirementsError
+from slugslim.core.config import Config, SwapConfig
+from slugslim.core.errors import CpuBuildError, RequirementsError
+from slugslim.prepare.swap import rewrite, swap
 from tests.localindex import serve
 from tests.wheelfactory import sha256_of, tf_family, torch_cpu_index, torch_pypi
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slugslim import installed, unused
+from slugslim.appcheck import unused
+from slugslim.core import installed
 from tests import sitefactory
 from tests.heroku.build import REPO
 
@@ -110,7 +111,7 @@ def test_pyproject_and_pipfile_are_read_on_the_stack_python(tmp_path: Path, prim
     tools = next((primed_cache / "slugslim").glob(f"tools-*-py{version}"))
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\ndependencies = ["flask>=3", "Pillow"]\n')
     (tmp_path / "Pipfile").write_text('[packages]\nrequests = "*"\n')
-    code = ("import sys; sys.path[:0] = sys.argv[1:3]; from slugslim import unused; "
+    code = ("import sys; sys.path[:0] = sys.argv[1:3]; from slugslim.appcheck import unused; "
             "print(sorted(r.name for r in unused.top_level_requirements(__import__('pathlib').Path(sys.argv[3]))))")
     done = subprocess.run([python, "-s", "-B", "-c", code, str(REPO / "lib"), str(tools), str(tmp_path)],
                           capture_output=True, text=True, check=False)

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 from flask import Flask, jsonify, request
 from PIL import Image
-
 from slugslim_models import load_model
 
 MODELS = Path(__file__).resolve().parent / "models"

@@ -14,9 +14,8 @@ import time
 
 started = time.perf_counter()
 
-from PIL import Image, ImageDraw  # noqa: E402
-
 import app  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 imported = time.perf_counter()
 

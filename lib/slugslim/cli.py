@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, cast
 
-from slugslim import __version__, log
-from slugslim.errors import SlugslimError
+from slugslim import __version__
+from slugslim.core import log
+from slugslim.core.errors import SlugslimError
 
 
 class Command(Protocol):
@@ -29,10 +30,10 @@ class Command(Protocol):
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("slugslim.prepare", "build phase 1, before heroku/python: config, swap, install the hook"),
-    "finish": ("slugslim.finish", "build phase 2, after heroku/python: fix up, prune, models, report"),
-    "analyze": ("slugslim.analyze", "show what slugslim would do to an app dir or virtualenv, changing nothing"),
-    "prune": ("slugslim.prune.command", "prune a site-packages directory with verification and rollback"),
+    "prepare": ("slugslim.prepare.phase", "build phase 1, before heroku/python: config, swap, install the hook"),
+    "finish": ("slugslim.finish.phase", "build phase 2, after heroku/python: fix up, prune, models, report"),
+    "analyze": ("slugslim.analyze.command", "show what slugslim would do to an app or virtualenv, changing nothing"),
+    "prune": ("slugslim.finish.prune.command", "prune a site-packages directory with verification and rollback"),
 }
 
 
@@ -93,6 +94,3 @@ def existing_dir(value: str) -> Path:
         raise argparse.ArgumentTypeError(f"{value} is not a directory")
     return path.resolve()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

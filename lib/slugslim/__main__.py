@@ -1,3 +1,0 @@
-from slugslim.cli import main
-
-raise SystemExit(main())

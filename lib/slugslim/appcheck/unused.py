@@ -1,0 +1,230 @@
+"""Requirements the app lists but never imports: a warning with their installed size, never a removal.
+
+The evidence is static: every module the app's own Python files and its ``Procfile`` commands
+name, as the one import scanner (``imports.scan_app``) reads them, dotted strings such as
+Django's ``"whitenoise.middleware.X"`` included, and every word of those commands as a possible
+console script (``gunicorn`` is used through its script). Import names map to distributions through
+the installed RECORD and ``top_level.txt`` of the *app's* site-packages (``installed.scan``), by
+the longest dotted prefix, so namespace packages (``google.protobuf`` vs ``google.cloud``) and
+import names that differ from the distribution name (``PIL`` from pillow, ``cv2`` from
+opencv-python-headless) resolve to the right distribution.
+
+A requirement is flagged only when nothing the app uses depends on it either, since removing it
+would otherwise save nothing. The size shown is what removing it would save: the distribution
+and those of its dependencies nothing else needs. Anything loaded in ways a static scan cannot
+see goes in ``report.ignore_unused``; database drivers that frameworks load from a URL are
+never flagged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from slugslim.appcheck.imports import Found, scan_app
+from slugslim.core.installed import Installed, canonical
+
+REQUIREMENTS_FILES = ("requirements.txt",)
+# Loaded by SQLAlchemy or Django from a database URL or setting, never imported by name.
+DYNAMIC_DRIVERS = frozenset(
+    {"psycopg2", "psycopg2-binary", "psycopg", "psycopg-binary", "psycopg-c", "mysqlclient", "pymysql", "cx-oracle"}
+)
+
+
+@dataclass(frozen=True)
+class TopRequirement:
+    name: str  # canonical
+    extras: frozenset[str]
+    source: str  # "requirements.txt line 3"
+
+
+@dataclass(frozen=True)
+class Unused:
+    name: str
+    bytes: int  # what removing it would free: it and the dependencies only it needs
+    source: str
+
+    def message(self, human: Any) -> str:
+        return f"{self.name} ({human(self.bytes)} installed) is never imported by your app"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "bytes": self.bytes, "source": self.source}
+
+
+# --- the requirements the app declares -------------------------------------------------------
+
+
+def top_level_requirements(app_dir: Path) -> list[TopRequirement]:
+    """Requirements declared in requirements.txt (following -r), Pipfile or pyproject.toml."""
+    found: list[TopRequirement] = []
+    for name in REQUIREMENTS_FILES:
+        path = app_dir / name
+        if path.is_file():
+            found.extend(_read_requirements_txt(path, app_dir, set()))
+    found.extend(_read_toml_requirements(app_dir))
+    unique: dict[str, TopRequirement] = {}
+    for req in found:
+        unique.setdefault(req.name, req)
+    return list(unique.values())
+
+
+def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
+    buffer, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw if not buffer else raw.lstrip()
+        if not buffer:
+            start = number
+        if line.endswith("\\"):
+            buffer += line[:-1] + " "
+            continue
+        yield start, buffer + line
+        buffer = ""
+    if buffer:
+        yield start, buffer
+
+
+def _read_requirements_txt(path: Path, app_dir: Path, seen: set[Path]) -> list[TopRequirement]:
+    resolved = path.resolve()
+    if resolved in seen or not path.is_file():
+        return []
+    seen.add(resolved)
+    result: list[TopRequirement] = []
+    label = os.path.relpath(path, app_dir)
+    for number, line in _logical_lines(path.read_text(encoding="utf-8", errors="replace")):
+        text = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if not text:
+            continue
+        include = re.match(r"^(?:-r|--requirement)(?:\s+|=)(\S+)", text)
+        if include:
+            result.extend(_read_requirements_txt(path.parent / include.group(1), app_dir, seen))
+            continue
+        egg = re.search(r"#egg=([\w.\-\[\]]+)", line)
+        if text.startswith("-e") or text.startswith("--editable"):
+            if egg:
+                text = egg.group(1)
+            else:
+                continue
+        elif text.startswith("-"):
+            continue
+        text = re.sub(r"\s--hash[= ]\S+", "", text)
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        result.append(TopRequirement(canonical(req.name), frozenset(req.extras), f"{label} line {number}"))
+    return result
+
+
+def _read_toml_requirements(app_dir: Path) -> list[TopRequirement]:
+    try:
+        tomllib: Any = importlib.import_module("tomllib")
+    except ImportError:  # heroku-22's python3.10: tomli, the same parser, comes with our tools (tools.lock)
+        tomllib = importlib.import_module("tomli")
+
+    result: list[TopRequirement] = []
+    pipfile = app_dir / "Pipfile"
+    if pipfile.is_file():
+        try:
+            data = tomllib.loads(pipfile.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            data = {}
+        for name in data.get("packages", {}):
+            result.append(TopRequirement(canonical(str(name)), frozenset(), "Pipfile [packages]"))
+    pyproject = app_dir / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            data = {}
+        for line in data.get("project", {}).get("dependencies", []):
+            try:
+                req = Requirement(str(line))
+            except InvalidRequirement:
+                continue
+            result.append(TopRequirement(canonical(req.name), frozenset(req.extras), "pyproject.toml dependencies"))
+        poetry = data.get("tool", {}).get("poetry", {}).get("dependencies", {})
+        for name in poetry:
+            if canonical(str(name)) != "python":
+                result.append(TopRequirement(canonical(str(name)), frozenset(), "pyproject.toml [tool.poetry]"))
+    return result
+
+
+# --- putting it together ---------------------------------------------------------------------
+
+
+def used_distributions(installed: Installed, use: Found) -> set[str]:
+    providers = installed.providers()
+    used: set[str] = set()
+    for module in use.names():
+        parts = module.split(".")
+        for end in range(len(parts), 0, -1):
+            owners = providers.get(".".join(parts[:end]))
+            if owners:
+                used.update(owners)
+                break
+    for dist in installed.distributions.values():
+        if dist.scripts & use.commands:
+            used.add(dist.key)
+    return used
+
+
+def dependencies(installed: Installed, key: str, extras: frozenset[str] = frozenset()) -> set[str]:
+    """Installed distributions ``key`` needs (itself included), following Requires-Dist.
+
+    Markers other than extras are not evaluated: counting a dependency that a marker would
+    skip only makes the savings we claim smaller, never larger.
+    """
+    needed: set[str] = set()
+    stack: list[tuple[str, frozenset[str]]] = [(key, extras)]
+    while stack:
+        current, wanted = stack.pop()
+        dist = installed.distributions.get(current)
+        if dist is None or current in needed:
+            continue
+        needed.add(current)
+        for line in dist.requires:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            marker = str(req.marker) if req.marker else ""
+            extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+            if extra and canonical(extra.group(1)) not in {canonical(e) for e in wanted}:
+                continue
+            stack.append((canonical(req.name), frozenset(req.extras)))
+    return needed
+
+
+def find_unused(
+    app_dir: Path,
+    installed: Installed,
+    ignore: Iterable[str] = (),
+    requirements: list[TopRequirement] | None = None,
+) -> list[Unused]:
+    """Top-level requirements the app never uses, biggest first."""
+    reqs = requirements if requirements is not None else top_level_requirements(app_dir)
+    reqs = [r for r in reqs if r.name in installed.distributions]
+    ignored = {canonical(name) for name in ignore} | DYNAMIC_DRIVERS
+    used = used_distributions(installed, scan_app(app_dir))
+    needed_by_used: set[str] = set()
+    for key in used:
+        needed_by_used |= dependencies(installed, key)
+    candidates = [r for r in reqs if r.name not in needed_by_used and r.name not in ignored]
+    flagged = {r.name for r in candidates}
+    keep: set[str] = set(needed_by_used)
+    for req in reqs:
+        if req.name not in flagged:
+            keep |= dependencies(installed, req.name, req.extras)
+    result = []
+    for req in candidates:
+        freed = dependencies(installed, req.name, req.extras) - keep
+        size = sum(installed.distributions[key].bytes for key in freed)
+        result.append(Unused(installed.distributions[req.name].key, size, req.source))
+    return sorted(result, key=lambda u: (-u.bytes, u.name))

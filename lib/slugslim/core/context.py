@@ -1,0 +1,102 @@
+"""What every finish-phase step gets: where the app is, its interpreter, the config, the results so far."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slugslim.core.config import Config
+from slugslim.core.errors import BudgetError
+
+STATE_DIR = ".slugslim"
+STATE_FILE = "state.json"
+
+
+# Where the app's Python lives on a dyno; heroku/python symlinks it to BUILD_DIR/.heroku/python.
+APP_PYTHON_HOME = Path("/app/.heroku/python")
+
+
+def app_python(build_dir: Path, linked: Path = APP_PYTHON_HOME) -> Path:
+    """The interpreter heroku/python installed into the app, by the path heroku/python runs it.
+
+    heroku/python runs its Python as /app/.heroku/python/bin/python, through a symlink to
+    BUILD_DIR/.heroku/python, so that ``sys.executable``, console-script shebangs, ``.pth`` files
+    and ``direct_url.json`` name /app, where the app lives at run time. When that symlink points
+    at this build (or BUILD_DIR is /app), every run of the app's Python and pip goes through it
+    too; otherwise (a local ``slugslim prune``, a build dir from elsewhere) through BUILD_DIR.
+    """
+    home = build_dir / ".heroku" / "python"
+    try:
+        if linked.resolve(strict=True) == home.resolve(strict=True):
+            return linked / "bin" / "python"
+    except OSError:
+        pass
+    return home / "bin" / "python"
+
+
+def find_site_packages(build_dir: Path) -> Path | None:
+    """``.heroku/python/lib/pythonX.Y/site-packages``, the only site-packages heroku/python uses."""
+    lib = build_dir / ".heroku" / "python" / "lib"
+    if not lib.is_dir():
+        return None
+    candidates = sorted(p for p in lib.glob("python3.*/site-packages") if p.is_dir() and not p.is_symlink())
+    return candidates[-1] if candidates else None
+
+
+def read_state(build_dir: Path) -> dict[str, Any]:
+    path = build_dir / STATE_DIR / STATE_FILE
+    if not path.is_file():
+        return {}
+    loaded = json.loads(path.read_text(encoding="utf-8"))
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def write_state(build_dir: Path, state: Mapping[str, Any]) -> None:
+    directory = build_dir / STATE_DIR
+    directory.mkdir(exist_ok=True)
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+@dataclass
+class FinishContext:
+    """The finish phase's view of the build. Steps read it and add their outcome to ``results``."""
+
+    build_dir: Path
+    cache_dir: Path | None
+    env: dict[str, str]
+    config: Config
+    python: Path
+    site_packages: Path | None
+    state: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() at which the finish phase's budget runs out
+    deadline: float = math.inf
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def timeout(self, limit: float) -> float:
+        """``limit`` seconds, or what is left of the budget when that is less. BudgetError if none is."""
+        left = self.time_left()
+        if left <= 0:
+            raise BudgetError(self.config.budget)
+        return min(limit, left)
+
+    def python_env(self) -> dict[str, str]:
+        """The environment the app's interpreter sees at dyno boot, as far as imports go.
+
+        heroku/python sets PYTHONPATH to the app dir at run time, so app modules import by name.
+        PYTHONHOME is never set here: heroku/python refuses to build with it.
+        """
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}
+        env.update({k: v for k, v in self.env.items() if k not in ("PYTHONHOME", "PATH", "LD_LIBRARY_PATH")})
+        env["PYTHONPATH"] = str(self.build_dir)
+        env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+        env.pop("PYTHONHOME", None)
+        return env

@@ -1,0 +1,66 @@
+"""The part of the report about whether the app will run on a dyno, not how big it is.
+
+It reads what the prepare phase recorded (``state["app_python"]``, ``state["preflight"]``,
+``state["lfs"]``) and what the finish phase measured (``results["memory"]``, ``results["models"]``,
+``results["runtime"]``), and gives the ``python``, ``preflight``, ``memory``, ``lfs`` and ``runtime``
+sections of report.json and their lines in the build log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slugslim.core import log
+
+
+def sections(state: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """The report.json sections, each a plain copy of what its step recorded (missing steps are empty)."""
+    models = results.get("models") if isinstance(results.get("models"), dict) else {}
+    fetched = set((models or {}).get("removed") or [])
+    pointers = [{**p, "fetched_at_boot": p.get("path") in fetched}
+                for p in state.get("lfs") or [] if isinstance(p, dict)]
+    return {
+        "python": state.get("app_python") or {},
+        "preflight": state.get("preflight") or {},
+        "memory": results.get("memory") or {},
+        "lfs": pointers,
+        "runtime": results.get("runtime") or {},
+    }
+
+
+def render(report: dict[str, Any]) -> None:
+    python, preflight, memory = report["python"], report["preflight"], report["memory"]
+    if python:
+        chosen = " (written by slugslim, see above)" if preflight.get("chosen") else ""
+        log.detail(f"Python: {python.get('version')}, from {python.get('source')}{chosen}")
+    if memory.get("process_mb"):
+        per_dyno = ", ".join(f"{d['web_concurrency']} on {d['memory_mb']} MB" for d in memory.get("per_dyno", []))
+        log.detail(f"Memory: one web process needs about {memory['process_mb']} MB; WEB_CONCURRENCY {per_dyno}")
+    _render_runtime(report.get("runtime") or {})
+    stubs = [p for p in report["lfs"] if not p.get("fetched_at_boot")]
+    if stubs:
+        listed = "\n".join(f"  {p['path']} (the real file is {log.human_bytes(p['size'])})" for p in stubs[:10])
+        log.warning("Warning: These files are still Git LFS pointers, not the files themselves:\n"
+                    f"{listed}\n"
+                    "Your app will fail when it opens them. See the Git LFS warning at the start of this build.")
+
+
+def _render_runtime(runtime: dict[str, Any]) -> None:
+    status = runtime.get("status")
+    if status == "litert":
+        log.detail(f"Runtime: LiteRT (ai-edge-litert {runtime.get('litert')}) instead of TensorFlow")
+        for model in runtime.get("models") or []:
+            top1 = model.get("top1")
+            agreement = f", top-1 {top1:.1%}" if isinstance(top1, (int, float)) else ""
+            log.detail(f"  {model['path']}: {log.human_bytes(model['original_bytes'])} → "
+                       f"{log.human_bytes(model['tflite_bytes'])} ({model['quantize']}), max abs difference "
+                       f"{model.get('max_abs') or 0:.2g}{agreement}; converted in "
+                       f"{log.seconds(model['convert_seconds'])}, "
+                       f"checked in {log.seconds(model.get('check_seconds') or 0)}")
+        memory = runtime.get("memory") or {}
+        if memory.get("litert") and memory.get("tensorflow"):
+            log.detail(f"  One web process: {log.human_bytes(memory['litert'])} on LiteRT, "
+                       f"{log.human_bytes(memory['tensorflow'])} on TensorFlow ({memory.get('measured_by')})")
+    elif status in ("tensorflow", "nothing"):
+        why = str(runtime.get("reason") or "").splitlines()[0].rstrip(":")
+        log.detail(f"Runtime: TensorFlow (runtime.engine: litert did not apply: {why})")

@@ -1,0 +1,374 @@
+"""The last finish step: what the slug weighed before and after, where the bytes went, what is left.
+
+``snapshot`` runs first in the finish phase, before any change; ``run`` runs last. The report
+reads what the other steps recorded (``ctx.state["swap"]``, ``ctx.results["fixup"|"prune"|
+"models"]``, and through ``slugslim.fitreport`` the Python, preflight, LFS and memory), measures
+the slug again, prints it in the build log and stores the same data in ``.slugslim/report.json``
+inside the slug, so ``heroku run cat .slugslim/report.json`` shows it.
+
+``lever_savings`` lists exactly which field of each step's JSON it reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slugslim.appcheck import unused
+from slugslim.core import frameworks, installed, log
+from slugslim.core.config import Config, LimitsConfig
+from slugslim.core.context import STATE_DIR, FinishContext, find_site_packages
+from slugslim.finish.report import estimate, fitreport
+
+REPORT_FILE = "report.json"
+SCHEMA_VERSION = 3  # 2: python, preflight, memory and lfs; 3: runtime
+SLUG_ROOT = "./app"  # heroku puts the build dir under ./app in the slug tar
+MB = 1_000_000
+PARTIAL_BLOCKS = " ▏▎▍▌▋▊▉"
+FULL_BLOCK = "█"
+ELLIPSIS = "…"
+
+
+@dataclass
+class Snapshot:
+    """The slug as it was before slugslim changed anything."""
+
+    size: estimate.Estimate
+    distributions: dict[str, int] = field(default_factory=dict)  # name -> bytes on disk
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bytes": self.size.bytes, "compressed_bytes": self.size.compressed_bytes}
+
+
+@dataclass
+class ReportResult:
+    before: dict[str, int]
+    after: dict[str, int]
+    levers: list[dict[str, Any]]
+    distributions_before: list[tuple[str, int]]
+    distributions_after: list[tuple[str, int]]
+    unused: list[unused.Unused]
+    limits: dict[str, Any]
+    swaps: list[str] = field(default_factory=list)
+    remaining: list[tuple[str, int]] = field(default_factory=list)  # biggest items left; app files as "app:x"
+    fit: dict[str, Any] = field(default_factory=dict)  # python, preflight, memory, lfs (slugslim.fitreport)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": SCHEMA_VERSION,
+            **self.fit,
+            "before": self.before,
+            "after": self.after,
+            "saved": {k: self.before[k] - self.after[k] for k in ("bytes", "compressed_bytes")},
+            "swaps": self.swaps,
+            "levers": self.levers,
+            "distributions": {
+                "before": [{"name": n, "bytes": b} for n, b in self.distributions_before],
+                "after": [{"name": n, "bytes": b} for n, b in self.distributions_after],
+            },
+            "unused": [u.to_json() for u in self.unused],
+            "limits": self.limits,
+        }
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def distribution_sizes(build_dir: Path) -> tuple[dict[str, int], installed.Installed | None]:
+    site_packages = find_site_packages(build_dir)
+    if site_packages is None:
+        return {}, None
+    scanned = installed.scan(site_packages)
+    return {installed.canonical(k) if k != installed.UNOWNED else k: v for k, v in scanned.sizes().items()}, scanned
+
+
+def snapshot(build_dir: Path) -> Snapshot:
+    sizes, _ = distribution_sizes(build_dir)
+    return Snapshot(size=estimate.estimate(build_dir, SLUG_ROOT), distributions=sizes)
+
+
+def top(sizes: dict[str, int], count: int) -> list[tuple[str, int]]:
+    return sorted(((n, b) for n, b in sizes.items() if b > 0), key=lambda item: (-item[1], item[0]))[:count]
+
+
+# --- what the other steps did ----------------------------------------------------------------
+
+
+def lever_savings(state: dict[str, Any], results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Bytes saved per lever, from what each step recorded it actually did.
+
+    - swap: ``state["swap"]["swaps"][*]["saved_bytes"]``, the difference of the wheel sizes
+      (it happened before install, so the slug never held the GPU build);
+    - fixup: ``results["fixup"]["bytes_removed"]``;
+    - prune: ``results["prune"]["removed"]`` (rule -> bytes actually removed after
+      verification; its ``removals`` list is the *plan*, which a rollback may have undone);
+    - runtime: ``results["runtime"]["removed"]`` (TensorFlow's closure and the original models);
+    - models: ``results["models"]["removed_bytes"]``.
+    A step that recorded only a ``removals`` list or ``bytes`` is read from those.
+    """
+    levers: list[dict[str, Any]] = []
+    swap = state.get("swap")
+    if isinstance(swap, dict):
+        saved = sum(
+            item["saved_bytes"]
+            for item in swap.get("swaps") or []
+            if isinstance(item, dict) and item.get("action") == "swap" and isinstance(item.get("saved_bytes"), int)
+        )
+        if saved > 0:
+            levers.append({"lever": "swap", "step": "swap", "rule": "swap", "bytes": saved, "measured": "wheel"})
+    for step in ("fixup", "runtime", "prune", "models"):
+        outcome = results.get(step)
+        if not isinstance(outcome, dict):
+            continue
+        by_rule: dict[str, int] = {}
+        if isinstance(outcome.get("removed"), dict):
+            by_rule = {str(k): int(v) for k, v in outcome["removed"].items() if isinstance(v, int)}
+        elif isinstance(outcome.get("removed_bytes"), int):
+            by_rule = {step: outcome["removed_bytes"]}
+        elif isinstance(outcome.get("bytes_removed"), int):
+            by_rule = {step: outcome["bytes_removed"]}
+        elif isinstance(outcome.get("removals"), list):
+            for removal in outcome["removals"]:
+                if isinstance(removal, dict) and isinstance(removal.get("bytes"), int):
+                    rule = str(removal.get("rule") or step)
+                    by_rule[rule] = by_rule.get(rule, 0) + removal["bytes"]
+        elif isinstance(outcome.get("bytes"), int):
+            by_rule = {step: outcome["bytes"]}
+        for rule, size in by_rule.items():
+            if size <= 0:
+                continue
+            name = step if rule == step else f"{step}: {rule}"
+            levers.append({"lever": name, "step": step, "rule": rule, "bytes": size, "measured": "disk"})
+    return levers
+
+
+def swap_lines(state: dict[str, Any]) -> list[str]:
+    """One line per requirement the swap changed, as the swap step described it."""
+    swap = state.get("swap")
+    if not isinstance(swap, dict):
+        return []
+    lines = []
+    for item in swap.get("swaps") or []:
+        if not isinstance(item, dict) or item.get("action") == "warn":
+            continue
+        old, new = " ".join(str(item.get("old", "")).split()), " ".join(str(item.get("new", "")).split())
+        if item.get("action") == "swap":
+            old_size, new_size = ((item.get(k) or {}).get("size") for k in ("old_wheel", "new_wheel"))
+            suffix = ""
+            if isinstance(old_size, int) and isinstance(new_size, int):
+                suffix = f" ({log.human_bytes(old_size)} → {log.human_bytes(new_size)} wheel)"
+            lines.append(f"{old} → {new}{suffix}")
+        elif item.get("action") == "remove":
+            lines.append(f"{old} removed ({item.get('reason', '')})")
+        elif old:
+            lines.append(f"{old}: {item.get('reason', item.get('action', ''))}")
+    return lines
+
+
+# --- drawing ---------------------------------------------------------------------------------
+
+
+def _fit(name: str, width: int) -> str:
+    return name if len(name) <= width else name[: max(0, width - 1)] + ELLIPSIS
+
+
+def bar(value: int, scale: int, width: int) -> str:
+    """A bar of ``width`` cells at most, in eighths of a block; never empty for a non-zero value."""
+    if scale <= 0 or width <= 0 or value <= 0:
+        return ""
+    eighths = max(1, round(min(value, scale) / scale * width * 8))
+    full, rest = divmod(eighths, 8)
+    return FULL_BLOCK * full + (PARTIAL_BLOCKS[rest] if rest else "")
+
+
+def bar_chart(rows: Sequence[tuple[str, int]], width: int = 80, scale: int | None = None,
+              indent: int = len(log.DETAIL), label: Callable[[int], str] = log.human_bytes,
+              align_with: Sequence[tuple[str, int]] = ()) -> list[str]:
+    """Rows of ``name  bar  size`` that fit in ``width`` columns once indented by ``indent``.
+
+    Names longer than a third of the room are cut with an ellipsis. Charts drawn with the same
+    ``scale`` and ``align_with`` (all rows of all of them) share columns and bar lengths, so a
+    before and an after chart compare at a glance.
+    """
+    if not rows:
+        return []
+    every = [*rows, *align_with]
+    size_width = max(len(label(value)) for _, value in every)
+    room = max(10, width - indent)
+    # Names get a third of the room, but at least 16 columns while a bar of 6 still fits.
+    name_width = min(max(len(name) for name, _ in every), max(6, room // 3, min(16, room - size_width - 8)))
+    bar_width = room - name_width - size_width - 2
+    if bar_width < 3:
+        name_width = max(3, room - size_width - 2 - 3)
+        bar_width = max(1, room - name_width - size_width - 2)
+    top_value = scale if scale else max(value for _, value in every)
+    return [
+        f"{_fit(name, name_width):<{name_width}} {bar(value, top_value, bar_width):<{bar_width}} "
+        f"{label(value):>{size_width}}"
+        for name, value in rows
+    ]
+
+
+def terminal_width() -> int:
+    return max(40, min(120, shutil.get_terminal_size((80, 24)).columns))
+
+
+# --- the limits ------------------------------------------------------------------------------
+
+
+def advice(name: str) -> str:
+    """What would shrink one of the biggest remaining items."""
+    key = installed.canonical(name)
+    gpu_advice = frameworks.advice(key)
+    if gpu_advice is not None:
+        return gpu_advice
+    if key.startswith("tensorflow"):
+        return "for inference only, ai-edge-litert (TFLite) is a fraction of the size"
+    if key == "libclang":
+        return "nothing imports it at run time: keep it in prune.packages"
+    if key.startswith("app:"):
+        return "move large data out of the slug (models.include, with models.source to fetch it at boot)"
+    return "check you need it; prune.remove can drop parts of it you never import"
+
+
+def limit_warnings(after_compressed: int, limits: LimitsConfig, remaining: list[tuple[str, int]],
+                   flagged: list[unused.Unused]) -> list[str]:
+    """Warnings for the soft and hard limits, each naming the biggest items left and a fix."""
+    over_hard = after_compressed > limits.hard_mb * MB
+    over_soft = after_compressed > limits.soft_mb * MB
+    if not over_soft:
+        return []
+    size = log.human_bytes(after_compressed)
+    if over_hard:
+        head = (f"Warning: The slug is about {size} compressed, over the {limits.hard_mb} MB limit "
+                "(limits.hard_mb), so Heroku will likely reject it.")
+    else:
+        head = (f"Warning: The slug is about {size} compressed, over {limits.soft_mb} MB (limits.soft_mb). "
+                "This may affect boot time.")
+    unused_names = {u.name: u for u in flagged}
+    lines = [head, "", "The biggest items left:"]
+    for name, value in remaining[:3]:
+        fix = advice(name)
+        if name in unused_names:
+            fix = "your app never imports it: remove it from your requirements"
+        shown = name.removeprefix("app:")
+        lines.append(f"  {shown} ({log.human_bytes(value)}): {fix}")
+    return lines
+
+
+def app_items(build_dir: Path) -> dict[str, int]:
+    """The app's own top-level files and directories (outside .heroku and .slugslim), by size."""
+    items: dict[str, int] = {}
+    for entry in build_dir.iterdir():
+        if entry.name in (".heroku", STATE_DIR) or entry.is_symlink():
+            continue
+        if entry.is_file():
+            items[f"app:{entry.name}"] = entry.stat().st_size
+        elif entry.is_dir():
+            total = 0
+            for current, _, files in os.walk(entry):
+                for name in files:
+                    path = os.path.join(current, name)
+                    if not os.path.islink(path):
+                        total += os.path.getsize(path)
+            items[f"app:{entry.name}/"] = total
+    return items
+
+
+# --- the step --------------------------------------------------------------------------------
+
+
+def build(ctx: FinishContext, before: Snapshot) -> ReportResult:
+    after_sizes, scanned = distribution_sizes(ctx.build_dir)
+    after = estimate.estimate(ctx.build_dir, SLUG_ROOT)
+    count = ctx.config.report.top
+    flagged: list[unused.Unused] = []
+    if scanned is not None:
+        flagged = unused.find_unused(ctx.build_dir, scanned, ctx.config.report.ignore_unused)
+    limits = ctx.config.limits
+    remaining = top({**after_sizes, **app_items(ctx.build_dir)}, 3)
+    return ReportResult(
+        before={"bytes": before.size.bytes, "compressed_bytes": before.size.compressed_bytes},
+        after={"bytes": after.bytes, "compressed_bytes": after.compressed_bytes},
+        levers=lever_savings(ctx.state, ctx.results),
+        distributions_before=top(before.distributions, count),
+        distributions_after=top(after_sizes, count),
+        unused=flagged,
+        limits={
+            "soft_mb": limits.soft_mb,
+            "hard_mb": limits.hard_mb,
+            "over_soft": after.compressed_bytes > limits.soft_mb * MB,
+            "over_hard": after.compressed_bytes > limits.hard_mb * MB,
+            "biggest": [{"name": n.removeprefix("app:"), "bytes": b, "advice": advice(n)} for n, b in remaining],
+        },
+        swaps=swap_lines(ctx.state),
+        remaining=remaining,
+        fit=fitreport.sections(ctx.state, ctx.results),
+    )
+
+
+def render(result: ReportResult, config: Config, width: int | None = None) -> None:
+    """The build-log lines (steps and details on stdout, warnings on stderr)."""
+    width = width or terminal_width()
+    before, after = result.before, result.after
+    log.step("Slug size")
+    log.detail(
+        f"Before slugslim: {log.human_bytes(before['compressed_bytes'])} compressed (estimated), "
+        f"{log.human_bytes(before['bytes'])} on disk"
+    )
+    log.detail(
+        f"After slugslim:  {log.human_bytes(after['compressed_bytes'])} compressed (estimated), "
+        f"{log.human_bytes(after['bytes'])} on disk"
+    )
+    saved = before["compressed_bytes"] - after["compressed_bytes"]
+    if before["compressed_bytes"] > 0:
+        log.detail(f"Saved {log.human_bytes(saved)} compressed ({saved / before['compressed_bytes']:.0%})")
+    for line in result.swaps:
+        log.detail(f"Swapped before install: {line}")
+    if result.fit:
+        fitreport.render(result.fit)
+    if result.levers:
+        log.detail("Saved, by lever (the swap in wheel size, the rest on disk):")
+        name_width = max(len(lever["lever"]) for lever in result.levers)
+        for lever in sorted(result.levers, key=lambda item: (item["step"] != "swap", -item["bytes"])):
+            log.detail(f"  {lever['lever']:<{name_width}}  {log.human_bytes(lever['bytes']):>9}")
+    both = [*result.distributions_before, *result.distributions_after]
+    for title, rows in (("before", result.distributions_before), ("after", result.distributions_after)):
+        if rows:
+            log.detail(f"Largest distributions {title} (on disk):")
+            for line in bar_chart(rows, width=width, align_with=both):
+                log.detail(line)
+    for item in result.unused:
+        log.warning(
+            f"Warning: {item.message(log.human_bytes)}.\n"
+            f"It is listed in {item.source}, but no file of your app imports it and your Procfile does not run it.\n"
+            "If you do not need it, remove it to make the slug smaller. If it is loaded dynamically,\n"
+            f"add it to report.ignore_unused in slugslim.yml to silence this warning."
+        )
+    warnings = limit_warnings(after["compressed_bytes"], config.limits, result.remaining, result.unused)
+    if warnings:
+        log.warning("\n".join(warnings))
+
+
+def write(build_dir: Path, result: ReportResult) -> Path:
+    directory = build_dir / STATE_DIR
+    directory.mkdir(exist_ok=True)
+    path = directory / REPORT_FILE
+    path.write_text(json.dumps(result.to_json(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+BUILD_LOG_WIDTH = 72  # heroku/python indents our hook's output by another 7 columns
+
+
+def run(ctx: FinishContext, before: Snapshot) -> ReportResult:
+    result = build(ctx, before)
+    ctx.results["report"] = result.to_json()
+    render(result, ctx.config, width=BUILD_LOG_WIDTH)
+    write(ctx.build_dir, result)
+    return result

@@ -1,0 +1,115 @@
+"""What the LiteRT step runs with the app's Python: ``litert_tool.py`` and pip for ``ai-edge-litert``.
+
+``litert_tool.py`` (the converter and verifier, stdlib + numpy + TensorFlow or LiteRT) runs as
+``<app python> litert_tool.py convert|check REQUEST.json RESULT.json``; exit status 0 means it
+wrote RESULT.json. ``ai-edge-litert`` is installed the way the fix-up installs: the app's pip (or
+ours aimed at the app's Python), binary wheels only, no pip cache, so that pip chooses the newest
+version with a wheel for the app's Python. Of the app's config vars only ``PIP_EXTRA_INDEX_URL``
+reaches it, as with heroku/python's pip. A dry run first: when the install would change a
+distribution that is already there (a numpy downgrade, say), nothing is installed, so that
+undoing it is always uninstalling exactly what it added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from slugslim.core.context import FinishContext
+from slugslim.deps.wheels import APP_PIP_VARS
+from slugslim.finish.fixup.fixup import pip_command, pip_env
+from slugslim.finish.fixup.fixupsite import read_dists
+from slugslim.finish.runtime.runtimeplan import LITERT
+
+TOOL = Path(__file__).parent / "litert_tool.py"
+
+
+class NotShipped(Exception):
+    """LiteRT cannot be shipped; the message says why, for the build log. The app keeps TensorFlow."""
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return "\n".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
+def run_tool(ctx: FinishContext, action: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One run of ``litert_tool.py``; NotShipped when it could not run at all."""
+    env = ctx.python_env()
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the slug's bytecode is what heroku/python compiled
+    with tempfile.TemporaryDirectory(prefix="slugslim-litert-") as scratch:
+        request_file, result_file = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        request_file.write_text(json.dumps(request, indent=1), encoding="utf-8")
+        try:
+            done = subprocess.run([str(ctx.python), str(TOOL), action, str(request_file), str(result_file)],
+                                  cwd=ctx.build_dir, env=env, capture_output=True, text=True, errors="replace",
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise NotShipped(f"the {action} step did not finish within {timeout:.0f} s") from None
+        if done.returncode != 0 or not result_file.is_file():
+            raise NotShipped(f"the {action} step failed (exit status {done.returncode}):\n"
+                             + (_tail(done.stderr or done.stdout) or "it printed nothing"))
+        loaded = json.loads(result_file.read_text(encoding="utf-8"))
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("models"), list):
+        raise NotShipped(f"the {action} step wrote a result slugslim cannot read")
+    return loaded
+
+
+def _pip(ctx: FinishContext) -> tuple[list[str], dict[str, str]]:
+    command = pip_command(ctx)
+    env = pip_env(ctx, command)
+    for key in ctx.env:  # heroku/python's pip sees only APP_PIP_VARS of the app's config vars
+        if key.startswith("PIP_") and key not in APP_PIP_VARS:
+            env.pop(key, None)
+            if key in os.environ:
+                env[key] = os.environ[key]
+    return command, env
+
+
+def _run_pip(ctx: FinishContext, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    command, env = _pip(ctx)
+    try:
+        return subprocess.run([*command, *args], cwd=ctx.build_dir, env=env, capture_output=True, text=True,
+                              errors="replace", timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise NotShipped(f"pip did not finish within {timeout:.0f} s") from None
+
+
+def install_litert(ctx: FinishContext, timeout: float) -> tuple[list[str], str]:
+    """Install ai-edge-litert and what it needs; returns (the distributions newly installed, its version)."""
+    assert ctx.site_packages is not None
+    before = read_dists(ctx.site_packages)
+    args = ["install", "--only-binary=:all:", "--no-cache-dir", "--no-input", "--quiet", LITERT]
+    with tempfile.TemporaryDirectory(prefix="slugslim-litert-pip-") as scratch:
+        report = Path(scratch) / "report.json"
+        dry = _run_pip(ctx, [*args[:1], "--dry-run", "--report", str(report), *args[1:]], timeout)
+        if dry.returncode != 0 or not report.is_file():
+            raise NotShipped(f"pip found no {LITERT} wheel for the app's Python:\n{_tail(dry.stderr + dry.stdout)}")
+        planned = json.loads(report.read_text(encoding="utf-8")).get("install") or []
+    changes = []
+    for item in planned:
+        meta = item.get("metadata", {})
+        name = canonicalize_name(str(meta.get("name", "")))
+        if name in before:
+            changes.append(f"{name} {before[name].version} -> {meta.get('version')}")
+    if changes:
+        raise NotShipped(f"installing {LITERT} would change what your app installed: {', '.join(changes)}")
+    done = _run_pip(ctx, args, timeout)
+    after = read_dists(ctx.site_packages)
+    added = sorted(set(after) - set(before))
+    if done.returncode != 0:
+        uninstall(ctx, added, timeout)
+        raise NotShipped(f"pip could not install {LITERT}:\n{_tail(done.stderr + done.stdout)}")
+    litert = after.get(LITERT)
+    return added, litert.version if litert else ""
+
+
+def uninstall(ctx: FinishContext, names: list[str], timeout: float) -> None:
+    """Take out what ``install_litert`` added (pip removes their files, scripts and dist-info)."""
+    if names:
+        _run_pip(ctx, ["uninstall", "--yes", "--quiet", *names], timeout)
