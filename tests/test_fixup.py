@@ -10,13 +10,21 @@ from pathlib import Path
 
 import pytest
 
+from slugslim.core import installed
 from slugslim.core.config import Config, SwapConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import FixupError
-from slugslim.finish.fixup import fixup, fixupsite
+from slugslim.finish.fixup import fixup
 from tests.wheelfactory import WheelSpec, build_wheel, tensorflow_cpu_spec, tf_family
 
 pytestmark = pytest.mark.usefixtures("isolated_pip")
+
+
+@pytest.fixture(autouse=True)
+def build_pip_finds(isolated_pip: None, monkeypatch: pytest.MonkeyPatch, wheelhouse: Path) -> None:
+    """Where the build's pip finds packages: the build's environment (a Heroku build's would name PyPI)."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +75,7 @@ class App:
     def context(self, manager: str = "pip", config: Config | None = None) -> FinishContext:
         return FinishContext(
             build_dir=self.build, cache_dir=None, config=config or Config(), python=self.python,
-            site_packages=self.site, state={"swap": {"manager": manager}},
-            env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(self.wheelhouse)},
+            site_packages=self.site, state={"swap": {"manager": manager}}, env={},
         )
 
     def run(self, code: str) -> str:
@@ -76,8 +83,8 @@ class App:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    def dists(self) -> dict[str, fixupsite.Dist]:
-        return fixupsite.read_dists(self.site)
+    def dists(self) -> dict[str, installed.Dist]:
+        return installed.read_dists(self.site)
 
 
 @pytest.fixture
@@ -179,8 +186,8 @@ def test_swap_false_and_keep_leave_the_gpu_build(make_app: App) -> None:
         assert "tensorflow-cpu" not in app.dists()
 
 
-def test_a_cpu_build_that_fails_verification_puts_the_gpu_files_back_and_fails(make_app: App,
-                                                                              tmp_path: Path) -> None:
+def test_a_cpu_build_that_fails_verification_puts_the_gpu_files_back_and_fails(
+        make_app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = make_app
     app.install("tensorflow==2.21.0")
     broken = tmp_path / "broken-wheels"
@@ -188,7 +195,7 @@ def test_a_cpu_build_that_fails_verification_puts_the_gpu_files_back_and_fails(m
     spec.files = {**spec.files, "tensorflow/__init__.py": "raise ImportError('this CPU build is broken')\n"}
     build_wheel(spec, broken)
     ctx = app.context()
-    ctx.env["PIP_FIND_LINKS"] = f"{broken} {app.wheelhouse}"
+    monkeypatch.setenv("PIP_FIND_LINKS", f"{broken} {app.wheelhouse}")
     with pytest.raises(FixupError) as caught:
         fixup.run(ctx)
     assert "this CPU build is broken" in caught.value.render()
@@ -196,3 +203,31 @@ def test_a_cpu_build_that_fails_verification_puts_the_gpu_files_back_and_fails(m
     # What only the GPU build had came back from the quarantine, which is gone.
     assert (app.site / "tensorflow" / "libtensorflow_gpu.so.2").is_file()
     assert not list(app.build.parent.glob(".slugslim-quarantine-*"))
+
+
+def test_of_the_apps_pip_config_vars_only_the_extra_index_reaches_the_fixups_pip(
+        make_app: App, wheelhouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """heroku/python's pip sees PIP_EXTRA_INDEX_URL of the config vars and nothing else: so does the fix-up's."""
+    app = make_app
+    app.install("tf-keras==2.21.0")
+    shutil.copytree(wheelhouse, tmp_path / "pypi" / "wheels")
+    as_in_the_hook(monkeypatch, LEAKING, tmp_path / "pypi" / "wheels")
+    ctx = app.context()
+    ctx.env.update(LEAKING)
+    result = fixup.run(ctx)
+    assert [a["action"] for a in result.actions] == ["installed"]
+    assert app.run(CHECK) == "cpu 2.21.0 2.21.0"
+
+
+LEAKING = {"PIP_INDEX_URL": "http://127.0.0.1:9/nowhere", "PIP_FIND_LINKS": "/nonexistent/links", "PIP_RETRIES": "0"}
+
+
+def as_in_the_hook(monkeypatch: pytest.MonkeyPatch, config_vars: dict[str, str], source: Path) -> None:
+    """heroku/python runs bin/post_compile with the config vars exported: the finish phase sees them in
+    its environment too. The build's own pip settings (PyPI on Heroku) come from a pip config file here."""
+    (source.parent / "pip.conf").write_text(f"[global]\nno-index = true\nfind-links = {source}\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(source.parent / "pip.conf"))
+    for name in ("PIP_NO_INDEX", "PIP_FIND_LINKS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in config_vars.items():
+        monkeypatch.setenv(name, value)

@@ -21,6 +21,13 @@ from tests.wheelfactory import WheelSpec, build_wheel, nvidia_spec, torch_pypi
 pytestmark = pytest.mark.usefixtures("isolated_pip")
 
 
+@pytest.fixture(autouse=True)
+def build_pip_finds(isolated_pip: None, monkeypatch: pytest.MonkeyPatch, wheelhouse: Path) -> None:
+    """Where the build's pip finds packages: the build's environment, never an app config var."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))
+
+
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheels")
@@ -48,8 +55,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def context(app: App, manager: str = "pip") -> FinishContext:
     return FinishContext(build_dir=app.build, cache_dir=None, config=Config(), python=app.python,
-                         site_packages=app.site, state={"swap": {"manager": manager}},
-                         env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(app.wheelhouse)})
+                         site_packages=app.site, state={"swap": {"manager": manager}}, env={})
 
 
 @pytest.mark.parametrize(("name", "cuda"), [

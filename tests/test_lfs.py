@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from slugslim import cli
+from slugslim.core import lfs
 from slugslim.core.config import Config, ModelsConfig
 from slugslim.core.context import FinishContext
 from slugslim.finish.models import models
-from slugslim.prepare import lfs
 from tests.conftest import write_app
 from tests.heroku.build import REPO
 from tests.modelservers import FileServer, run_dyno

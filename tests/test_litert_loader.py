@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from slugslim.core.config import ModelsConfig
-from slugslim.finish.models.models import HELPER_MARKER, Entry, render_manifest
+from slugslim.core.shipped import HELPER_MARKER
+from slugslim.finish.models.models import Entry, render_manifest
 from tests.modelservers import REPO, FileServer, sha256
 
 HELPER = REPO / "lib" / "slugslim" / "boot" / "slugslim_models.py"

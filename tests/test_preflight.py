@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from slugslim import cli
+from slugslim.core import pip
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import PreflightError
-from slugslim.deps import pyversion, simpleindex, wheels
+from slugslim.deps import pyversion, simpleindex
 from slugslim.prepare import preflight
 from tests.conftest import write_app
 from tests.heroku.build import REPO
@@ -201,7 +202,7 @@ def test_of_the_config_vars_only_pip_extra_index_url_reaches_the_lookups(monkeyp
         monkeypatch.delenv(name, raising=False)
     config_vars = {"PIP_INDEX_URL": "http://127.0.0.1:9/private", "PIP_EXTRA_INDEX_URL": " http://127.0.0.1:9/extra ",
                    "PIP_NO_INDEX": "1"}
-    env = wheels.pip_environment(config_vars)
+    env = pip.environment(config_vars)
     assert env["PIP_EXTRA_INDEX_URL"] == "http://127.0.0.1:9/extra"
     assert "PIP_INDEX_URL" not in env and "PIP_NO_INDEX" not in env
     found = simpleindex.settings(config_vars, [], environ={})

@@ -22,9 +22,10 @@ import pytest
 
 from slugslim.core.config import Config
 from slugslim.core.context import FinishContext
+from slugslim.core.installed import read_dists
 from slugslim.core.runtimeconfig import RuntimeConfig
-from slugslim.finish.fixup.fixupsite import read_dists
 from slugslim.finish.runtime import runtime, runtimecache, runtimetools
+from tests.test_fixup import LEAKING, as_in_the_hook
 from tests.wheelfactory import WheelSpec, build_wheel
 
 pytestmark = pytest.mark.usefixtures("isolated_pip")
@@ -99,6 +100,17 @@ def _app(tmp_path: Path, wheels: Path, app_code: str, monkeypatch: pytest.Monkey
     config = Config(runtime=RuntimeConfig(engine="litert"))
     return FinishContext(build_dir=build, cache_dir=tmp_path / "cache", env={}, config=config, python=python,
                          site_packages=site)
+
+
+def test_of_the_apps_pip_config_vars_only_the_extra_index_reaches_the_litert_install(
+        tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Config vars that would send pip elsewhere (an index that is not there) stay out of its environment."""
+    ctx = _app(tmp_path, wheels, "import numpy\nfrom slugslim_models import load_model\n", monkeypatch)
+    shutil.copytree(wheels, tmp_path / "pypi" / "wheels")
+    as_in_the_hook(monkeypatch, LEAKING, tmp_path / "pypi" / "wheels")
+    ctx.env.update(LEAKING)
+    installed, version = runtimetools.install_litert(ctx, timeout=120)
+    assert (installed, version) == (["ai-edge-litert", "tqdm"], "2.3.0")
 
 
 def test_litert_ships_removes_tensorflow_keeps_it_in_the_cache_and_the_next_build_gets_it_back(

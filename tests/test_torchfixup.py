@@ -40,12 +40,17 @@ def indexes(pypi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield pypi, cpu
 
 
+@pytest.fixture(autouse=True)
+def build_pip_finds(isolated_pip: None, monkeypatch: pytest.MonkeyPatch, indexes: tuple[str, str]) -> None:
+    """The build's pip looks at the stand-in for PyPI, as a Heroku build's looks at PyPI."""
+    monkeypatch.setenv("PIP_INDEX_URL", indexes[0])
+
+
 def context(app: App, indexes: tuple[str, str], manager: str = "pip", keep: tuple[str, ...] = ()) -> FinishContext:
-    pypi, cpu = indexes
+    _pypi, cpu = indexes
     config = Config(swap=SwapConfig(torch_index=cpu, keep=keep))
     return FinishContext(build_dir=app.build, cache_dir=None, config=config, python=app.python,
-                         site_packages=app.site, state={"swap": {"manager": manager}},
-                         env={"PIP_INDEX_URL": pypi})
+                         site_packages=app.site, state={"swap": {"manager": manager}}, env={})
 
 
 def check(app: App) -> tuple[str, str, set[str]]:

@@ -12,7 +12,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Protocol, cast
 
 from slugslim import __version__
@@ -86,11 +85,3 @@ def guarded(body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         log.error("Error: Interrupted.")
         return 130
-
-
-def existing_dir(value: str) -> Path:
-    path = Path(value)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{value} is not a directory")
-    return path.resolve()
-

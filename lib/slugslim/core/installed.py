@@ -11,6 +11,9 @@ directory, so the per-distribution sizes add up to the whole site-packages.
 
 from __future__ import annotations
 
+import csv
+import email.parser
+import io
 import os
 import posixpath
 import re
@@ -19,6 +22,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 UNOWNED = "(files no package claims)"
 _MODULE_SUFFIX = re.compile(r"(\.cpython-[^.]+|\.abi3|\.cp\d+-[^.]+)?\.(py|pyc|so|pyd)$")
@@ -200,3 +206,59 @@ def find_site_packages(path: Path) -> Path | None:
         if candidates:
             return candidates[-1]
     return None
+
+
+# The fix-up's view: each distribution's requirements and RECORD, and whether it is slugslim's stand-in.
+STAND_IN_INSTALLER = "slugslim"
+MARKER_FILE = "SLUGSLIM"
+
+
+@dataclass
+class Dist:
+    """An installed distribution, read from its dist-info."""
+
+    name: str  # canonical
+    version: str
+    info: Path  # the .dist-info directory
+    requires: list[Requirement]
+    files: list[tuple[str, str]]  # (path relative to site-packages, "sha256=..." or "")
+    installer: str = ""
+    marked: bool = False  # a SLUGSLIM file: the files are already the CPU build's
+
+    @property
+    def is_stand_in(self) -> bool:
+        return self.installer == STAND_IN_INSTALLER
+
+    def paths(self) -> set[str]:
+        return {os.path.normpath(p) for p, _ in self.files}
+
+
+def read_dists(site_packages: Path) -> dict[str, Dist]:
+    dists: dict[str, Dist] = {}
+    for info in sorted(site_packages.glob("*.dist-info")):
+        if info.is_symlink() or not (info / "METADATA").is_file():
+            continue
+        message = email.parser.Parser().parsestr((info / "METADATA").read_text(encoding="utf-8", errors="replace"),
+                                                 headersonly=True)
+        requires: list[Requirement] = []
+        for text in message.get_all("Requires-Dist") or []:
+            try:
+                requires.append(Requirement(text))
+            except InvalidRequirement:
+                continue
+        files: list[tuple[str, str]] = []
+        record = info / "RECORD"
+        if record.is_file():
+            for row in csv.reader(io.StringIO(record.read_text(encoding="utf-8", errors="replace"))):
+                if row:
+                    files.append((row[0], row[1] if len(row) > 1 else ""))
+        installer = (info / "INSTALLER").read_text(encoding="utf-8").strip() if (info / "INSTALLER").is_file() else ""
+        name = canonicalize_name(str(message.get("Name", "")))
+        dists[name] = Dist(name=name, version=str(message.get("Version", "")), info=info, requires=requires,
+                           files=files, installer=installer, marked=(info / MARKER_FILE).is_file())
+    return dists
+
+
+def requirers(dists: dict[str, Dist], name: str, exclude: set[str]) -> list[str]:
+    return sorted(d.name for d in dists.values() if d.name not in exclude and not d.is_stand_in
+                  and any(canonicalize_name(r.name) == name for r in d.requires))

@@ -33,7 +33,8 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from slugslim.deps.wheels import APP_PIP_VARS, PIP_INDEX_VARS, LookupFailed
+from slugslim.core.pip import APP_PIP_VARS, PIP_INDEX_VARS
+from slugslim.deps.wheels import LookupFailed
 
 PYPI = "https://pypi.org/simple"
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -236,3 +237,18 @@ def _allows(requires_python: str, python: str) -> bool:
         return SpecifierSet(requires_python).contains(Version(f"{python}.0"), prereleases=True)
     except InvalidSpecifier:
         return True
+
+
+def index_answers(url: str, project: str) -> bool:
+    """A quick look at the index's page for ``project``: HEAD, 15 s, no retries (pip retries for minutes)."""
+    page = f"{url.rstrip('/')}/{project}/"
+    parts = urllib.parse.urlsplit(page)
+    if parts.scheme == "file":
+        return Path(urllib.request.url2pathname(parts.path)).exists()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(page, method="HEAD"), timeout=15):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False

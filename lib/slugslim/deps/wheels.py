@@ -14,9 +14,7 @@ files and from the index's Content-Length otherwise; when neither answers the si
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,11 +27,9 @@ from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
 
+from slugslim.core import pip
+
 # Variables that change where pip looks, as the build's own environment sets them.
-PIP_INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_TRUSTED_HOST",
-                  "PIP_CERT", "PIP_CLIENT_CERT", "PIP_PRE")
-# Of the app's config vars, heroku/python hands only this one to its pip (v351 lib/pip.sh).
-APP_PIP_VARS = ("PIP_EXTRA_INDEX_URL",)
 
 
 class LookupFailed(Exception):
@@ -73,25 +69,13 @@ class NoLookup:
         raise LookupFailed("no index lookups in this run")
 
 
-def pip_environment(config_vars: Mapping[str, str]) -> dict[str, str]:
-    """Our environment plus the app's pip settings, with pip made importable for ``-m pip``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update({k: v.strip() for k, v in config_vars.items() if k in APP_PIP_VARS})
-    spec = importlib.util.find_spec("pip")
-    if spec is not None and spec.origin:
-        env["PYTHONPATH"] = str(Path(spec.origin).parent.parent)
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    return env
-
-
 class PipLookup:
     """Asks pip (running on our own interpreter) what it would install for the app's Python."""
 
     def __init__(self, python_version: str, config_vars: Mapping[str, str] | None = None,
                  index_options: Sequence[str] = (), timeout: int = 120) -> None:
         self.python_version = python_version
-        self.env = pip_environment(config_vars or {})
+        self.env = pip.environment(config_vars or {})
         self.index_options = list(index_options)
         self.timeout = timeout
         self._cache: dict[str, WheelInfo] = {}

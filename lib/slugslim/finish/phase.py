@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from slugslim.cli import existing_dir
 from slugslim.core import config, log
+from slugslim.core.arguments import existing_dir
 from slugslim.core.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
 from slugslim.core.errors import BudgetError, SlugslimError
 from slugslim.finish import memory

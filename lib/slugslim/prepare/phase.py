@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from slugslim import __version__
-from slugslim.cli import existing_dir
-from slugslim.core import buildcache, config, log
+from slugslim.core import buildcache, config, lfs, log
+from slugslim.core.arguments import existing_dir
 from slugslim.core.context import read_state, write_state
 from slugslim.deps import pyversion, sources
 from slugslim.finish.runtime import runtimecache
-from slugslim.prepare import hook, lfs, preflight
+from slugslim.prepare import hook, preflight
 from slugslim.prepare.swap import rewrite
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from slugslim.core import log
+from slugslim.core import log, pip
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import FixupError, SlugslimError
 from slugslim.core.frameworks import (
@@ -56,41 +56,19 @@ from slugslim.core.frameworks import (
     kept,
     renamed_builds,
 )
+from slugslim.core.installed import Dist, read_dists, requirers
 from slugslim.deps import locksnippets, requirements
 from slugslim.deps.sources import EXACT_SYNC_MANAGERS, MANAGERS, REQUIREMENTS, index_options, package_manager
 from slugslim.finish.fixup import torchfixup
 from slugslim.finish.fixup.fixupsite import (
-    Dist,
     FixupResult,
     Quarantine,
     hash_ok,
     merge_into_gpu_name,
     prune_empty_dirs,
-    read_dists,
     remove_cuda,
-    requirers,
     stand_in,
 )
-
-
-def pip_command(ctx: FinishContext) -> list[str]:
-    """The app's pip; heroku/python leaves none with uv, so then our own pip, aimed at the app's Python."""
-    if ctx.site_packages is not None and (ctx.site_packages / "pip" / "__init__.py").is_file():
-        return [str(ctx.python), "-m", "pip"]
-    import sys
-
-    return [sys.executable, "-m", "pip", "--python", str(ctx.python)]
-
-
-def pip_env(ctx: FinishContext, command: list[str]) -> dict[str, str]:
-    env = ctx.python_env()
-    if command[0] != str(ctx.python):
-        from slugslim.deps.wheels import pip_environment
-
-        env["PYTHONPATH"] = pip_environment({})["PYTHONPATH"]
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_NO_INPUT"] = "1"
-    return env
 
 
 def _index_options(ctx: FinishContext) -> list[str]:
@@ -119,7 +97,7 @@ def run(ctx: FinishContext) -> FixupResult:
     log.detail("GPU builds found after the install; replacing them with the CPU builds:")
     manager = str(ctx.state.get("swap", {}).get("manager") or package_manager(ctx.build_dir))
     quarantine = Quarantine(ctx.build_dir, site)
-    pip = pip_command(ctx)
+    pip_run = pip.for_app(ctx.python, ctx.site_packages, ctx.env)
     before, _ = _check(ctx, [], [])
     replaced: list[Dist] = []
     try:
@@ -128,9 +106,9 @@ def run(ctx: FinishContext) -> FixupResult:
                 result.add("kept", dist.name, f"{dist.name} {dist.version} kept as installed (swap.keep)")
                 continue
             if dist.name in renamed_builds():
-                _replace(ctx, dist, dists, manager, quarantine, pip, result)
+                _replace(ctx, dist, dists, manager, quarantine, pip_run, result)
             elif not torchfixup.replace(ctx, dist, dists, manager, quarantine,
-                                        lambda args: _pip_install(ctx, pip, args), result):
+                                        lambda args: _pip_install(ctx, pip_run, args), result):
                 continue
             replaced.append(dist)
             dists = read_dists(site)
@@ -165,7 +143,7 @@ def _cuda_plugins(dist: Dist, dists: dict[str, Dist]) -> bool:
 
 
 def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str, quarantine: Quarantine,
-             pip: list[str], result: FixupResult) -> None:
+             pip_run: tuple[list[str], dict[str, str]], result: FixupResult) -> None:
     site = ctx.site_packages
     assert site is not None
     target = renamed_builds()[gpu.name]
@@ -181,7 +159,7 @@ def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str
     cpu_was_installed = cpu is not None
     gpu_hashes = dict((os.path.normpath(p), h) for p, h in gpu.files)
     if cpu is None:
-        _pip_install(ctx, pip, [f"{target}=={gpu.version}"])
+        _pip_install(ctx, pip_run, [f"{target}=={gpu.version}"])
         result.add("installed", target, f"{gpu.name} {gpu.version} ({why}) → {target} {gpu.version}, "
                    "installed with --no-deps", version=gpu.version, replaced=gpu.name)
     else:
@@ -189,7 +167,7 @@ def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str
         damaged = [p for p, h in cpu.files if h and gpu_hashes.get(os.path.normpath(p), h) != h
                    and not hash_ok(site, p, h)]
         if damaged:
-            _pip_install(ctx, pip, ["--force-reinstall", f"{target}=={gpu.version}"])
+            _pip_install(ctx, pip_run, ["--force-reinstall", f"{target}=={gpu.version}"])
             result.add("reinstalled", target, f"{gpu.name} {gpu.version} ({why}) had overwritten {len(damaged)} "
                        f"files of {target}; reinstalled {target} {gpu.version}", version=gpu.version)
         else:
@@ -215,10 +193,12 @@ def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str
     remove_cuda(ctx, gpu, fresh, quarantine, result, stub=merged)
 
 
-def _pip_install(ctx: FinishContext, pip: list[str], args: list[str]) -> None:
-    command = [*pip, "install", "--no-deps", "--no-cache-dir", "--no-input", "--quiet", *_index_options(ctx), *args]
+def _pip_install(ctx: FinishContext, pip_run: tuple[list[str], dict[str, str]], args: list[str]) -> None:
+    pip_command, env = pip_run
+    command = [*pip_command, "install", "--no-deps", "--no-cache-dir", "--no-input", "--quiet", *_index_options(ctx),
+               *args]
     ctx.timeout(0)  # no install starts past the budget; one that has started is never cut short halfway
-    done = subprocess.run(command, env=pip_env(ctx, pip), cwd=ctx.build_dir, capture_output=True, text=True,
+    done = subprocess.run(command, env=env, cwd=ctx.build_dir, capture_output=True, text=True,
                           check=False)
     if done.returncode != 0:
         raise FixupError(f"'pip install --no-deps {' '.join(args)}' failed.", done.stderr + done.stdout)

@@ -29,18 +29,16 @@ from pathlib import Path
 from slugslim.core import frameworks, log
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import FixupError
+from slugslim.core.installed import Dist, read_dists, requirers
+from slugslim.deps.simpleindex import index_answers
 from slugslim.deps.sources import EXACT_SYNC_MANAGERS
 from slugslim.finish.fixup.fixupsite import (
-    Dist,
     FixupResult,
     Quarantine,
     merge_into_gpu_name,
     prune_empty_dirs,
-    read_dists,
     remove_cuda,
-    requirers,
 )
-from slugslim.prepare.swap.torchswap import index_answers
 
 Install = Callable[[list[str]], None]
 
@@ -69,7 +67,7 @@ def replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str,
     framework = frameworks.framework_of(gpu.name)
     assert framework is not None
     index = frameworks.index_url(framework, ctx.config.swap)
-    if index and not index_answers(index):
+    if index and not index_answers(index, "torch"):
         result.add("skipped", gpu.name, f"{gpu.name} {gpu.version} (the CUDA build) left as installed: PyTorch's "
                    f"CPU index {index} did not answer", level="warning")
         log.warning(f"Warning: PyTorch's CPU index {index} (swap.torch_index) did not answer, so {gpu.name} "

@@ -25,19 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from slugslim.core import log
+from slugslim.core import lfs, log
 from slugslim.core.config import ModelsConfig
 from slugslim.core.context import STATE_DIR, FinishContext
 from slugslim.core.errors import ModelStoreError
 from slugslim.core.modelscan import Model, ModelFile, Scan, scan
+from slugslim.core.shipped import BOOT_DIR, install_helper
 from slugslim.finish.models.modelstore import Location, Store, StoreError, open_store, redact
-from slugslim.prepare import lfs
 
 MANIFEST = Path(STATE_DIR) / "models.json"
 PROFILE_SCRIPT = Path(".profile.d") / "slugslim-models.sh"
-HELPER = Path("slugslim_models.py")
-BOOT_DIR = Path(__file__).parents[2] / "boot"
-HELPER_MARKER = "slugslim-models-helper"
 
 # What the boot script can read back from a manifest line: no quote, backslash or control character.
 _SAFE_PATH = re.compile(r'^[^"\\\x00-\x1f\x7f]+$')
@@ -210,19 +207,6 @@ def _write_boot_files(app_dir: Path, entries: list[Entry], config: ModelsConfig)
         script.unlink()
     shutil.copyfile(BOOT_DIR / "slugslim-models.sh", script)
     script.chmod(0o755)
-
-
-def install_helper(app_dir: Path) -> bool:
-    """Ship slugslim_models.py into the app, unless the app has a module of its own by that name."""
-    target = app_dir / HELPER
-    if target.is_symlink() or (target.exists() and HELPER_MARKER not in target.read_text(errors="replace")):
-        log.warning(
-            "Warning: your app has its own slugslim_models.py, so slugslim did not write its helper there.\n"
-            "slugslim_models.path() will be whatever your file defines."
-        )
-        return False
-    shutil.copyfile(BOOT_DIR / "slugslim_models.py", target)
-    return True
 
 
 def _manifest_safe(path: str) -> bool:

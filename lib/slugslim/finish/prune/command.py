@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from slugslim.cli import existing_dir
 from slugslim.core import config, log
+from slugslim.core.arguments import existing_dir
 from slugslim.removal.engine import Engine, default_python, quarantine_location
 
 

@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from slugslim.appcheck import boot_check, unused
-from slugslim.core import installed, log
+from slugslim.core import installed, log, shipped
 from slugslim.core.context import STATE_DIR, FinishContext
+from slugslim.core.installed import read_dists, requirers
 from slugslim.core.modelscan import Model
-from slugslim.finish.fixup.fixupsite import read_dists, requirers
-from slugslim.finish.models import models
 from slugslim.finish.runtime import runtimecache, runtimeplan
 from slugslim.finish.runtime.runtimetools import NotShipped, install_litert, run_tool, uninstall
 from slugslim.removal.engine import Engine, quarantine_location
@@ -162,7 +161,7 @@ def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeR
             for line in failed))
 
     # The loader first: the app imports it on TensorFlow too (it falls back to Keras without runtime.json).
-    if not models.install_helper(ctx.build_dir):
+    if not shipped.install_helper(ctx.build_dir):
         raise NotShipped("the app has a slugslim_models.py of its own, so slugslim cannot ship its loader.")
     command = boot_check.web_command(ctx.build_dir) if ctx.config.verify.boot != "false" else ""
     tf_boot = _boot(ctx, command, "TensorFlow", result) if command else None

@@ -13,7 +13,6 @@ undoing it is always uninstalling exactly what it added.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,10 +20,9 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from slugslim.core import pip
 from slugslim.core.context import FinishContext
-from slugslim.deps.wheels import APP_PIP_VARS
-from slugslim.finish.fixup.fixup import pip_command, pip_env
-from slugslim.finish.fixup.fixupsite import read_dists
+from slugslim.core.installed import read_dists
 from slugslim.finish.runtime.runtimeplan import LITERT
 
 TOOL = Path(__file__).parent / "litert_tool.py"
@@ -60,19 +58,8 @@ def run_tool(ctx: FinishContext, action: str, request: dict[str, Any], timeout: 
     return loaded
 
 
-def _pip(ctx: FinishContext) -> tuple[list[str], dict[str, str]]:
-    command = pip_command(ctx)
-    env = pip_env(ctx, command)
-    for key in ctx.env:  # heroku/python's pip sees only APP_PIP_VARS of the app's config vars
-        if key.startswith("PIP_") and key not in APP_PIP_VARS:
-            env.pop(key, None)
-            if key in os.environ:
-                env[key] = os.environ[key]
-    return command, env
-
-
 def _run_pip(ctx: FinishContext, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    command, env = _pip(ctx)
+    command, env = pip.for_app(ctx.python, ctx.site_packages, ctx.env)
     try:
         return subprocess.run([*command, *args], cwd=ctx.build_dir, env=env, capture_output=True, text=True,
                               errors="replace", timeout=timeout, check=False)

@@ -18,35 +18,21 @@ one made on the app's Python.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from slugslim.core import pip
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import SwapHashError
 from slugslim.deps import requirements
-from slugslim.deps.wheels import pip_environment
 from slugslim.prepare.swap.swap import build_plan
 from slugslim.prepare.swap.swapplan import FilePlan, SwapPlan, header_change
 from slugslim.prepare.swap.torchswap import TorchIndex, is_torch_family, same_index
 
 UNSAFE = frozenset({"pip", "setuptools", "distribute", "wheel"})
-
-
-def _tool_path(env: dict[str, str]) -> None:
-    """Make pip and piptools importable in the subprocess, wherever the tools bootstrap put them."""
-    paths: list[str] = []
-    for module in ("piptools", "pip", "click", "build"):
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin:
-            parent = str(Path(spec.origin).parent.parent)
-            if parent not in paths:
-                paths.append(parent)
-    env["PYTHONPATH"] = os.pathsep.join(paths)
 
 
 def relock(build_dir: Path, config: SwapConfig, lock: Path, source: Path, python_version: str,
@@ -107,8 +93,7 @@ def _compile(build_dir: Path, source: Path, out: Path, original: requirements.Re
     if names & UNSAFE:
         command.append("--allow-unsafe")
     command.append(str(source.relative_to(build_dir)))
-    env = pip_environment(config_vars)
-    _tool_path(env)
+    env = pip.environment(config_vars, tools=("piptools", "pip", "click", "build"))
     done = subprocess.run(command, cwd=build_dir, env=env, capture_output=True, text=True, check=False, timeout=900)
     if done.returncode != 0:
         tail = " / ".join([line for line in (done.stderr + done.stdout).splitlines() if line.strip()][-4:])

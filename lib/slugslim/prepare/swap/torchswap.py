@@ -18,12 +18,8 @@ On Linux, PyPI's ``torch`` is the CUDA build. The CPU build has the same name an
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -32,6 +28,7 @@ from slugslim.core import frameworks
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import CpuBuildError, RequirementsError, SwapHashError
 from slugslim.deps import reqedit, requirements
+from slugslim.deps.simpleindex import index_answers
 from slugslim.deps.wheels import Lookup, LookupFailed, PipLookup, WheelInfo
 from slugslim.prepare.swap.swapplan import FilePlan, Swap, pinned_version, replace_args, without_marker
 
@@ -53,23 +50,8 @@ class TorchIndex:
     def reachable(self) -> bool:
         """Does the index answer at all (its torch page), as opposed to lacking a version?"""
         if self._reachable is None:
-            self._reachable = index_answers(self.url)
+            self._reachable = index_answers(self.url, TORCH)
         return self._reachable
-
-
-def index_answers(url: str) -> bool:
-    """A quick look at the index's torch page: HEAD, 15 s, no retries (pip retries for minutes)."""
-    page = f"{url.rstrip('/')}/{TORCH}/"
-    parts = urllib.parse.urlsplit(page)
-    if parts.scheme == "file":
-        return Path(urllib.request.url2pathname(parts.path)).exists()
-    try:
-        with urllib.request.urlopen(urllib.request.Request(page, method="HEAD"), timeout=15):
-            return True
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
-    except (OSError, ValueError):
-        return False
 
 
 def same_index(a: str, b: str) -> bool:
