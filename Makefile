@@ -59,6 +59,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy --strict --python-version 3.10 lib/slugslim
 
 pytest: $(DEV_STAMP) $(TOOLS_STAMP)
+	$(BIN)/python -m tests.webwheels
 	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) \
 		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests import wheelfactory
+from tests import webwheels, wheelfactory
 from tests.heroku import appdir
 from tests.heroku.build import BASE_PYTHON, REPO, Build, pip_for, python_runtime, run_build
 
@@ -61,23 +60,10 @@ def tools_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tools_wheels(tmp_path_factory)
 
 
-# Real web servers for the boot check, from the package registry through pip (cached in .cache/).
-WEB_SERVERS = ("gunicorn==27.0.1", "uvicorn==0.54.0")
-
-
 @pytest.fixture(scope="session")
 def web_wheels() -> Path:
-    """gunicorn and uvicorn with their dependencies as wheels, downloaded once into .cache/web-wheels."""
-    target = REPO / ".cache" / "web-wheels"
-    stamp = target / f".complete-{'-'.join(WEB_SERVERS)}"
-    target.mkdir(parents=True, exist_ok=True)
-    with open(target / ".lock", "w") as lock:  # pytest-xdist workers: one downloads, the other waits
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not stamp.is_file():
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                            "--only-binary", ":all:", "-d", str(target), *WEB_SERVERS], check=True)
-            stamp.touch()
-    return target
+    """gunicorn and uvicorn with their dependencies as wheels (tests/webwheels.py)."""
+    return webwheels.download()
 
 
 @pytest.fixture(scope="session")
