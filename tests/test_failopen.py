@@ -43,7 +43,7 @@ def test_an_unexpected_error_is_a_warning_naming_the_step(tmp_path: Path, capsys
     assert " !     Warning: slugslim skipped the slug report, and the build goes on without it." in err
     assert "FileNotFoundError: [Errno 2] No such file or directory" in err
     assert "Traceback" not in err
-    assert ctx.results["skipped"]["the slug report"].startswith("FileNotFoundError")
+    assert ctx.results.skipped["the slug report"].startswith("FileNotFoundError")
     assert finish.guarded(ctx, "a step", lambda: 42) == 42
 
     verbose = context(tmp_path, env={"BUILDPACK_XTRACE": "1"})

@@ -12,6 +12,8 @@ import pytest
 
 from slugslim.core.config import Config, MemoryConfig
 from slugslim.core.context import FinishContext
+from slugslim.core.plan import Plan, PruneResult
+from slugslim.core.results import Results
 from slugslim.finish import memory
 from tests.conftest import write_app
 from tests.heroku.appdir import at_app
@@ -99,9 +101,14 @@ def test_no_memory_known_leaves_heroku_pythons_value(tmp_path: Path) -> None:
     assert "slugslim: Couldn't determine available memory" in seen["stderr"]
 
 
+def peak_of(peak: int) -> PruneResult:
+    """What the prune step records after its import check peaked at ``peak`` bytes."""
+    return PruneResult("pruned", Plan(root=""), verify_peak_rss=peak)
+
+
 def context(tmp_path: Path, peak: int, enabled: bool = True) -> FinishContext:
     return FinishContext(build_dir=tmp_path, cache_dir=None, env={}, config=Config(memory=MemoryConfig(enabled)),
-                         python=Path(sys.executable), site_packages=None, results={"prune": {"verify_peak_rss": peak}})
+                         python=Path(sys.executable), site_packages=None, results=Results(prune=peak_of(peak)))
 
 
 def test_the_build_step_warns_when_one_process_does_not_fit_512_mb(tmp_path: Path,
@@ -143,5 +150,5 @@ def test_without_the_prune_step_the_memory_step_runs_the_import_check_itself(tmp
     peak, how = memory.measured(ctx)
     assert how == "the import check"
     assert 80 * 10**6 < peak < 400 * MIB
-    ctx.results["prune"] = {"verify_peak_rss": 123 * MIB}
+    ctx.results.prune = peak_of(123 * MIB)
     assert memory.measured(ctx) == (123 * MIB, "the import check")

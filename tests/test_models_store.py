@@ -96,7 +96,8 @@ def test_upload_to_s3_then_skip_when_present(tmp_path: Path, s3_server: S3, capf
     assert {e["model"] for e in entries} == {"export/sm", "models/net.h5"}
     assert (app / ".profile.d/slugslim-models.sh").stat().st_mode & 0o111
     assert "slugslim-models-helper" in (app / "slugslim_models.py").read_text()
-    assert ctx.results["models"]["removed_bytes"] == len(MODEL) + sum(len(d) for d in SM.values())
+    assert ctx.results.models is not None
+    assert ctx.results.models.removed_bytes == len(MODEL) + sum(len(d) for d in SM.values())
     out, err = capfd.readouterr()
     assert "models/net.h5 (40.0 KB, Keras/HDF5 file)" in out
     assert "export/sm (35.2 KB, SavedModel directory, 3 files)" in out
@@ -111,7 +112,7 @@ def test_upload_to_s3_then_skip_when_present(tmp_path: Path, s3_server: S3, capf
     assert "already at s3://" in out2
     for secret in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN):
         assert secret not in out + err + out2 + err2
-        assert secret not in json.dumps(ctx.results)
+        assert secret not in json.dumps(ctx.results.models.to_json() if ctx.results.models else {})
 
     # And the dyno gets them back.
     booted = run_dyno(app, env)
@@ -194,7 +195,7 @@ def test_models_false_does_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[
     models.run(ctx)
     assert (app / "models/net.h5").exists()
     assert capfd.readouterr().out == ""
-    assert ctx.results["models"]["enabled"] is False
+    assert ctx.results.models is not None and ctx.results.models.enabled is False
 
 
 def test_an_apps_own_slugslim_models_module_is_left_alone(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ import pytest
 
 from slugslim.core.config import Config, PruneConfig, VerifyConfig
 from slugslim.core.errors import PruneGlobError, VerificationError
+from slugslim.core.plan import PruneResult
 from slugslim.finish.prune.prune import plan as prune_plan
 from slugslim.removal import quarantine
 from slugslim.removal.engine import Engine
-from slugslim.removal.plan import PruneResult
 from tests.prunetree import build_template, tree_digest
 
 HAS_CC = shutil.which("cc") is not None

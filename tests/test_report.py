@@ -14,13 +14,14 @@ import pytest
 
 from slugslim.core.config import Config, LimitsConfig, ReportConfig
 from slugslim.core.context import FinishContext, find_site_packages
+from slugslim.core.modelscan import Model, ModelFile
+from slugslim.core.plan import Plan, PruneResult, Removal
+from slugslim.core.results import ModelsResult, Results
 from slugslim.deps.wheels import WheelInfo
 from slugslim.finish import phase as finish
-from slugslim.finish.models.models import Model, ModelFile, ModelsResult
 from slugslim.finish.report import report
 from slugslim.prepare.swap.rewrite import SwapResult
 from slugslim.prepare.swap.swapplan import Swap
-from slugslim.removal.plan import Plan, PruneResult, Removal
 from tests import sitefactory
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.build import HEROKU_GZIP_LEVEL
@@ -151,12 +152,12 @@ def test_report_numbers_match_the_plan_applied(build: Path, tmp_path: Path, caps
         old_wheel=WheelInfo("tensorflow", "2.21.0", "tf.whl", "", None, 572_000_000),
         new_wheel=WheelInfo("tensorflow-cpu", "2.21.0", "tfcpu.whl", "", None, 274_000_000),
     )])
-    ctx = context(build, results={"prune": pruned.to_json(), "models": taken.to_json()},
+    ctx = context(build, results=Results(prune=pruned, models=taken),
                   state={"swap": swapped.to_json()})
     result = report.run(ctx, before)
     data = json.loads((build / ".slugslim" / "report.json").read_text())
 
-    assert data == json.loads(json.dumps(ctx.results["report"]))
+    assert data == json.loads(json.dumps(result.to_json()))
     levers = {lever["lever"]: lever["bytes"] for lever in data["levers"]}
     assert levers == {
         "swap": 298_000_000,

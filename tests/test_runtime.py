@@ -11,10 +11,11 @@ from slugslim.analyze import analyzeview
 from slugslim.analyze import command as analyze
 from slugslim.core import buildcache, config, installed
 from slugslim.core.errors import ConfigError
+from slugslim.core.plan import Removal
+from slugslim.core.results import Results, RuntimeResult
 from slugslim.core.runtimeconfig import Tolerance
 from slugslim.finish.report import fitreport
 from slugslim.finish.runtime import runtimecache, runtimeplan
-from slugslim.removal.plan import Removal
 from tests.sitefactory import pip_install
 from tests.wheelfactory import WheelSpec, build_wheel
 
@@ -204,24 +205,24 @@ def test_switching_the_engine_clears_heroku_pythons_cache_but_tensorflow_builds_
     assert not (cache / ".heroku" / "python").exists()
 
 
-RECORDED = {
+RECORDED = RuntimeResult(**{
     "status": "litert", "litert": "2.3.0",
     "models": [{"path": "models/classifier.keras", "original_bytes": 83435, "tflite_bytes": 24120,
                 "quantize": "dynamic", "max_abs": 0.0012, "top1": 1.0, "convert_seconds": 2.1, "check_seconds": 0.05}],
     "memory": {"litert": 61_000_000, "tensorflow": 560_000_000, "measured_by": "the booted web process"},
     "removed": {"tensorflow": 600_000_000, "models": 83435},
-}
+})
 
 
 def test_the_report_shows_each_model_and_the_memory_on_both_runtimes(capsys: pytest.CaptureFixture[str]) -> None:
-    sections = fitreport.sections({}, {"runtime": RECORDED})
+    sections = fitreport.sections({}, Results(runtime=RECORDED))
     assert json.loads(json.dumps(sections))["runtime"]["models"][0]["tflite_bytes"] == 24120
     fitreport.render(sections)
     out = capsys.readouterr().out
     assert "Runtime: LiteRT (ai-edge-litert 2.3.0) instead of TensorFlow" in out
     assert "models/classifier.keras: 83.4 KB → 24.1 KB (dynamic), max abs difference 0.0012, top-1 100.0%" in out
     assert "One web process: 61.0 MB on LiteRT, 560.0 MB on TensorFlow (the booted web process)" in out
-    kept = {"status": "tensorflow", "reason": "these models did not convert:\n  models/a.h5: flex"}
-    fitreport.render(fitreport.sections({}, {"runtime": kept}))
+    kept = RuntimeResult(status="tensorflow", reason="these models did not convert:\n  models/a.h5: flex")
+    fitreport.render(fitreport.sections({}, Results(runtime=kept)))
     assert "Runtime: TensorFlow (runtime.engine: litert did not apply: these models did not convert)" in \
         capsys.readouterr().out

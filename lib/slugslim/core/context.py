@@ -13,6 +13,7 @@ from typing import Any
 
 from slugslim.core.config import Config
 from slugslim.core.errors import BudgetError
+from slugslim.core.results import Results
 
 STATE_DIR = ".slugslim"
 STATE_FILE = "state.json"
@@ -65,7 +66,7 @@ def write_state(build_dir: Path, state: Mapping[str, Any]) -> None:
 
 @dataclass
 class FinishContext:
-    """The finish phase's view of the build. Steps read it and add their outcome to ``results``."""
+    """The finish phase's view of the build. Steps read it and put their typed result into ``results``."""
 
     build_dir: Path
     cache_dir: Path | None
@@ -74,7 +75,7 @@ class FinishContext:
     python: Path
     site_packages: Path | None
     state: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)
+    results: Results = field(default_factory=Results)
     # time.monotonic() at which the finish phase's budget runs out
     deadline: float = math.inf
 

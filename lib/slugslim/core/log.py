@@ -7,6 +7,7 @@ and errors. Steps print their duration when they finish, as heroku/python does.
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from typing import TextIO
 
 STEP = "-----> "
@@ -64,3 +65,11 @@ def human_bytes(size: float) -> str:
         if abs(size) >= factor:
             return f"{size / factor:.1f} {unit}"
     return f"{int(size)} B"
+
+
+def redact(url: str) -> str:
+    """``url`` without credentials, query or fragment (where tokens travel): what the build log, the
+    report and the models manifest show. The dyno gets credentials from config vars, never from here."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))

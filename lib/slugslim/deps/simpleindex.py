@@ -33,6 +33,7 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from slugslim.core import log
 from slugslim.core.pip import APP_PIP_VARS, PIP_INDEX_VARS
 from slugslim.deps.wheels import LookupFailed
 
@@ -63,7 +64,7 @@ class Settings:
 
     def shown(self) -> str:
         places = ([] if self.no_index else [self.index_url, *self.extra_index_urls]) + list(self.find_links)
-        return ", ".join(redact(p) for p in places) or "no index"
+        return ", ".join(log.redact(p) for p in places) or "no index"
 
 
 def settings(config_vars: Mapping[str, str], options: Sequence[str], environ: Mapping[str, str] | None = None,
@@ -102,13 +103,6 @@ def _host(parts: urllib.parse.SplitResult) -> str:
     return (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
 
 
-def redact(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.username or parts.password:
-        return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{_host(parts)}"))
-    return url
-
-
 class _Links(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -139,9 +133,9 @@ def _fetch(url: str, timeout: float, cert: str = "") -> tuple[str, bytes]:
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return "", b""  # the index does not have the project: no files
-        raise LookupFailed(f"{redact(url)} answered HTTP {exc.code}") from None
+        raise LookupFailed(f"{log.redact(url)} answered HTTP {exc.code}") from None
     except (OSError, ValueError) as exc:
-        raise LookupFailed(f"{redact(url)} could not be reached ({exc})") from None
+        raise LookupFailed(f"{log.redact(url)} could not be reached ({exc})") from None
 
 
 def _page_files(content_type: str, body: bytes) -> list[IndexFile]:

@@ -18,21 +18,15 @@ what a dyno runs. With ``runtime.engine: litert`` that process runs on LiteRT.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from slugslim.appcheck import imports, verify
 from slugslim.core import installed, log
 from slugslim.core.context import FinishContext
+from slugslim.core.results import MemoryResult, snapshot
 
 PROFILE_SCRIPT = Path(".profile.d") / "slugslim-memory.sh"
 TEMPLATE = Path(__file__).parents[1] / "boot" / "slugslim-memory.sh"
-MIB = 1 << 20
-# What serving adds to the import check's peak. Measured on tensorflow-cpu 2.21.0 + flask with the real
-# heroku/python: import check 496 MB; the gunicorn worker after its first answer 520 MB, plus a 27 MB parent.
-HEADROOM = 1.10
 HEROKU_MB_PER_PROCESS = 256  # heroku/python's minimum_memory_per_process_in_mb
 SMALLEST_DYNO_MB = 512
 # Dyno sizes: memory (MB, as the cgroup limit reports it) and the CPU cores nproc reports on it, which
@@ -55,41 +49,15 @@ def concurrency(memory_mb: int, cores: int, process_mb: int) -> int:
     return min(max(1, memory_mb // process_mb), heroku_concurrency(memory_mb, cores))
 
 
-@dataclass
-class MemoryResult:
-    enabled: bool = True
-    process_bytes: int = 0
-    measured_by: str = ""
-    per_dyno: list[dict[str, Any]] = field(default_factory=list)
-    script: str = ""
-
-    @property
-    def measured_mb(self) -> int:
-        return math.ceil(self.process_bytes / MIB)
-
-    @property
-    def process_mb(self) -> int:
-        """What one serving web process is budgeted: the measurement plus ``HEADROOM``."""
-        return math.ceil(self.process_bytes * HEADROOM / MIB)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "process_bytes": self.process_bytes, "measured_mb": self.measured_mb,
-                "process_mb": self.process_mb,
-                "measured_by": self.measured_by, "per_dyno": self.per_dyno, "script": self.script}
-
-
 def measured(ctx: FinishContext) -> tuple[int, str]:
     """(peak bytes of one web process, how it was measured), or (0, why not)."""
-    prune = ctx.results.get("prune")
-    prune = prune if isinstance(prune, dict) else {}
-    runtime = ctx.results.get("runtime")
-    # On LiteRT (slugslim.runtime), its own boot of the web process, when the prune booted none.
-    litert = runtime.get("memory", {}).get("litert") if isinstance(runtime, dict) and \
-        runtime.get("status") == "litert" else None
+    prune, runtime = ctx.results.prune, ctx.results.runtime
+    # On LiteRT (the runtime step), its own boot of the web process, when the prune booted none.
+    litert = runtime.memory.get("litert") if runtime is not None and runtime.status == "litert" else None
     # The booted web process, when the boot check ran, is what a dyno really runs: it includes
     # the server's parent and what the first requests loaded.
-    for value, how in ((prune.get("web_rss"), "the booted web process"), (litert, "the booted web process"),
-                       (prune.get("verify_peak_rss"), "the import check")):
+    for value, how in ((prune.web_rss if prune else 0, "the booted web process"), (litert, "the booted web process"),
+                       (prune.verify_peak_rss if prune else 0, "the import check")):
         if isinstance(value, int) and value > 0:
             return value, how
     if not ctx.config.verify.enabled or ctx.site_packages is None:
@@ -116,16 +84,16 @@ def install_script(build_dir: Path, process_mb: int) -> Path:
 
 
 def run(ctx: FinishContext) -> MemoryResult:
-    """The finish-phase step. Stores ``ctx.results["memory"]``."""
+    """The finish-phase step. Puts its result into ``ctx.results.memory``."""
     result = MemoryResult(enabled=ctx.config.memory.enabled)
-    ctx.results["memory"] = result.to_json()
+    ctx.results.memory = snapshot(result)
     if not result.enabled:
         return result
     log.step("Memory per web process")
     result.process_bytes, result.measured_by = measured(ctx)
     if not result.process_bytes:
         log.detail(f"Not measured ({result.measured_by}), so WEB_CONCURRENCY is left to heroku/python")
-        ctx.results["memory"] = result.to_json()
+        ctx.results.memory = snapshot(result)
         return result
     mb = result.process_mb
     result.per_dyno = [{"dyno": name, "memory_mb": ram, "heroku_python": heroku_concurrency(ram, cores),
@@ -148,7 +116,7 @@ def run(ctx: FinishContext) -> MemoryResult:
             "    model in about 40 MB.\n"
             "Set 'memory: false' in slugslim.yml to silence this and leave WEB_CONCURRENCY to heroku/python."
         )
-    ctx.results["memory"] = result.to_json()
+    ctx.results.memory = snapshot(result)
     return result
 
 

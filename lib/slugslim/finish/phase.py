@@ -125,7 +125,7 @@ def guarded(ctx: FinishContext, name: str, body: Callable[[], T]) -> T | None:
 
 
 def _skipped(ctx: FinishContext, name: str, exc: Exception) -> None:
-    ctx.results.setdefault("skipped", {})[name] = f"{type(exc).__name__}: {exc}"
+    ctx.results.skipped[name] = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, SlugslimError):
         why = exc.render().removeprefix("Error: ")
     else:

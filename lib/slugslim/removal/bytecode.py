@@ -35,7 +35,7 @@ import os
 from pathlib import Path
 
 from slugslim.core.config import PruneConfig
-from slugslim.removal.plan import Removal
+from slugslim.core.plan import Removal
 from slugslim.removal.rule import removal
 from slugslim.removal.tree import SiteTree
 

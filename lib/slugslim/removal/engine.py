@@ -22,8 +22,8 @@ from slugslim.appcheck.loadcheck import load_check
 from slugslim.core import installed, log
 from slugslim.core.config import Config
 from slugslim.core.errors import BudgetError, VerificationError
+from slugslim.core.plan import Plan, PruneResult, Removal
 from slugslim.removal import quarantine, symbols
-from slugslim.removal.plan import Plan, PruneResult, Removal
 from slugslim.removal.planner import RULE_ORDER, plan_tree, rules
 from slugslim.removal.rule import Rule
 from slugslim.removal.tree import SiteTree, scan

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from slugslim.core.config import PruneConfig
-from slugslim.removal.plan import Removal
+from slugslim.core.plan import Removal
 from slugslim.removal.rule import removal
 from slugslim.removal.tree import SiteTree
 

@@ -7,9 +7,9 @@ reads it. ``prune.keep`` and the protected names (``*.dist-info``, ``_vendor``) 
 from __future__ import annotations
 
 from slugslim.core.config import PruneConfig
+from slugslim.core.plan import Plan, Removal
 from slugslim.removal import bytecode, headers, packages, symbols, tests, user
 from slugslim.removal.globs import GlobSet
-from slugslim.removal.plan import Plan, Removal
 from slugslim.removal.rule import Rule
 from slugslim.removal.tree import SiteTree
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from slugslim.removal.plan import Removal
+from slugslim.core.plan import Removal
 from slugslim.removal.symbols import NAME as STRIP_RULE
 
 JOURNAL = "journal.jsonl"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from slugslim.core.config import PruneConfig
-from slugslim.removal.plan import Removal
+from slugslim.core.plan import Removal
 from slugslim.removal.tree import SiteTree
 
 

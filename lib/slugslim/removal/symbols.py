@@ -23,8 +23,8 @@ from __future__ import annotations
 import shutil
 
 from slugslim.core.config import PruneConfig
+from slugslim.core.plan import Removal
 from slugslim.removal import elf
-from slugslim.removal.plan import Removal
 from slugslim.removal.tree import SiteTree
 
 NAME = "symbols"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from slugslim.appcheck.imports import scan_quick
 from slugslim.core.config import PruneConfig
-from slugslim.removal.plan import Removal
+from slugslim.core.plan import Removal
 from slugslim.removal.rule import module_name, removal
 from slugslim.removal.tree import SiteTree
 

@@ -11,8 +11,8 @@ wins over every rule), ``*.dist-info`` and ``_vendor`` directories (the engine p
 from __future__ import annotations
 
 from slugslim.core.config import PruneConfig
+from slugslim.core.plan import Removal
 from slugslim.removal.globs import GlobSet
-from slugslim.removal.plan import Removal
 from slugslim.removal.rule import removal
 from slugslim.removal.tree import SiteTree
 

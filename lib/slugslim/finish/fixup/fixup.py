@@ -57,11 +57,11 @@ from slugslim.core.frameworks import (
     renamed_builds,
 )
 from slugslim.core.installed import Dist, read_dists, requirers
+from slugslim.core.results import FixupResult, snapshot
 from slugslim.deps import locksnippets, requirements
 from slugslim.deps.sources import EXACT_SYNC_MANAGERS, MANAGERS, REQUIREMENTS, index_options, package_manager
 from slugslim.finish.fixup import torchfixup
 from slugslim.finish.fixup.fixupsite import (
-    FixupResult,
     Quarantine,
     hash_ok,
     merge_into_gpu_name,
@@ -84,7 +84,7 @@ def _index_options(ctx: FinishContext) -> list[str]:
 def run(ctx: FinishContext) -> FixupResult:
     result = FixupResult(enabled=ctx.config.swap.enabled)
     if not ctx.config.swap.enabled or ctx.site_packages is None:
-        ctx.results["fixup"] = result.to_json()
+        ctx.results.fixup = snapshot(result)
         return result
     site = ctx.site_packages
     dists = read_dists(site)
@@ -92,7 +92,7 @@ def run(ctx: FinishContext) -> FixupResult:
                             and is_gpu_build(d.name, d.version, [str(r) for r in d.requires])])
     plugged = [d for d in dists.values() if not kept(d.name, ctx.config.swap) and _cuda_plugins(d, dists)]
     if not gpu and not plugged:
-        ctx.results["fixup"] = result.to_json()
+        ctx.results.fixup = snapshot(result)
         return result
     log.detail("GPU builds found after the install; replacing them with the CPU builds:")
     manager = str(ctx.state.get("swap", {}).get("manager") or package_manager(ctx.build_dir))
@@ -130,7 +130,7 @@ def run(ctx: FinishContext) -> FixupResult:
     result.bytes_removed = quarantine.bytes
     if quarantine.bytes:
         log.detail(f"  {log.human_bytes(quarantine.bytes)} of GPU-only files removed")
-    ctx.results["fixup"] = result.to_json()
+    ctx.results.fixup = snapshot(result)
     return result
 
 

@@ -12,9 +12,7 @@ import base64
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -22,9 +20,10 @@ from slugslim.core import log
 from slugslim.core.context import FinishContext
 from slugslim.core.frameworks import framework_of, is_cuda_runtime, kept
 from slugslim.core.installed import MARKER_FILE, STAND_IN_INSTALLER, Dist, requirers
+from slugslim.core.plan import Removal
+from slugslim.core.results import FixupResult
 from slugslim.removal import quarantine as prune_quarantine
 from slugslim.removal.engine import quarantine_location
-from slugslim.removal.plan import Removal
 
 
 def hash_ok(site_packages: Path, path: str, expected: str) -> bool:
@@ -34,23 +33,6 @@ def hash_ok(site_packages: Path, path: str, expected: str) -> bool:
         return target.is_file()
     actual = base64.urlsafe_b64encode(hashlib.sha256(target.read_bytes()).digest()).rstrip(b"=").decode()
     return actual == digest
-
-
-@dataclass
-class FixupResult:
-    enabled: bool = True
-    layout: str = ""  # "stand-in" or "merged"
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    bytes_removed: int = 0
-    lock_snippet: list[str] = field(default_factory=list)  # what to commit so the lock asks for the CPU build
-
-    def to_json(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "layout": self.layout, "actions": self.actions,
-                "bytes_removed": self.bytes_removed, "lock_snippet": self.lock_snippet}
-
-    def add(self, action: str, package: str, detail: str, **extra: Any) -> None:
-        self.actions.append({"action": action, "package": package, "detail": detail, **extra})
-        log.detail(f"  {detail}")
 
 
 class Quarantine:

@@ -30,10 +30,10 @@ from slugslim.core import frameworks, log
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import FixupError
 from slugslim.core.installed import Dist, read_dists, requirers
+from slugslim.core.results import FixupResult
 from slugslim.deps.simpleindex import index_answers
 from slugslim.deps.sources import EXACT_SYNC_MANAGERS
 from slugslim.finish.fixup.fixupsite import (
-    FixupResult,
     Quarantine,
     merge_into_gpu_name,
     prune_empty_dirs,

@@ -21,7 +21,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,8 +30,9 @@ from slugslim.core.config import ModelsConfig
 from slugslim.core.context import STATE_DIR, FinishContext
 from slugslim.core.errors import ModelStoreError
 from slugslim.core.modelscan import Model, ModelFile, Scan, scan
+from slugslim.core.results import ModelsResult, snapshot
 from slugslim.core.shipped import BOOT_DIR, install_helper
-from slugslim.finish.models.modelstore import Location, Store, StoreError, open_store, redact
+from slugslim.finish.models.modelstore import Location, Store, StoreError, open_store
 
 MANIFEST = Path(STATE_DIR) / "models.json"
 PROFILE_SCRIPT = Path(".profile.d") / "slugslim-models.sh"
@@ -62,40 +63,6 @@ class Entry:
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "bytes": self.bytes, "sha256": self.sha256, "source": self.source,
                 "model": self.model}
-
-
-@dataclass
-class ModelsResult:
-    enabled: bool = True
-    source: str = ""
-    found: list[Model] = field(default_factory=list)
-    removed: list[Model] = field(default_factory=list)
-    kept: list[tuple[Model, str]] = field(default_factory=list)
-    uploaded_files: int = 0
-    uploaded_bytes: int = 0
-    present_files: int = 0
-    small_files: int = 0
-    manifest: str = ""
-
-    @property
-    def removed_bytes(self) -> int:
-        """What left the slug: a Git LFS pointer's real file was never in it."""
-        return sum(m.bytes for m in self.removed if m.kind != "lfs")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "enabled": self.enabled,
-            "source": redact(self.source) if self.source.startswith("http") else self.source,
-            "found": [m.to_json() for m in self.found],
-            "removed": [m.path for m in self.removed],
-            "removed_bytes": self.removed_bytes,
-            "kept": [{"path": m.path, "bytes": m.bytes, "reason": why} for m, why in self.kept],
-            "uploaded_files": self.uploaded_files,
-            "uploaded_bytes": self.uploaded_bytes,
-            "already_at_source_files": self.present_files,
-            "small_files_kept": self.small_files,
-            "manifest": self.manifest,
-        }
 
 
 def render_manifest(entries: list[Entry], config: ModelsConfig) -> str:
@@ -214,10 +181,10 @@ def _manifest_safe(path: str) -> bool:
 
 
 def run(ctx: FinishContext) -> ModelsResult:
-    """The finish-phase step. Stores ``ctx.results["models"]``."""
+    """The finish-phase step. Puts its result into ``ctx.results.models``."""
     config = ctx.config.models
     result = ModelsResult(enabled=config.enabled, source=config.source)
-    ctx.results["models"] = result.to_json()
+    ctx.results.models = snapshot(result)
     if not config.enabled:
         return result
 
@@ -233,7 +200,7 @@ def run(ctx: FinishContext) -> ModelsResult:
     result.found = found.models
     result.small_files = sum(len(m.files) for m in found.small)
     if not found.models and not found.unsafe:
-        ctx.results["models"] = result.to_json()
+        ctx.results.models = snapshot(result)
         return result
 
     log.step("Taking models out of the slug")
@@ -245,7 +212,7 @@ def run(ctx: FinishContext) -> ModelsResult:
             "slugslim only moves regular files, so that nothing outside your app can be read or removed."
         )
     if not found.models:
-        ctx.results["models"] = result.to_json()
+        ctx.results.models = snapshot(result)
         return result
 
     if not config.source:
@@ -258,7 +225,7 @@ def run(ctx: FinishContext) -> ModelsResult:
             "(for example 'source: s3://my-bucket/models' with 'upload: true' and the AWS_* config vars).\n"
             "To silence this, set 'models: false'."
         )
-        ctx.results["models"] = result.to_json()
+        ctx.results.models = snapshot(result)
         return result
 
     entries: list[Entry] = []
@@ -292,8 +259,8 @@ def run(ctx: FinishContext) -> ModelsResult:
         result.kept.extend(failures)
         lines = "\n".join(f"  {m.path}: {why}" for m, why in failures)
         if config.strict:
-            ctx.results["models"] = result.to_json()
-            raise ModelStoreError(redact(config.source) if config.source.startswith("http") else config.source,
+            ctx.results.models = snapshot(result)
+            raise ModelStoreError(log.redact(config.source) if config.source.startswith("http") else config.source,
                                   lines)
         log.warning(
             f"Warning: {len(failures)} model(s) stay in the slug, because they are not known to be at models.source:\n"
@@ -317,5 +284,5 @@ def run(ctx: FinishContext) -> ModelsResult:
             f"Took {len(result.removed)} model(s) out of the slug ({log.human_bytes(result.removed_bytes)}); "
             f"{PROFILE_SCRIPT.as_posix()} fetches them at dyno boot"
         )
-    ctx.results["models"] = result.to_json()
+    ctx.results.models = snapshot(result)
     return result

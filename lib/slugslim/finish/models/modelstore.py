@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from slugslim.core import log
 from slugslim.finish.models import sigv4
 
 TIMEOUT = 60.0
@@ -45,15 +46,6 @@ class Location:
 
     uri: str
     shown: str
-
-
-def redact(url: str) -> str:
-    """A URL without userinfo, query or fragment, for the build log."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def object_key(prefix: str, sha256: str, filename: str) -> str:
@@ -127,7 +119,7 @@ class Store(abc.ABC):
             return response.status, data, int(length) if length.isdigit() else -1
         except (OSError, http.client.HTTPException) as exc:
             # str(exc) of a socket error names the host at most, never our headers.
-            raise StoreError(f"could not reach {redact(f'{scheme}://{netloc}')}: {exc}") from None
+            raise StoreError(f"could not reach {log.redact(f'{scheme}://{netloc}')}: {exc}") from None
         finally:
             connection.close()
 
@@ -211,7 +203,7 @@ class HttpStore(Store):
 
     def location(self, sha256: str, filename: str) -> Location:
         key = sigv4.quote_key(object_key("", sha256, filename))
-        uri = redact(f"{self.parts.scheme}://{self.parts.netloc}{self.parts.path.rstrip('/')}/{key}")
+        uri = log.redact(f"{self.parts.scheme}://{self.parts.netloc}{self.parts.path.rstrip('/')}/{key}")
         return Location(uri=uri, shown=uri)
 
     def _target(self, location: Location) -> tuple[str, str, str]:

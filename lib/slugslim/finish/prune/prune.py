@@ -11,8 +11,9 @@ from pathlib import Path
 from slugslim.core import log
 from slugslim.core.config import PruneConfig
 from slugslim.core.context import FinishContext
+from slugslim.core.plan import Plan, PruneResult
+from slugslim.core.results import snapshot
 from slugslim.removal.engine import Engine, quarantine_location
-from slugslim.removal.plan import Plan, PruneResult
 from slugslim.removal.planner import plan_tree
 from slugslim.removal.tree import scan
 
@@ -36,7 +37,7 @@ def run(ctx: FinishContext) -> PruneResult:
         why = "prune is off in your slugslim config" if site_packages else "no site-packages was found"
         log.detail(f"Skipped: {why}")
         result = PruneResult("skipped", Plan(root=str(site_packages or "")), notes=[why])
-        ctx.results["prune"] = result.to_json()
+        ctx.results.prune = snapshot(result)
         return result
     engine = Engine(
         site_packages=site_packages,
@@ -53,5 +54,5 @@ def run(ctx: FinishContext) -> PruneResult:
     # Whatever goes wrong, the engine has put back what it moved; finish.guarded says so.
     result = engine.run()
     result.timings["total"] = time.monotonic() - started
-    ctx.results["prune"] = result.to_json()
+    ctx.results.prune = snapshot(result)
     return result

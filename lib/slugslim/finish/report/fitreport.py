@@ -1,8 +1,8 @@
 """The part of the report about whether the app will run on a dyno, not how big it is.
 
 It reads what the prepare phase recorded (``state["app_python"]``, ``state["preflight"]``,
-``state["lfs"]``) and what the finish phase measured (``results["memory"]``, ``results["models"]``,
-``results["runtime"]``), and gives the ``python``, ``preflight``, ``memory``, ``lfs`` and ``runtime``
+``state["lfs"]``) and what the finish phase measured (the memory, models and runtime steps' results),
+and gives the ``python``, ``preflight``, ``memory``, ``lfs`` and ``runtime``
 sections of report.json and their lines in the build log.
 """
 
@@ -11,20 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 from slugslim.core import log
+from slugslim.core.results import Results
 
 
-def sections(state: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+def sections(state: dict[str, Any], results: Results) -> dict[str, Any]:
     """The report.json sections, each a plain copy of what its step recorded (missing steps are empty)."""
-    models = results.get("models") if isinstance(results.get("models"), dict) else {}
-    fetched = set((models or {}).get("removed") or [])
+    fetched = {m.path for m in results.models.removed} if results.models else set()
     pointers = [{**p, "fetched_at_boot": p.get("path") in fetched}
                 for p in state.get("lfs") or [] if isinstance(p, dict)]
     return {
         "python": state.get("app_python") or {},
         "preflight": state.get("preflight") or {},
-        "memory": results.get("memory") or {},
+        "memory": results.memory.to_json() if results.memory else {},
         "lfs": pointers,
-        "runtime": results.get("runtime") or {},
+        "runtime": results.runtime.to_json() if results.runtime else {},
     }
 
 

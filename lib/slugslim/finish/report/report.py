@@ -1,12 +1,12 @@
 """The last finish step: what the slug weighed before and after, where the bytes went, what is left.
 
 ``snapshot`` runs first in the finish phase, before any change; ``run`` runs last. The report
-reads what the other steps recorded (``ctx.state["swap"]``, ``ctx.results["fixup"|"prune"|
-"models"]``, and through ``slugslim.fitreport`` the Python, preflight, LFS and memory), measures
+reads what the other steps recorded (``ctx.state["swap"]``, the fixup, runtime, prune and models
+results, and through ``fitreport`` the Python, preflight, LFS and memory), measures
 the slug again, prints it in the build log and stores the same data in ``.slugslim/report.json``
 inside the slug, so ``heroku run cat .slugslim/report.json`` shows it.
 
-``lever_savings`` lists exactly which field of each step's JSON it reads.
+``lever_savings`` lists exactly which field of each step's result it reads.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from slugslim.appcheck import unused
 from slugslim.core import frameworks, installed, log
 from slugslim.core.config import Config, LimitsConfig
 from slugslim.core.context import STATE_DIR, FinishContext, find_site_packages
+from slugslim.core.results import Results
 from slugslim.finish.report import estimate, fitreport
 
 REPORT_FILE = "report.json"
@@ -99,17 +100,16 @@ def top(sizes: dict[str, int], count: int) -> list[tuple[str, int]]:
 # --- what the other steps did ----------------------------------------------------------------
 
 
-def lever_savings(state: dict[str, Any], results: dict[str, Any]) -> list[dict[str, Any]]:
+def lever_savings(state: dict[str, Any], results: Results) -> list[dict[str, Any]]:
     """Bytes saved per lever, from what each step recorded it actually did.
 
     - swap: ``state["swap"]["swaps"][*]["saved_bytes"]``, the difference of the wheel sizes
       (it happened before install, so the slug never held the GPU build);
-    - fixup: ``results["fixup"]["bytes_removed"]``;
-    - prune: ``results["prune"]["removed"]`` (rule -> bytes actually removed after
-      verification; its ``removals`` list is the *plan*, which a rollback may have undone);
-    - runtime: ``results["runtime"]["removed"]`` (TensorFlow's closure and the original models);
-    - models: ``results["models"]["removed_bytes"]``.
-    A step that recorded only a ``removals`` list or ``bytes`` is read from those.
+    - fixup: its ``bytes_removed``;
+    - runtime: its ``removed`` (TensorFlow's closure and the original models, by what);
+    - prune: its ``removed`` (rule -> bytes actually removed after verification; its plan is what
+      was planned, which a rollback may have undone);
+    - models: its ``removed_bytes``.
     """
     levers: list[dict[str, Any]] = []
     swap = state.get("swap")
@@ -121,24 +121,13 @@ def lever_savings(state: dict[str, Any], results: dict[str, Any]) -> list[dict[s
         )
         if saved > 0:
             levers.append({"lever": "swap", "step": "swap", "rule": "swap", "bytes": saved, "measured": "wheel"})
-    for step in ("fixup", "runtime", "prune", "models"):
-        outcome = results.get(step)
-        if not isinstance(outcome, dict):
-            continue
-        by_rule: dict[str, int] = {}
-        if isinstance(outcome.get("removed"), dict):
-            by_rule = {str(k): int(v) for k, v in outcome["removed"].items() if isinstance(v, int)}
-        elif isinstance(outcome.get("removed_bytes"), int):
-            by_rule = {step: outcome["removed_bytes"]}
-        elif isinstance(outcome.get("bytes_removed"), int):
-            by_rule = {step: outcome["bytes_removed"]}
-        elif isinstance(outcome.get("removals"), list):
-            for removal in outcome["removals"]:
-                if isinstance(removal, dict) and isinstance(removal.get("bytes"), int):
-                    rule = str(removal.get("rule") or step)
-                    by_rule[rule] = by_rule.get(rule, 0) + removal["bytes"]
-        elif isinstance(outcome.get("bytes"), int):
-            by_rule = {step: outcome["bytes"]}
+    by_step: list[tuple[str, dict[str, int]]] = [
+        ("fixup", {"fixup": results.fixup.bytes_removed} if results.fixup else {}),
+        ("runtime", dict(results.runtime.removed) if results.runtime else {}),
+        ("prune", dict(results.prune.removed) if results.prune else {}),
+        ("models", {"models": results.models.removed_bytes} if results.models else {}),
+    ]
+    for step, by_rule in by_step:
         for rule, size in by_rule.items():
             if size <= 0:
                 continue
@@ -368,7 +357,6 @@ BUILD_LOG_WIDTH = 72  # heroku/python indents our hook's output by another 7 col
 
 def run(ctx: FinishContext, before: Snapshot) -> ReportResult:
     result = build(ctx, before)
-    ctx.results["report"] = result.to_json()
     render(result, ctx.config, width=BUILD_LOG_WIDTH)
     write(ctx.build_dir, result)
     return result

@@ -35,37 +35,15 @@ from slugslim.core import installed, log, shipped
 from slugslim.core.context import STATE_DIR, FinishContext
 from slugslim.core.installed import read_dists, requirers
 from slugslim.core.modelscan import Model
+from slugslim.core.plan import Plan
+from slugslim.core.results import RuntimeResult, snapshot
 from slugslim.finish.runtime import runtimecache, runtimeplan
 from slugslim.finish.runtime.runtimetools import NotShipped, install_litert, run_tool, uninstall
 from slugslim.removal.engine import Engine, quarantine_location
-from slugslim.removal.plan import Plan
 
 MANIFEST = Path(STATE_DIR) / "runtime.json"
 SAMPLE_COUNT = 32  # random inputs when runtime.samples is not set: enough that one near-tie is 3%
 TOOL_TIMEOUT = 900.0
-
-
-@dataclass
-class RuntimeResult:
-    engine: str = "tensorflow"
-    status: str = "off"  # off | nothing | tensorflow (kept, see reason) | litert
-    reason: str = ""
-    plan: dict[str, Any] = field(default_factory=dict)
-    models: list[dict[str, Any]] = field(default_factory=list)
-    litert: str = ""
-    python: str = ""  # the app's Python, as the converter saw it
-    installed: list[str] = field(default_factory=list)
-    memory: dict[str, Any] = field(default_factory=dict)  # tensorflow / litert: bytes of the booted web process
-    removed: dict[str, int] = field(default_factory=dict)  # "tensorflow" and "models": bytes out of the slug
-    removal: dict[str, Any] = field(default_factory=dict)  # the prune engine's outcome
-    cache: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"engine": self.engine, "status": self.status, "reason": self.reason, "plan": self.plan,
-                "models": self.models, "litert": self.litert, "python": self.python, "installed": self.installed,
-                "memory": self.memory, "removed": self.removed, "removal": self.removal, "cache": self.cache,
-                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
 
 
 @dataclass
@@ -78,10 +56,10 @@ class _Undo:
 
 
 def run(ctx: FinishContext) -> RuntimeResult:
-    """The finish-phase step. Stores ``ctx.results["runtime"]``."""
+    """The finish-phase step. Puts its result into ``ctx.results.runtime``."""
     config = ctx.config.runtime
     result = RuntimeResult(engine=config.engine if config.enabled else "tensorflow")
-    ctx.results["runtime"] = result.to_json()
+    ctx.results.runtime = snapshot(result)
     if not config.litert:
         return result
     log.step("Serving the models with LiteRT instead of TensorFlow (runtime.engine: litert)")
@@ -90,7 +68,7 @@ def run(ctx: FinishContext) -> RuntimeResult:
     if not planned.models:
         result.status, result.reason = "nothing", planned.verdict
         log.detail(f"Nothing to do: {planned.verdict}. The app keeps the runtime it installed.")
-        ctx.results["runtime"] = result.to_json()
+        ctx.results.runtime = snapshot(result)
         return result
     for model in planned.models:
         log.detail(f"{model.path} ({log.human_bytes(model.bytes)}, {model.reason})")
@@ -111,7 +89,7 @@ def run(ctx: FinishContext) -> RuntimeResult:
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        ctx.results["runtime"] = result.to_json()
+        ctx.results.runtime = snapshot(result)
     return result
 
 

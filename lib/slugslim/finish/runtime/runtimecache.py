@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slugslim.core.buildcache import PYTHON_CACHE
-from slugslim.removal.plan import Removal
+from slugslim.core.plan import Removal
 
 STASH = Path("slugslim") / "litert-stash"
 # What slugslim installed for LiteRT (ai-edge-litert and its new dependencies): heroku/python's cache

@@ -22,7 +22,7 @@ from slugslim.core import installed
 from slugslim.core.config import Config
 from slugslim.core.frameworks import FRAMEWORKS
 from slugslim.core.modelscan import Model, scan
-from slugslim.removal.plan import Removal
+from slugslim.core.plan import Removal
 
 LITERT = "ai-edge-litert"
 # ai-edge-litert 2.3.0's Requires-Dist, for a plan made before it is installed (analyze).

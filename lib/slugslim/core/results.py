@@ -1,0 +1,138 @@
+"""What each finish step hands the steps after it and the report: one typed result per step.
+
+A step creates its result, fills it in and puts it into ``Results`` (``ctx.results``) as a
+snapshot at the points where it has something to say, so that a step skipped halfway leaves what
+it had said last, never its half-done state. The report writes each one's ``to_json()`` into
+report.json, whose schema they define.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from slugslim.core import log
+from slugslim.core.modelscan import Model
+from slugslim.core.plan import PruneResult
+
+T = TypeVar("T")
+MIB = 1 << 20
+# What serving adds to the import check's peak. Measured on tensorflow-cpu 2.21.0 + flask with the real
+# heroku/python: import check 496 MB; the gunicorn worker after its first answer 520 MB, plus a 27 MB parent.
+HEADROOM = 1.10
+
+
+def snapshot(result: T) -> T:
+    """A copy of ``result`` as it is now, for ``Results``: the step goes on changing its own."""
+    return copy.deepcopy(result)
+
+
+@dataclass
+class FixupResult:
+    enabled: bool = True
+    layout: str = ""  # "stand-in" or "merged"
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    bytes_removed: int = 0
+    lock_snippet: list[str] = field(default_factory=list)  # what to commit so the lock asks for the CPU build
+
+    def to_json(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "layout": self.layout, "actions": self.actions,
+                "bytes_removed": self.bytes_removed, "lock_snippet": self.lock_snippet}
+
+    def add(self, action: str, package: str, detail: str, **extra: Any) -> None:
+        self.actions.append({"action": action, "package": package, "detail": detail, **extra})
+        log.detail(f"  {detail}")
+
+
+@dataclass
+class RuntimeResult:
+    engine: str = "tensorflow"
+    status: str = "off"  # off | nothing | tensorflow (kept, see reason) | litert
+    reason: str = ""
+    plan: dict[str, Any] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    litert: str = ""
+    python: str = ""  # the app's Python, as the converter saw it
+    installed: list[str] = field(default_factory=list)
+    memory: dict[str, Any] = field(default_factory=dict)  # tensorflow / litert: bytes of the booted web process
+    removed: dict[str, int] = field(default_factory=dict)  # "tensorflow" and "models": bytes out of the slug
+    removal: dict[str, Any] = field(default_factory=dict)  # the prune engine's outcome
+    cache: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"engine": self.engine, "status": self.status, "reason": self.reason, "plan": self.plan,
+                "models": self.models, "litert": self.litert, "python": self.python, "installed": self.installed,
+                "memory": self.memory, "removed": self.removed, "removal": self.removal, "cache": self.cache,
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+
+
+@dataclass
+class ModelsResult:
+    enabled: bool = True
+    source: str = ""
+    found: list[Model] = field(default_factory=list)
+    removed: list[Model] = field(default_factory=list)
+    kept: list[tuple[Model, str]] = field(default_factory=list)
+    uploaded_files: int = 0
+    uploaded_bytes: int = 0
+    present_files: int = 0
+    small_files: int = 0
+    manifest: str = ""
+
+    @property
+    def removed_bytes(self) -> int:
+        """What left the slug: a Git LFS pointer's real file was never in it."""
+        return sum(m.bytes for m in self.removed if m.kind != "lfs")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "source": log.redact(self.source) if self.source.startswith("http") else self.source,
+            "found": [m.to_json() for m in self.found],
+            "removed": [m.path for m in self.removed],
+            "removed_bytes": self.removed_bytes,
+            "kept": [{"path": m.path, "bytes": m.bytes, "reason": why} for m, why in self.kept],
+            "uploaded_files": self.uploaded_files,
+            "uploaded_bytes": self.uploaded_bytes,
+            "already_at_source_files": self.present_files,
+            "small_files_kept": self.small_files,
+            "manifest": self.manifest,
+        }
+
+
+@dataclass
+class MemoryResult:
+    enabled: bool = True
+    process_bytes: int = 0
+    measured_by: str = ""
+    per_dyno: list[dict[str, Any]] = field(default_factory=list)
+    script: str = ""
+
+    @property
+    def measured_mb(self) -> int:
+        return math.ceil(self.process_bytes / MIB)
+
+    @property
+    def process_mb(self) -> int:
+        """What one serving web process is budgeted: the measurement plus ``HEADROOM``."""
+        return math.ceil(self.process_bytes * HEADROOM / MIB)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "process_bytes": self.process_bytes, "measured_mb": self.measured_mb,
+                "process_mb": self.process_mb,
+                "measured_by": self.measured_by, "per_dyno": self.per_dyno, "script": self.script}
+
+
+@dataclass
+class Results:
+    """The finish steps' results so far; a step that has not run (or said nothing yet) is None."""
+
+    fixup: FixupResult | None = None
+    runtime: RuntimeResult | None = None
+    prune: PruneResult | None = None
+    models: ModelsResult | None = None
+    memory: MemoryResult | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # step name -> why the guard skipped it
