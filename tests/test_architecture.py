@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
+from slugslim import __version__
 from slugslim.cli import COMMANDS
 
 LIB = Path(__file__).resolve().parents[1] / "lib" / "slugslim"
@@ -119,3 +121,16 @@ def test_every_package_says_what_it_owns() -> None:
     silent = [str(p.relative_to(LIB)) for p in LIB.rglob("__init__.py")
               if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))]
     assert silent == []
+
+
+def test_the_map_names_every_package_and_only_those() -> None:
+    text = (LIB.parents[1] / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    mapped = set(re.findall(r"^- `(slugslim/[a-z_/]*)`", text, flags=re.M))
+    packages = {f"slugslim/{p.parent.relative_to(LIB).as_posix()}/".replace("/./", "/")
+                for p in LIB.rglob("__init__.py")}
+    assert mapped == packages
+
+
+def test_the_buildpack_version_is_slugslims() -> None:
+    toml = (LIB.parents[1] / "buildpack.toml").read_text(encoding="utf-8")
+    assert re.search(r'^version = "([^"]+)"$', toml, flags=re.M)[1] == __version__  # type: ignore[index]
