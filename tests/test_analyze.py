@@ -156,6 +156,19 @@ def test_gpu_build_counts_the_cuda_libraries_the_fixup_drops(gpu_venv: Path,
     assert any("GPU build of TensorFlow" in note for note in data["notes"])
 
 
+def test_a_cuda_library_something_else_needs_is_not_counted_as_the_fixup_keeps_it(
+        tmp_path: Path, wheels: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """analyze and the fix-up decide CUDA removals with one function: what another package requires stays."""
+    house = tmp_path / "more-wheels"
+    wheelfactory.build_wheel(wheelfactory.WheelSpec(name="cuda-user", requires=["nvidia-cublas-cu12"],
+                                                    files={"cuda_user/__init__.py": ""}), house)
+    env = make_venv(tmp_path / "venv")
+    sitefactory.pip_install(wheels, env, ["tensorflow[and-cuda]==2.21.0", f"--find-links={house}", "cuda-user"])
+    code, data = analyze(capsys, str(env))
+    assert code == 0
+    assert {r["package"] for r in data["removals"] if r["rule"] == "fixup"} == {"nvidia-cudnn-cu12"}
+
+
 def test_exit_code_2_over_the_hard_limit(venv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = tmp_path / "ci-limits.yml"
     settings.write_text("limits:\n  soft_mb: 0\n  hard_mb: 0\n")

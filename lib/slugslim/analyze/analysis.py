@@ -15,7 +15,6 @@ from slugslim.finish.report import estimate, report
 from slugslim.finish.runtime.runtimeplan import RuntimePlan
 
 EXIT_OK = 0
-EXIT_ERROR = 1
 EXIT_OVER_LIMIT = 2
 SCHEMA_VERSION = 1
 

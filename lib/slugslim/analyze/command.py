@@ -202,11 +202,17 @@ def _gpu_builds(scanned: installed.Installed, config: SwapConfig) -> list[instal
             if frameworks.is_gpu_build(d.key, d.version, d.requires) and not frameworks.kept(d.key, config)]
 
 
-def _cuda_removals(scanned: installed.Installed, config: SwapConfig) -> list[dict[str, Any]]:
-    """What the finish-phase fix-up takes out when a GPU build is installed: the CUDA runtime wheels."""
+def _cuda_removals(scanned: installed.Installed, gpu: list[installed.Distribution],
+                   config: SwapConfig) -> list[dict[str, Any]]:
+    """What the finish-phase fix-up takes out with the GPU builds: the CUDA wheels only they need
+    (``frameworks.cuda_removals``, the fix-up's own decision)."""
+    dists = installed.read_dists(scanned.site_packages)
+    names = {d.key for d in gpu}
+    going = {name for d in gpu if d.key in dists
+             for name in frameworks.cuda_removals(dists[d.key], dists, config, names)[0]}
     removals = []
     for dist in scanned.distributions.values():
-        if not frameworks.is_cuda_runtime(dist.key) or frameworks.kept(dist.key, config):
+        if dist.key not in going:
             continue
         for rel in dist.files:
             removals.append({"root": "site-packages", "path": rel, "bytes": scanned.file_sizes.get(rel, 0),
@@ -253,7 +259,7 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
         scanned = installed.scan(target.site_packages)
         gpu = _gpu_builds(scanned, settings.swap)
         if gpu and settings.swap.enabled:
-            analysis.removals.extend(_cuda_removals(scanned, settings.swap))
+            analysis.removals.extend(_cuda_removals(scanned, gpu, settings.swap))
             for dist in gpu:
                 framework = frameworks.framework_of(dist.key)
                 assert framework is not None

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
 
 from slugslim.core.config import SwapConfig
+from slugslim.core.installed import Dist, requirers
 
 PYPI = "pypi"
 PYTORCH = "pytorch-cpu"  # PyTorch's CPU index, swap.torch_index (pytorch.org/get-started/locally)
@@ -166,3 +167,35 @@ def advice(name: str) -> str | None:
     if has_no_cpu_build(key):
         return "a GPU-only package with no CPU build: dynos have no GPU, remove it if the app can run without"
     return None
+
+
+def cuda_removals(gpu: Dist, dists: Mapping[str, Dist], config: SwapConfig,
+                  replaced: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """The one decision on CUDA wheels, for the fix-up and for ``analyze``: (removable, needed).
+
+    Removable: the CUDA wheels the GPU build ``gpu`` required (by any extra), directly or through
+    other CUDA wheels, that nothing else installed needs, apart from ``gpu`` and the GPU builds in
+    ``replaced``. Needed: those candidates something else requires. ``swap.keep`` wins over both.
+    """
+    wanted = {canonicalize_name(r.name) for r in gpu.requires}
+    candidates = {n for n in wanted if n in dists and is_cuda_runtime(n) and not kept(n, config)}
+    # A CUDA wheel that CUDA wheels require goes too, when only the GPU build's CUDA wheels need it.
+    changed = True
+    while changed:
+        changed = False
+        for dist in dists.values():
+            if dist.name in candidates:
+                for requirement in dist.requires:
+                    name = canonicalize_name(requirement.name)
+                    if name in dists and name not in candidates and is_cuda_runtime(name) and not kept(name, config):
+                        candidates.add(name)
+                        changed = True
+    removable = set(candidates)
+    changed = True
+    while changed:
+        changed = False
+        for name in sorted(removable):
+            if requirers(dists, name, {gpu.name, *replaced, *removable}):
+                removable.discard(name)
+                changed = True
+    return sorted(removable), sorted(candidates - removable)

@@ -19,6 +19,7 @@ import posixpath
 import re
 import stat
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -259,6 +260,6 @@ def read_dists(site_packages: Path) -> dict[str, Dist]:
     return dists
 
 
-def requirers(dists: dict[str, Dist], name: str, exclude: set[str]) -> list[str]:
+def requirers(dists: Mapping[str, Dist], name: str, exclude: set[str]) -> list[str]:
     return sorted(d.name for d in dists.values() if d.name not in exclude and not d.is_stand_in
                   and any(canonicalize_name(r.name) == name for r in d.requires))

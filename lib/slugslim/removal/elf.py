@@ -14,7 +14,6 @@ ELF_MAGIC = b"\x7fELF"
 SHF_ALLOC = 0x2
 SHT_NOBITS = 8
 PT_LOAD = 1
-PT_PHDR = 6
 
 
 @dataclass(frozen=True)

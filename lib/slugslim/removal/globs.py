@@ -76,7 +76,3 @@ class GlobSet:
     def matches(self, path: str) -> bool:
         return any(p.match(path) for p in self.patterns)
 
-    def covers(self, path: str) -> bool:
-        """True when the path or one of its parent directories matches."""
-        parts = path.split("/")
-        return any(self.matches("/".join(parts[:i])) for i in range(1, len(parts) + 1))

@@ -14,11 +14,9 @@ import os
 import shutil
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 from slugslim.core import log
 from slugslim.core.context import FinishContext
-from slugslim.core.frameworks import framework_of, is_cuda_runtime, kept
+from slugslim.core.frameworks import cuda_removals, framework_of
 from slugslim.core.installed import MARKER_FILE, STAND_IN_INSTALLER, Dist, requirers
 from slugslim.core.plan import Removal
 from slugslim.core.results import FixupResult
@@ -152,30 +150,8 @@ def remove_cuda(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], quarantin
     """CUDA wheels the GPU build required (by any extra) and nothing else installed needs."""
     site = ctx.site_packages
     assert site is not None
-    wanted = {canonicalize_name(r.name) for r in gpu.requires}
-    candidates = {n for n in wanted if n in dists and is_cuda_runtime(n) and not kept(n, ctx.config.swap)}
-    # A CUDA wheel that CUDA wheels require goes too, when only the GPU build's CUDA wheels need it.
-    changed = True
-    while changed:
-        changed = False
-        for dist in dists.values():
-            if dist.name in candidates:
-                for requirement in dist.requires:
-                    name = canonicalize_name(requirement.name)
-                    if name in dists and name not in candidates and is_cuda_runtime(name) \
-                            and not kept(name, ctx.config.swap):
-                        candidates.add(name)
-                        changed = True
-    removable = set(candidates)
-    changed = True
-    while changed:
-        changed = False
-        for name in sorted(removable):
-            users = requirers(dists, name, {gpu.name, *removable})
-            if users:
-                removable.discard(name)
-                changed = True
-    for name in sorted(removable):
+    removable, needed = cuda_removals(gpu, dists, ctx.config.swap)
+    for name in removable:
         dist = dists[name]
         size = 0
         info_prefix = os.path.normpath(dist.info.name)
@@ -190,7 +166,7 @@ def remove_cuda(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], quarantin
         prune_empty_dirs(site, {Path(p).parts[0] for p in dist.paths() if not p.startswith("..")})
         result.add("removed", name, f"{name} {dist.version} removed ({log.human_bytes(size)}): a CUDA library only "
                    f"{gpu.name} used", bytes=size)
-    for name in sorted(candidates - removable):
+    for name in needed:
         result.add("kept", name, f"{name} kept: {', '.join(requirers(dists, name, {gpu.name}))} needs it")
 
 

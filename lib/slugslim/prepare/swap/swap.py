@@ -82,10 +82,6 @@ def relative(path: Path, app_dir: Path) -> str:
         return str(path)
 
 
-def _requirement_text(entry: requirements.Entry) -> str:
-    return entry.args
-
-
 def build_plan(app_dir: Path, config: SwapConfig, root: Path | None = None, python_version: str | None = None,
                lookup: Lookup | None = None, strip_hashes: bool = False,
                torch_index: TorchIndex | None = None) -> SwapPlan:
