@@ -134,3 +134,23 @@ def test_the_map_names_every_package_and_only_those() -> None:
 def test_the_buildpack_version_is_slugslims() -> None:
     toml = (LIB.parents[1] / "buildpack.toml").read_text(encoding="utf-8")
     assert re.search(r'^version = "([^"]+)"$', toml, flags=re.M)[1] == __version__  # type: ignore[index]
+
+
+def test_step_results_and_the_prepare_state_are_read_by_field_not_by_string_key() -> None:
+    """``ctx.results["prune"]``, ``ctx.state.get("swap")``: only core/results.py and core/state.py know the JSON."""
+    owners = {LIB / "core" / "results.py", LIB / "core" / "state.py"}
+    found = []
+    for path in LIB.rglob("*.py"):
+        if path in owners:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            target = None
+            if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+                    and isinstance(node.slice.value, str):
+                target = node.value
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+                target = node.func.value
+            if (isinstance(target, ast.Attribute) and target.attr in ("results", "state")) \
+                    or (isinstance(target, ast.Name) and target.id == "results"):
+                found.append(f"{path.relative_to(LIB)}:{node.lineno}")
+    assert found == []

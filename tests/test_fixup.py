@@ -14,6 +14,7 @@ from slugslim.core import installed
 from slugslim.core.config import Config, SwapConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import FixupError
+from slugslim.core.state import PrepareState, SwapState
 from slugslim.finish.fixup import fixup
 from tests.wheelfactory import WheelSpec, build_wheel, tensorflow_cpu_spec, tf_family
 
@@ -75,7 +76,7 @@ class App:
     def context(self, manager: str = "pip", config: Config | None = None) -> FinishContext:
         return FinishContext(
             build_dir=self.build, cache_dir=None, config=config or Config(), python=self.python,
-            site_packages=self.site, state={"swap": {"manager": manager}}, env={},
+            site_packages=self.site, state=PrepareState(swap=SwapState(manager=manager)), env={},
         )
 
     def run(self, code: str) -> str:

@@ -13,6 +13,7 @@ from slugslim import cli
 from slugslim.core import frameworks
 from slugslim.core.config import Config
 from slugslim.core.context import FinishContext
+from slugslim.core.state import PrepareState, SwapState
 from slugslim.finish.fixup import fixup
 from slugslim.finish.report import report
 from tests.test_fixup import App
@@ -55,7 +56,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def context(app: App, manager: str = "pip") -> FinishContext:
     return FinishContext(build_dir=app.build, cache_dir=None, config=Config(), python=app.python,
-                         site_packages=app.site, state={"swap": {"manager": manager}}, env={})
+                         site_packages=app.site, state=PrepareState(swap=SwapState(manager=manager)), env={})
 
 
 @pytest.mark.parametrize(("name", "cuda"), [

@@ -16,6 +16,7 @@ from slugslim import cli
 from slugslim.core import pip
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import PreflightError
+from slugslim.core.state import read_state
 from slugslim.deps import pyversion, simpleindex
 from slugslim.prepare import preflight
 from tests.conftest import write_app
@@ -141,8 +142,8 @@ def test_prepare_writes_the_version_and_the_swap_uses_it(tmp_path: Path, index: 
                        "--python", sys.executable, "--tools", str(tmp_path / "tools")])
     assert status == 0
     assert (app / ".python-version").read_text() == "3.13\n"
-    state = (app / ".slugslim/state.json").read_text()
-    assert '"chosen": "3.13"' in state and '"python_version": "3.13"' in state
+    state = read_state(app)
+    assert state.preflight["chosen"] == "3.13" and state.swap.python_version == "3.13"
     assert "tensorflow-cpu==2.21.0" in (app / "requirements.txt").read_text()
 
 

@@ -17,6 +17,7 @@ from slugslim.core.context import FinishContext, find_site_packages
 from slugslim.core.modelscan import Model, ModelFile
 from slugslim.core.plan import Plan, PruneResult, Removal
 from slugslim.core.results import ModelsResult, Results
+from slugslim.core.state import PrepareState
 from slugslim.deps.wheels import WheelInfo
 from slugslim.finish import phase as finish
 from slugslim.finish.report import report
@@ -153,7 +154,7 @@ def test_report_numbers_match_the_plan_applied(build: Path, tmp_path: Path, caps
         new_wheel=WheelInfo("tensorflow-cpu", "2.21.0", "tfcpu.whl", "", None, 274_000_000),
     )])
     ctx = context(build, results=Results(prune=pruned, models=taken),
-                  state={"swap": swapped.to_json()})
+                  state=PrepareState(swap=swapped.state()))
     result = report.run(ctx, before)
     data = json.loads((build / ".slugslim" / "report.json").read_text())
 

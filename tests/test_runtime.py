@@ -14,6 +14,7 @@ from slugslim.core.errors import ConfigError
 from slugslim.core.plan import Removal
 from slugslim.core.results import Results, RuntimeResult
 from slugslim.core.runtimeconfig import Tolerance
+from slugslim.core.state import PrepareState
 from slugslim.finish.report import fitreport
 from slugslim.finish.runtime import runtimecache, runtimeplan
 from tests.sitefactory import pip_install
@@ -215,7 +216,7 @@ RECORDED = RuntimeResult(**{
 
 
 def test_the_report_shows_each_model_and_the_memory_on_both_runtimes(capsys: pytest.CaptureFixture[str]) -> None:
-    sections = fitreport.sections({}, Results(runtime=RECORDED))
+    sections = fitreport.sections(PrepareState(), Results(runtime=RECORDED))
     assert json.loads(json.dumps(sections))["runtime"]["models"][0]["tflite_bytes"] == 24120
     fitreport.render(sections)
     out = capsys.readouterr().out
@@ -223,6 +224,6 @@ def test_the_report_shows_each_model_and_the_memory_on_both_runtimes(capsys: pyt
     assert "models/classifier.keras: 83.4 KB → 24.1 KB (dynamic), max abs difference 0.0012, top-1 100.0%" in out
     assert "One web process: 61.0 MB on LiteRT, 560.0 MB on TensorFlow (the booted web process)" in out
     kept = RuntimeResult(status="tensorflow", reason="these models did not convert:\n  models/a.h5: flex")
-    fitreport.render(fitreport.sections({}, Results(runtime=kept)))
+    fitreport.render(fitreport.sections(PrepareState(), Results(runtime=kept)))
     assert "Runtime: TensorFlow (runtime.engine: litert did not apply: these models did not convert)" in \
         capsys.readouterr().out

@@ -11,6 +11,7 @@ import pytest
 from slugslim.core.config import Config, SwapConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import FixupError
+from slugslim.core.state import PrepareState, SwapState
 from slugslim.deps import locksnippets
 from slugslim.finish.fixup import fixup
 from tests.localindex import serve
@@ -50,7 +51,7 @@ def context(app: App, indexes: tuple[str, str], manager: str = "pip", keep: tupl
     _pypi, cpu = indexes
     config = Config(swap=SwapConfig(torch_index=cpu, keep=keep))
     return FinishContext(build_dir=app.build, cache_dir=None, config=config, python=app.python,
-                         site_packages=app.site, state={"swap": {"manager": manager}}, env={})
+                         site_packages=app.site, state=PrepareState(swap=SwapState(manager=manager)), env={})
 
 
 def check(app: App) -> tuple[str, str, set[str]]:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from slugslim.core.config import Config
 from slugslim.core.errors import BudgetError
 from slugslim.core.results import Results
-
-STATE_DIR = ".slugslim"
-STATE_FILE = "state.json"
-
+from slugslim.core.state import PrepareState
 
 # Where the app's Python lives on a dyno; heroku/python symlinks it to BUILD_DIR/.heroku/python.
 APP_PYTHON_HOME = Path("/app/.heroku/python")
@@ -50,20 +44,6 @@ def find_site_packages(build_dir: Path) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def read_state(build_dir: Path) -> dict[str, Any]:
-    path = build_dir / STATE_DIR / STATE_FILE
-    if not path.is_file():
-        return {}
-    loaded = json.loads(path.read_text(encoding="utf-8"))
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def write_state(build_dir: Path, state: Mapping[str, Any]) -> None:
-    directory = build_dir / STATE_DIR
-    directory.mkdir(exist_ok=True)
-    (directory / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
 @dataclass
 class FinishContext:
     """The finish phase's view of the build. Steps read it and put their typed result into ``results``."""
@@ -74,7 +54,7 @@ class FinishContext:
     config: Config
     python: Path
     site_packages: Path | None
-    state: dict[str, Any] = field(default_factory=dict)
+    state: PrepareState = field(default_factory=PrepareState)
     results: Results = field(default_factory=Results)
     # time.monotonic() at which the finish phase's budget runs out
     deadline: float = math.inf

@@ -26,8 +26,9 @@ from typing import TypeVar
 
 from slugslim.core import config, log
 from slugslim.core.arguments import existing_dir
-from slugslim.core.context import STATE_DIR, STATE_FILE, FinishContext, app_python, find_site_packages, read_state
+from slugslim.core.context import FinishContext, app_python, find_site_packages
 from slugslim.core.errors import BudgetError, SlugslimError
+from slugslim.core.state import STATE_DIR, STATE_FILE, read_state
 from slugslim.finish import memory
 from slugslim.finish.fixup import fixup
 from slugslim.finish.models import models
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     build_dir: Path = args.build_dir
     state = read_state(build_dir)
     if args.hook:
-        record = state.get("hook", {})
+        record = state.hook
         hook.restore(build_dir, record)
         status = hook.run_original(build_dir, record)
         if status != 0:

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from slugslim.core.context import STATE_DIR
+from slugslim.core.state import STATE_DIR
 
 HOOK = Path("bin") / "post_compile"
 STASH = Path(STATE_DIR) / "app-post_compile"
@@ -73,6 +73,11 @@ def install(build_dir: Path, buildpack_dir: Path, system_python: str, tools_dir:
     hook.write_text(render(buildpack_dir, system_python, tools_dir), encoding="utf-8")
     hook.chmod(0o755)
     return record
+
+
+def has_original(record: dict[str, Any]) -> bool:
+    """Whether ``install`` moved the app's own bin/post_compile aside (to run it first)."""
+    return bool(record.get("original"))
 
 
 def restore(build_dir: Path, record: dict[str, Any]) -> None:

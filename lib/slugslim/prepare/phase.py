@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from slugslim import __version__
 from slugslim.core import buildcache, config, lfs, log
 from slugslim.core.arguments import existing_dir
-from slugslim.core.context import read_state, write_state
+from slugslim.core.state import read_state, write_state
 from slugslim.deps import pyversion, sources
 from slugslim.finish.runtime import runtimecache
 from slugslim.prepare import hook, preflight
@@ -59,27 +58,27 @@ def run(args: argparse.Namespace) -> int:
             put_back = f"Dropped the TensorFlow kept by the last build, which could not be put back: {exc}"
         if put_back:
             log.detail(put_back)
-    state: dict[str, Any] = read_state(build_dir)
-    state.update(version=__version__, buildpack=str(args.buildpack), python=args.python, tools=str(args.tools))
-    state["lfs"] = [pointer.to_json() for pointer in lfs.check(build_dir, settings.models.lfs)]
+    state = read_state(build_dir)
+    state.version, state.buildpack, state.python, state.tools = __version__, str(args.buildpack), args.python, \
+        str(args.tools)
+    state.lfs = [pointer.to_json() for pointer in lfs.check(build_dir, settings.models.lfs)]
     python = pyversion.app_python(build_dir, args.cache_dir)
     if args.no_hook:
         # heroku/python has installed everything already: rewriting requirements.txt now would change
         # nothing that got installed. The finish phase's fix-up replaces any GPU TensorFlow instead.
-        state["swap"] = rewrite.SwapResult(enabled=settings.swap.enabled,
-                                           manager=sources.package_manager(build_dir)).to_json()
+        state.swap = rewrite.SwapResult(enabled=settings.swap.enabled,
+                                        manager=sources.package_manager(build_dir)).state()
     else:
         checked = preflight.check(build_dir, python, settings.swap, preflight.index_settings(build_dir, env))
-        state["preflight"] = checked.to_json()
+        state.preflight = checked.to_json()
         if checked.chosen:
             python = pyversion.app_python(build_dir, args.cache_dir)
-        state["swap"] = rewrite.prepare(build_dir, settings, env, python=python).to_json()
-    # "python" in the state is slugslim's own interpreter; this is the app's.
-    state["app_python"] = python.to_json()
+        state.swap = rewrite.prepare(build_dir, settings, env, python=python).state()
+    state.app_python = python.to_json()
 
     if not args.no_hook:
-        state["hook"] = hook.install(build_dir, args.buildpack, args.python, args.tools)
-        if state["hook"]["original"]:
+        state.hook = hook.install(build_dir, args.buildpack, args.python, args.tools)
+        if hook.has_original(state.hook):
             log.detail("Your bin/post_compile will run first, then slugslim's finishing step")
     write_state(build_dir, state)
     return 0

@@ -95,7 +95,7 @@ def run(ctx: FinishContext) -> FixupResult:
         ctx.results.fixup = snapshot(result)
         return result
     log.detail("GPU builds found after the install; replacing them with the CPU builds:")
-    manager = str(ctx.state.get("swap", {}).get("manager") or package_manager(ctx.build_dir))
+    manager = ctx.state.swap.manager or package_manager(ctx.build_dir)
     quarantine = Quarantine(ctx.build_dir, site)
     pip_run = pip.for_app(ctx.python, ctx.site_packages, ctx.env)
     before, _ = _check(ctx, [], [])

@@ -1,9 +1,9 @@
 """The part of the report about whether the app will run on a dyno, not how big it is.
 
-It reads what the prepare phase recorded (``state["app_python"]``, ``state["preflight"]``,
-``state["lfs"]``) and what the finish phase measured (the memory, models and runtime steps' results),
-and gives the ``python``, ``preflight``, ``memory``, ``lfs`` and ``runtime``
-sections of report.json and their lines in the build log.
+It reads what the prepare phase recorded (the app's Python, the preflight, the Git LFS pointers)
+and what the finish phase measured (the memory, models and runtime steps' results), and gives the
+``python``, ``preflight``, ``memory``, ``lfs`` and ``runtime`` sections of report.json and their
+lines in the build log.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from typing import Any
 
 from slugslim.core import log
 from slugslim.core.results import Results
+from slugslim.core.state import PrepareState
 
 
-def sections(state: dict[str, Any], results: Results) -> dict[str, Any]:
+def sections(state: PrepareState, results: Results) -> dict[str, Any]:
     """The report.json sections, each a plain copy of what its step recorded (missing steps are empty)."""
     fetched = {m.path for m in results.models.removed} if results.models else set()
     pointers = [{**p, "fetched_at_boot": p.get("path") in fetched}
-                for p in state.get("lfs") or [] if isinstance(p, dict)]
+                for p in state.lfs]
     return {
-        "python": state.get("app_python") or {},
-        "preflight": state.get("preflight") or {},
+        "python": state.app_python,
+        "preflight": state.preflight,
         "memory": results.memory.to_json() if results.memory else {},
         "lfs": pointers,
         "runtime": results.runtime.to_json() if results.runtime else {},

@@ -1,7 +1,7 @@
 """The last finish step: what the slug weighed before and after, where the bytes went, what is left.
 
 ``snapshot`` runs first in the finish phase, before any change; ``run`` runs last. The report
-reads what the other steps recorded (``ctx.state["swap"]``, the fixup, runtime, prune and models
+reads what the other steps recorded (the prepare phase's swap, the fixup, runtime, prune and models
 results, and through ``fitreport`` the Python, preflight, LFS and memory), measures
 the slug again, prints it in the build log and stores the same data in ``.slugslim/report.json``
 inside the slug, so ``heroku run cat .slugslim/report.json`` shows it.
@@ -22,8 +22,9 @@ from typing import Any
 from slugslim.appcheck import unused
 from slugslim.core import frameworks, installed, log
 from slugslim.core.config import Config, LimitsConfig
-from slugslim.core.context import STATE_DIR, FinishContext, find_site_packages
+from slugslim.core.context import FinishContext, find_site_packages
 from slugslim.core.results import Results
+from slugslim.core.state import STATE_DIR, PrepareState
 from slugslim.finish.report import estimate, fitreport
 
 REPORT_FILE = "report.json"
@@ -100,10 +101,10 @@ def top(sizes: dict[str, int], count: int) -> list[tuple[str, int]]:
 # --- what the other steps did ----------------------------------------------------------------
 
 
-def lever_savings(state: dict[str, Any], results: Results) -> list[dict[str, Any]]:
+def lever_savings(state: PrepareState, results: Results) -> list[dict[str, Any]]:
     """Bytes saved per lever, from what each step recorded it actually did.
 
-    - swap: ``state["swap"]["swaps"][*]["saved_bytes"]``, the difference of the wheel sizes
+    - swap: each swapped line's ``saved_bytes``, the difference of the wheel sizes
       (it happened before install, so the slug never held the GPU build);
     - fixup: its ``bytes_removed``;
     - runtime: its ``removed`` (TensorFlow's closure and the original models, by what);
@@ -112,15 +113,9 @@ def lever_savings(state: dict[str, Any], results: Results) -> list[dict[str, Any
     - models: its ``removed_bytes``.
     """
     levers: list[dict[str, Any]] = []
-    swap = state.get("swap")
-    if isinstance(swap, dict):
-        saved = sum(
-            item["saved_bytes"]
-            for item in swap.get("swaps") or []
-            if isinstance(item, dict) and item.get("action") == "swap" and isinstance(item.get("saved_bytes"), int)
-        )
-        if saved > 0:
-            levers.append({"lever": "swap", "step": "swap", "rule": "swap", "bytes": saved, "measured": "wheel"})
+    saved = sum(line.saved_bytes for line in state.swap.lines if line.action == "swap" and line.saved_bytes is not None)
+    if saved > 0:
+        levers.append({"lever": "swap", "step": "swap", "rule": "swap", "bytes": saved, "measured": "wheel"})
     by_step: list[tuple[str, dict[str, int]]] = [
         ("fixup", {"fixup": results.fixup.bytes_removed} if results.fixup else {}),
         ("runtime", dict(results.runtime.removed) if results.runtime else {}),
@@ -136,26 +131,21 @@ def lever_savings(state: dict[str, Any], results: Results) -> list[dict[str, Any
     return levers
 
 
-def swap_lines(state: dict[str, Any]) -> list[str]:
+def swap_lines(state: PrepareState) -> list[str]:
     """One line per requirement the swap changed, as the swap step described it."""
-    swap = state.get("swap")
-    if not isinstance(swap, dict):
-        return []
     lines = []
-    for item in swap.get("swaps") or []:
-        if not isinstance(item, dict) or item.get("action") == "warn":
+    for line in state.swap.lines:
+        if line.action == "warn":
             continue
-        old, new = " ".join(str(item.get("old", "")).split()), " ".join(str(item.get("new", "")).split())
-        if item.get("action") == "swap":
-            old_size, new_size = ((item.get(k) or {}).get("size") for k in ("old_wheel", "new_wheel"))
+        if line.action == "swap":
             suffix = ""
-            if isinstance(old_size, int) and isinstance(new_size, int):
-                suffix = f" ({log.human_bytes(old_size)} → {log.human_bytes(new_size)} wheel)"
-            lines.append(f"{old} → {new}{suffix}")
-        elif item.get("action") == "remove":
-            lines.append(f"{old} removed ({item.get('reason', '')})")
-        elif old:
-            lines.append(f"{old}: {item.get('reason', item.get('action', ''))}")
+            if line.old_wheel_bytes is not None and line.new_wheel_bytes is not None:
+                suffix = f" ({log.human_bytes(line.old_wheel_bytes)} → {log.human_bytes(line.new_wheel_bytes)} wheel)"
+            lines.append(f"{line.old} → {line.new}{suffix}")
+        elif line.action == "remove":
+            lines.append(f"{line.old} removed ({line.reason})")
+        elif line.old:
+            lines.append(f"{line.old}: {line.reason or line.action}")
     return lines
 
 

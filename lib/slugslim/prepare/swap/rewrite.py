@@ -16,6 +16,7 @@ from typing import Any
 
 from slugslim.core import log
 from slugslim.core.config import Config, SwapConfig
+from slugslim.core.state import SwapLine, SwapState
 from slugslim.deps import pyversion, requirements
 from slugslim.deps.sources import (
     MANAGERS,
@@ -51,6 +52,14 @@ class SwapResult:
             "files_changed": self.files_changed, "hash_mode": self.hash_mode, "relocked": self.relocked,
             "notes": self.notes,
         }
+
+    def state(self) -> SwapState:
+        """What the finish phase needs of the swap (``core.state``)."""
+        return SwapState(enabled=self.enabled, manager=self.manager, python_version=self.python_version, lines=[
+            SwapLine(action=s.action, old=" ".join(s.old.split()), new=" ".join(s.new.split()), reason=s.reason,
+                     saved_bytes=s.saved_bytes, old_wheel_bytes=s.old_wheel.size if s.old_wheel else None,
+                     new_wheel_bytes=s.new_wheel.size if s.new_wheel else None)
+            for s in self.swaps])
 
 
 def prepare(build_dir: Path, config: Config, env: dict[str, str], lookup: Lookup | None = None,
