@@ -30,12 +30,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slugslim.core.app import walk
+
 BOM = "\ufeff"
 # Directories of an app checkout that are not the app's own code.
-SKIP_DIRS = frozenset(
-    {".heroku", ".slugslim", ".git", ".hg", "node_modules", ".venv", "venv", "env", "__pycache__", ".profile.d",
-     "site-packages", ".tox", ".nox", ".mypy_cache", ".pytest_cache"}
-)
 MAX_APP_FILES = 5000
 # gunicorn's worker classes by their short names; "sync" is its default.
 GUNICORN_WORKERS = {"sync": "gunicorn.workers.sync", "gthread": "gunicorn.workers.gthread",
@@ -191,20 +189,15 @@ def _scan_lines(text: str, package: list[str]) -> Found:
 
 
 def app_sources(app_dir: Path) -> Iterator[Path]:
-    """The app's own .py files: not the installed environment, a virtualenv, or VCS data."""
+    """The app's own .py files (``core.app.walk``), at most MAX_APP_FILES of them."""
     seen = 0
-    for top, dirnames, filenames in os.walk(app_dir):
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if d not in SKIP_DIRS and not os.path.islink(os.path.join(top, d))
-            and not os.path.exists(os.path.join(top, d, "pyvenv.cfg"))
-        )
-        for name in sorted(filenames):
+    for base, _, files in walk(app_dir):
+        for name in files:
             if name.endswith(".py"):
                 seen += 1
                 if seen > MAX_APP_FILES:
                     return
-                yield Path(top, name)
+                yield base / name
 
 
 def processes(app_dir: Path) -> dict[str, str]:

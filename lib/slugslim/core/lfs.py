@@ -15,8 +15,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from slugslim.core import log
+from slugslim.core.app import walk
 from slugslim.core.errors import LfsPointerError
-from slugslim.core.modelscan import SUFFIXES, walk
+from slugslim.core.modelscan import SUFFIXES
 
 SPEC_LINE = b"version https://git-lfs.github.com/spec/v1\n"
 MAX_POINTER = 1024

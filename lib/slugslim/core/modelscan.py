@@ -10,12 +10,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from slugslim.core.app import regular, walk
 from slugslim.core.config import ModelsConfig
 
 MB = 1_000_000
@@ -39,7 +38,6 @@ SUFFIXES: dict[str, str] = {
 # Never looked into: hidden directories at the top (heroku/python's .heroku, our .slugslim,
 # .profile.d, and what other buildpacks install, such as .apt/ or .jdk/: their large binaries
 # are not the app's models), version control, and node_modules.
-SKIP_ANYWHERE = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules"})
 # A TensorFlow checkpoint is a prefix P with P.index and P.data-NNNNN-of-NNNNN (and P.meta in TF1).
 _SHARD = re.compile(r"^(?P<prefix>.+)\.data-\d{5}-of-\d{5}$")
 
@@ -95,38 +93,11 @@ def _matches(relative: str, patterns: tuple[str, ...]) -> str:
     return ""
 
 
-def _regular(path: Path) -> os.stat_result | None:
-    try:
-        info = path.lstat()
-    except OSError:
-        return None
-    return info if stat.S_ISREG(info.st_mode) else None
-
-
-def walk(app_dir: Path) -> Iterator[tuple[Path, list[str], dict[str, int]]]:
-    """The app's own files: (directory, its subdirectories, its regular files by size), top down.
-
-    Hidden top-level directories, ``SKIP_ANYWHERE`` and symlinks are never entered. A caller may
-    remove names from the subdirectory list to keep the walk out of them, as with ``os.walk``.
-    """
-    for root, dirs, names in os.walk(app_dir, followlinks=False):
-        base = Path(root)
-        top = base == app_dir
-        dirs[:] = [name for name in sorted(dirs)
-                   if not ((top and name.startswith(".")) or name in SKIP_ANYWHERE or (base / name).is_symlink())]
-        files: dict[str, int] = {}
-        for name in names:
-            info = _regular(base / name)
-            if info is not None:
-                files[name] = info.st_size
-        yield base, dirs, files
-
-
 def _is_savedmodel(directory: Path) -> bool:
     pb = directory / "saved_model.pb"
     variables = directory / "variables"
     return (
-        _regular(pb) is not None
+        regular(pb) is not None
         and variables.is_dir()
         and not variables.is_symlink()
     )
@@ -142,7 +113,7 @@ def _savedmodel(app_dir: Path, directory: Path) -> tuple[Model, str]:
             if (base / name).is_symlink():
                 problem = f"{(base / name).relative_to(app_dir).as_posix()} is a symlink"
         for name in sorted(names):
-            info = _regular(base / name)
+            info = regular(base / name)
             if info is None:
                 problem = f"{(base / name).relative_to(app_dir).as_posix()} is not a regular file"
                 continue
