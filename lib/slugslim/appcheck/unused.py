@@ -29,7 +29,9 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from slugslim.appcheck.imports import Found, scan_app
+from slugslim.core.errors import SlugslimError
 from slugslim.core.installed import Installed, canonical
+from slugslim.deps import requirements
 
 REQUIREMENTS_FILES = ("requirements.txt",)
 # Loaded by SQLAlchemy or Django from a database URL or setting, never imported by name.
@@ -75,50 +77,25 @@ def top_level_requirements(app_dir: Path) -> list[TopRequirement]:
     return list(unique.values())
 
 
-def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
-    buffer, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw if not buffer else raw.lstrip()
-        if not buffer:
-            start = number
-        if line.endswith("\\"):
-            buffer += line[:-1] + " "
-            continue
-        yield start, buffer + line
-        buffer = ""
-    if buffer:
-        yield start, buffer
-
-
 def _read_requirements_txt(path: Path, app_dir: Path, seen: set[Path]) -> list[TopRequirement]:
-    resolved = path.resolve()
-    if resolved in seen or not path.is_file():
+    """The projects ``path`` and the files it includes with -r declare, read by the one requirements
+    reader (constraint files declare nothing)."""
+    try:
+        tree = requirements.read_tree(path, app_dir)
+    except SlugslimError:  # a file pip would reject: the build says so; the report just lists nothing
         return []
-    seen.add(resolved)
     result: list[TopRequirement] = []
-    label = os.path.relpath(path, app_dir)
-    for number, line in _logical_lines(path.read_text(encoding="utf-8", errors="replace")):
-        text = re.sub(r"(^|\s)#.*$", "", line).strip()
-        if not text:
+    for parsed, _, entry in tree.entries():
+        if parsed.constraint or parsed.path.resolve() in seen:
             continue
-        include = re.match(r"^(?:-r|--requirement)(?:\s+|=)(\S+)", text)
-        if include:
-            result.extend(_read_requirements_txt(path.parent / include.group(1), app_dir, seen))
+        name = entry.target_name() if entry.kind in ("named", "url", "path", "editable") else None
+        if not name:
             continue
-        egg = re.search(r"#egg=([\w.\-\[\]]+)", line)
-        if text.startswith("-e") or text.startswith("--editable"):
-            if egg:
-                text = egg.group(1)
-            else:
-                continue
-        elif text.startswith("-"):
-            continue
-        text = re.sub(r"\s--hash[= ]\S+", "", text)
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            continue
-        result.append(TopRequirement(canonical(req.name), frozenset(req.extras), f"{label} line {number}"))
+        declared = entry.requirement or entry.direct
+        extras = frozenset(declared.extras) if declared is not None else frozenset()
+        result.append(TopRequirement(canonical(name), extras,
+                                     f"{os.path.relpath(parsed.path, app_dir)} line {entry.lineno}"))
+    seen.update(parsed.path.resolve() for parsed in tree.files)
     return result
 
 
