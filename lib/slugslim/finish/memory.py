@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slugslim.appcheck import imports, verify
-from slugslim.core import installed, log
+from slugslim.appcheck import verify
+from slugslim.core import log
 from slugslim.core.context import FinishContext
 from slugslim.core.results import MemoryResult, snapshot
+from slugslim.removal.tree import scan
 
 PROFILE_SCRIPT = Path(".profile.d") / "slugslim-memory.sh"
 TEMPLATE = Path(__file__).parents[1] / "boot" / "slugslim-memory.sh"
@@ -62,11 +63,9 @@ def measured(ctx: FinishContext) -> tuple[int, str]:
             return value, how
     if not ctx.config.verify.enabled or ctx.site_packages is None:
         return 0, "verify is off" if ctx.site_packages is not None else "no site-packages"
-    # The prune step did not run its import check: run one, the same way.
-    from slugslim.removal.tree import scan
-
-    found = imports.scan_app(ctx.build_dir, installed.console_scripts(ctx.site_packages))
-    modules, maybe = verify.targets(found, scan(ctx.site_packages).top_level_modules(), ctx.config.verify.imports)
+    # The prune step did not run its import check: run one, the same way (the removal engine's targets).
+    modules, maybe = verify.app_targets(ctx.build_dir, ctx.site_packages, scan(ctx.site_packages).top_level_modules(),
+                                        ctx.config.verify.imports)
     outcome = verify.run(ctx.python, ctx.python_env(), ctx.build_dir, modules, ctx.site_packages,
                          timeout=max(1.0, min(ctx.config.verify.timeout, ctx.time_left())), maybe=maybe)
     return (outcome.peak_rss, "the import check") if outcome.peak_rss else (0, "the import check failed")

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slugslim.appcheck import boot_check, imports, verify
+from slugslim.appcheck import boot_check, verify
 from slugslim.appcheck.loadcheck import load_check
-from slugslim.core import installed, log
+from slugslim.core import log
 from slugslim.core.config import Config
 from slugslim.core.errors import BudgetError, VerificationError
 from slugslim.core.plan import Plan, PruneResult, Removal
@@ -92,11 +92,8 @@ class Engine:
         tree = scan(self.site_packages)
         timings["scan"] = time.monotonic() - tree_started
         if verify_cfg.enabled:
-            scripts = installed.console_scripts(self.site_packages)
-            found = imports.scan_app(self.app_dir, scripts) if self.app_dir else imports.Found()
-            provided = {m: d for m, d in tree.top_level_modules().items()
-                        if installed.canonical(d) not in self.unchecked}
-            modules, maybe = verify.targets(found, provided, verify_cfg.imports)
+            modules, maybe = verify.app_targets(self.app_dir, self.site_packages, tree.top_level_modules(),
+                                                verify_cfg.imports, self.unchecked)
             baseline = self._verify(modules, command, maybe=maybe)
             timings["verify_before"] = baseline.seconds
             broken = sorted(baseline.failures)
