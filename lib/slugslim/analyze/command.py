@@ -28,6 +28,7 @@ from slugslim.analyze import analyzeview
 from slugslim.analyze.analysis import Analysis, Target
 from slugslim.appcheck import unused
 from slugslim.core import config, frameworks, installed, log, modelscan
+from slugslim.core.app import LOCAL_ONLY
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import AnalyzeError
 from slugslim.finish.prune import prune
@@ -37,7 +38,6 @@ from slugslim.prepare.swap import swap
 
 APP_MARKERS = ("requirements.txt", "Pipfile", "Pipfile.lock", "pyproject.toml", "poetry.lock", "uv.lock", "setup.py")
 # Not part of the slug: a local virtualenv or VCS data would not be pushed to Heroku.
-APP_EXCLUDES = (".git", ".venv", "venv", "__pycache__", ".slugslim")
 ENV_DIRS = (".heroku/python", ".venv", "venv")
 
 SCHEMA = """\
@@ -175,7 +175,8 @@ def _measure(analysis: Analysis) -> None:
     after_parts: list[estimate.Estimate] = []
     for root, arcroot, removals in roots:
         # A venv inside the app dir is measured through its site-packages, not as app files.
-        skip = [name for name in APP_EXCLUDES if (root / name).exists()] if root == app_dir else []
+        skip = [name for name in sorted(LOCAL_ONLY | {".slugslim"}) if (root / name).exists()] \
+            if root == app_dir else []
         if nested and root == app_dir and site_packages is not None:
             skip = [name for name in skip if (root / name) not in site_packages.parents]
         before_parts.append(estimate.estimate(root, arcroot, exclude=skip))

@@ -15,6 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 SKIP_ANYWHERE = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", "site-packages"})
+# At the top of BUILD_DIR, heroku/python's and slugslim's own directories: the slug's, not the app's.
+BUILDPACK_DIRS = frozenset({".heroku", ".slugslim"})
+# At the top of a working copy, what a push never puts in the slug: git's data, local virtualenvs
+# (heroku/python refuses to build with one) and local bytecode.
+LOCAL_ONLY = frozenset({".git", ".venv", "venv", "__pycache__"})
 
 
 def regular(path: Path) -> os.stat_result | None:

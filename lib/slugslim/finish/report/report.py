@@ -21,6 +21,7 @@ from typing import Any
 
 from slugslim.appcheck import unused
 from slugslim.core import frameworks, installed, log
+from slugslim.core.app import BUILDPACK_DIRS
 from slugslim.core.config import Config, LimitsConfig
 from slugslim.core.context import FinishContext, find_site_packages
 from slugslim.core.results import Results
@@ -244,7 +245,7 @@ def app_items(build_dir: Path) -> dict[str, int]:
     """The app's own top-level files and directories (outside .heroku and .slugslim), by size."""
     items: dict[str, int] = {}
     for entry in build_dir.iterdir():
-        if entry.name in (".heroku", STATE_DIR) or entry.is_symlink():
+        if entry.name in BUILDPACK_DIRS or entry.is_symlink():
             continue
         if entry.is_file():
             items[f"app:{entry.name}"] = entry.stat().st_size
