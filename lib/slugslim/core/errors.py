@@ -318,3 +318,26 @@ class LfsPointerError(SlugslimError):
         return (f"{self.description}\n\n"
                 "The build stops here because models.lfs is 'fail' in your slugslim config; set it to "
                 "'warn' to build anyway.")
+
+
+# Failures a step catches itself and words into its own warning (a lookup that found no wheel, a
+# model store that did not answer, LiteRT that could not ship). Their message is the reason, safe
+# to print; should one escape, the guard words it as any other.
+
+
+class LookupFailed(SlugslimError):
+    """pip or a package index could not name a wheel; the message says why, in pip's words where possible."""
+
+    title = "A package index lookup failed"
+
+
+class StoreError(SlugslimError):
+    """A request to the model store failed. The message is safe to print: no secrets, no signed URLs."""
+
+    title = "The model store request failed"
+
+
+class NotShipped(SlugslimError):
+    """LiteRT cannot be shipped; the message says why. The app keeps TensorFlow."""
+
+    title = "The models could not be served with LiteRT"

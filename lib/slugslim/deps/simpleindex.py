@@ -34,8 +34,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from slugslim.core import log
+from slugslim.core.errors import LookupFailed
 from slugslim.core.pip import APP_PIP_VARS, PIP_INDEX_VARS
-from slugslim.deps.wheels import LookupFailed
 
 PYPI = "https://pypi.org/simple"
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"

@@ -28,12 +28,9 @@ from typing import Any, Protocol
 from packaging.utils import canonicalize_name
 
 from slugslim.core import pip
+from slugslim.core.errors import LookupFailed
 
 # Variables that change where pip looks, as the build's own environment sets them.
-
-
-class LookupFailed(Exception):
-    """pip could not name a wheel; the message says why, in pip's words where possible."""
 
 
 @dataclass(frozen=True)

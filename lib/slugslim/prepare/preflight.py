@@ -31,11 +31,10 @@ from packaging.utils import canonicalize_name
 
 from slugslim.core import frameworks, log
 from slugslim.core.config import SwapConfig
-from slugslim.core.errors import PreflightError
+from slugslim.core.errors import LookupFailed, PreflightError
 from slugslim.core.frameworks import Framework
 from slugslim.deps import pyversion, requirements, simpleindex
 from slugslim.deps.sources import REQUIREMENTS, index_options
-from slugslim.deps.wheels import LookupFailed
 from slugslim.prepare.swap import swap
 
 CHECKED = ("TensorFlow",)

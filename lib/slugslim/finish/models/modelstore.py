@@ -23,16 +23,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from slugslim.core import log
+from slugslim.core.errors import StoreError
 from slugslim.finish.models import sigv4
 
 TIMEOUT = 60.0
 ATTEMPTS = 3
 RETRY_DELAY = 2.0
 BLOCK = 1 << 20
-
-
-class StoreError(Exception):
-    """A request to the model store failed. The message is safe to print: no secrets, no signed URLs."""
 
 
 @dataclass(frozen=True)

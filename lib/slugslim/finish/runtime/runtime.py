@@ -33,13 +33,14 @@ from typing import Any
 from slugslim.appcheck import boot_check, unused
 from slugslim.core import installed, log, shipped
 from slugslim.core.context import FinishContext
+from slugslim.core.errors import NotShipped
 from slugslim.core.installed import read_dists, requirers
 from slugslim.core.modelscan import Model
 from slugslim.core.plan import Plan
 from slugslim.core.results import RuntimeResult, snapshot
 from slugslim.core.state import STATE_DIR
 from slugslim.finish.runtime import runtimecache, runtimeplan
-from slugslim.finish.runtime.runtimetools import NotShipped, install_litert, run_tool, uninstall
+from slugslim.finish.runtime.runtimetools import install_litert, run_tool, uninstall
 from slugslim.removal.engine import Engine, quarantine_location
 
 MANIFEST = Path(STATE_DIR) / "runtime.json"

@@ -22,14 +22,11 @@ from packaging.utils import canonicalize_name
 
 from slugslim.core import pip
 from slugslim.core.context import FinishContext
+from slugslim.core.errors import NotShipped
 from slugslim.core.installed import read_dists
 from slugslim.finish.runtime.runtimeplan import LITERT
 
 TOOL = Path(__file__).parent / "litert_tool.py"
-
-
-class NotShipped(Exception):
-    """LiteRT cannot be shipped; the message says why, for the build log. The app keeps TensorFlow."""
 
 
 def _tail(text: str, lines: int = 6) -> str:

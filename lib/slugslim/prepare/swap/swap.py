@@ -38,11 +38,11 @@ from packaging.utils import canonicalize_name
 
 from slugslim.core import frameworks
 from slugslim.core.config import SwapConfig
-from slugslim.core.errors import SwapHashError
+from slugslim.core.errors import LookupFailed, SwapHashError
 from slugslim.core.frameworks import kept
 from slugslim.deps import pyversion, reqedit, requirements
 from slugslim.deps.sources import REQUIREMENTS
-from slugslim.deps.wheels import Lookup, LookupFailed, NoLookup
+from slugslim.deps.wheels import Lookup, NoLookup
 from slugslim.prepare.swap.swapplan import FilePlan, Swap, SwapPlan, pinned_version, replace_args, without_marker
 from slugslim.prepare.swap.torchswap import TorchIndex, TorchRewrite, is_torch_family
 

@@ -26,10 +26,10 @@ from packaging.utils import canonicalize_name
 
 from slugslim.core import frameworks
 from slugslim.core.config import SwapConfig
-from slugslim.core.errors import CpuBuildError, RequirementsError, SwapHashError
+from slugslim.core.errors import CpuBuildError, LookupFailed, RequirementsError, SwapHashError
 from slugslim.deps import reqedit, requirements
 from slugslim.deps.simpleindex import index_answers
-from slugslim.deps.wheels import Lookup, LookupFailed, PipLookup, WheelInfo
+from slugslim.deps.wheels import Lookup, PipLookup, WheelInfo
 from slugslim.prepare.swap.swapplan import FilePlan, Swap, pinned_version, replace_args, without_marker
 
 TORCH = "torch"
