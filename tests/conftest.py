@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from tests import webwheels, wheelfactory
 from tests.heroku import appdir
-from tests.heroku.build import BASE_PYTHON, REPO, Build, pip_for, python_runtime, run_build
+from tests.heroku.build import BASE_PYTHON, REPO, Build, made_once, pip_for, python_runtime, run_build
 
 # Model stores on 127.0.0.1 (moto S3, an HTTP server with PUT) as fixtures for every test module.
 pytest_plugins = ["tests.modelservers"]
@@ -80,8 +81,12 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def python_template(tmp_path_factory: pytest.TempPathFactory, tools_wheels: Path) -> Path:
-    """A Python runtime with pip, made once, which the emulated heroku/python copies into each build."""
-    return python_runtime(tmp_path_factory.mktemp("python-template"), tools_wheels)
+    """A Python runtime with pip, which the emulated heroku/python copies into each build: made once per
+    machine in .cache/, copied here so that builds can hard-link it (the same filesystem)."""
+    made = python_runtime(REPO / ".cache" / "python-runtimes", tools_wheels)
+    copy = tmp_path_factory.mktemp("python-template") / made.name
+    shutil.copytree(made, copy, symlinks=True)
+    return copy
 
 
 @pytest.fixture(scope="session")
@@ -123,17 +128,29 @@ def offline_env(tools_wheels: Path, wheelhouse: Path, python_template: Path,
 
 
 @pytest.fixture(scope="session")
-def primed_cache(tmp_path_factory: pytest.TempPathFactory, offline_env: dict[str, str]) -> Path:
-    """A CACHE_DIR in which slugslim's tools are already bootstrapped, copied by builds that don't test it."""
-    cache = tmp_path_factory.mktemp("primed-cache")
-    script = (
-        f'BUILDPACK_DIR="{REPO}"; source "$BUILDPACK_DIR/lib/output.sh"; source "$BUILDPACK_DIR/lib/env.sh"; '
-        f'source "$BUILDPACK_DIR/lib/bootstrap.sh"; '
-        f'bootstrap::tools "$(bootstrap::system_python)" "{cache}" ""'
-    )
-    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, env={**os.environ, **offline_env},
-                   stdout=subprocess.DEVNULL)
-    return cache
+def primed_cache(tmp_path_factory: pytest.TempPathFactory, offline_env: dict[str, str],
+                 stack_python: tuple[str, dict[str, str]]) -> Path:
+    """A CACHE_DIR in which slugslim's tools are already bootstrapped, copied by builds that don't test it.
+
+    Made once per machine in .cache/ (keyed by the lock, the bootstrap and the stack Python), copied here.
+    """
+    key = hashlib.sha256(b"\0".join([(REPO / "lib/tools.lock").read_bytes(), (REPO / "lib/bootstrap.sh").read_bytes(),
+                                      os.fsencode(os.path.realpath(stack_python[0])),
+                                      os.fsencode(offline_env.get("SLUGSLIM_PIP", ""))]))
+
+    def bootstrap(cache: Path) -> None:
+        script = (
+            f'BUILDPACK_DIR="{REPO}"; source "$BUILDPACK_DIR/lib/output.sh"; source "$BUILDPACK_DIR/lib/env.sh"; '
+            f'source "$BUILDPACK_DIR/lib/bootstrap.sh"; '
+            f'bootstrap::tools "$(bootstrap::system_python)" "{cache}" ""'
+        )
+        subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, env={**os.environ, **offline_env},
+                       stdout=subprocess.DEVNULL)
+
+    made = made_once(REPO / ".cache" / "primed-caches" / key.hexdigest()[:12], bootstrap)
+    copy = tmp_path_factory.mktemp("primed-cache")
+    shutil.copytree(made, copy, symlinks=True, dirs_exist_ok=True)
+    return copy
 
 
 @pytest.fixture

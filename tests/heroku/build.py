@@ -18,6 +18,7 @@ reproduces). Build output goes into one log, stdout and stderr interleaved as in
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +61,21 @@ def python_runtime(parent: Path, tools_wheels: Path) -> Path:
     """
     script, pip = PYTHON_BUILDPACK / "lib/python-runtime.sh", pip_wheel(tools_wheels)
     key = hashlib.sha256(b"\0".join([script.read_bytes(), os.fsencode(BASE_PYTHON), os.fsencode(pip.name)]))
-    dest = parent / f"python-{key.hexdigest()[:12]}"
-    if not (dest / "bin/python").exists():
-        subprocess.run([str(script), BASE_PYTHON, str(dest), str(pip)], check=True)
+    return made_once(parent / f"python-{key.hexdigest()[:12]}",
+                     lambda dest: subprocess.run([str(script), BASE_PYTHON, str(dest), str(pip)], check=True))
+
+
+def made_once(dest: Path, make: Callable[[Path], object]) -> Path:
+    """``dest``, made by ``make`` in a scratch directory beside it and renamed into place: a run cut
+    short leaves no half-made ``dest``, and a lock keeps parallel test workers from making it twice."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not dest.is_dir():
+            scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent)) / "made"
+            make(scratch)
+            scratch.rename(dest)
+            shutil.rmtree(scratch.parent)
     return dest
 
 
