@@ -2,8 +2,8 @@
 
 A step creates its result, fills it in and puts it into ``Results`` (``ctx.results``) as a
 snapshot at the points where it has something to say, so that a step skipped halfway leaves what
-it had said last, never its half-done state. The report writes each one's ``to_json()`` into
-report.json, whose schema they define.
+it had said last, never its half-done state. The report reads them by field; the memory and
+runtime results' ``to_json()`` are report.json's sections of those names.
 """
 
 from __future__ import annotations
