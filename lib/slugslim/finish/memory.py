@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slugslim.appcheck import verify
-from slugslim.core import log
+from slugslim.core import log, words
 from slugslim.core.context import FinishContext
 from slugslim.core.results import MemoryResult, snapshot
 from slugslim.removal.tree import scan
@@ -104,17 +104,7 @@ def run(ctx: FinishContext) -> MemoryResult:
                + ", ".join(f"{d['web_concurrency']} on {d['dyno']} ({_ram(d['memory_mb'])})" for d in result.per_dyno)
                + " (unless you set it)")
     if mb > SMALLEST_DYNO_MB:
-        log.warning(
-            f"Warning: One web process of this app needs about {mb} MB, more than the {SMALLEST_DYNO_MB} MB of\n"
-            "Eco, Basic and Standard-1X dynos. There the app is over its memory quota (R14) from the start,\n"
-            f"and Heroku restarts it at twice the quota (R15). slugslim measured this at build time\n"
-            f"({result.measured_by}). Choose one of:\n"
-            "  - a larger dyno: Standard-2X has 1 GB (heroku ps:type web=standard-2x);\n"
-            "  - import the framework lazily, inside the code that needs it, not when the app starts;\n"
-            "  - a smaller runtime: for inference only, ai-edge-litert (TensorFlow Lite) runs a small Keras\n"
-            "    model in about 40 MB.\n"
-            "Set 'memory: false' in slugslim.yml to silence this and leave WEB_CONCURRENCY to heroku/python."
-        )
+        log.warning(words.web_process_over_the_smallest_dyno(mb, SMALLEST_DYNO_MB, result.measured_by))
     ctx.results.memory = snapshot(result)
     return result
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from slugslim.core import lfs, log
+from slugslim.core import lfs, log, words
 from slugslim.core.config import ModelsConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import ModelStoreError, StoreError
@@ -208,10 +208,7 @@ def run(ctx: FinishContext) -> ModelsResult:
     _log_found(found)
     for model, problem in found.unsafe:
         result.kept.append((model, problem))
-        log.warning(
-            f"Warning: {model.path} stays in the slug: {problem}.\n"
-            "slugslim only moves regular files, so that nothing outside your app can be read or removed."
-        )
+        log.warning(words.model_not_a_regular_file(model.path, problem))
     if not found.models:
         ctx.results.models = snapshot(result)
         return result
@@ -220,12 +217,7 @@ def run(ctx: FinishContext) -> ModelsResult:
         install_helper(app_dir)
         total = sum(m.bytes for m in found.models)
         result.kept.extend((m, "models.source is not set") for m in found.models)
-        log.warning(
-            f"Warning: {len(found.models)} model(s) ({log.human_bytes(total)}) stay in the slug.\n"
-            "To take them out and fetch them at dyno boot instead, set models.source in slugslim.yml\n"
-            "(for example 'source: s3://my-bucket/models' with 'upload: true' and the AWS_* config vars).\n"
-            "To silence this, set 'models: false'."
-        )
+        log.warning(words.models_without_a_source(len(found.models), total))
         ctx.results.models = snapshot(result)
         return result
 
@@ -263,13 +255,7 @@ def run(ctx: FinishContext) -> ModelsResult:
             ctx.results.models = snapshot(result)
             raise ModelStoreError(log.redact(config.source) if config.source.startswith("http") else config.source,
                                   lines)
-        log.warning(
-            f"Warning: {len(failures)} model(s) stay in the slug, because they are not known to be at models.source:\n"
-            f"{lines}\n"
-            "The app still works: these models ship inside the slug as before. To take them out, fix the\n"
-            "cause above (set models.upload: true, or the AWS_* config vars).\n"
-            "Set models.strict: true to fail the build instead."
-        )
+        log.warning(words.models_not_at_the_source(len(failures), lines))
 
     # The helper ships whenever the app has models, so code that calls slugslim_models.path()
     # imports on every build, whether or not a model was taken out this time.

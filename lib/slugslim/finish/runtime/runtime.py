@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from slugslim.appcheck import boot_check, unused
-from slugslim.core import installed, log, shipped
+from slugslim.core import installed, log, shipped, words
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import NotShipped
 from slugslim.core.installed import read_dists, requirers
@@ -83,9 +83,7 @@ def run(ctx: FinishContext) -> RuntimeResult:
     except NotShipped as exc:
         _roll_back(ctx, undo)
         result.status, result.reason = "tensorflow", str(exc)
-        log.warning("Warning: slugslim kept TensorFlow for this app, because " + str(exc) + "\n"
-                    "The app is deployed as it would be without runtime.engine: litert: it works, with the "
-                    "larger slug\nand memory of TensorFlow. Set runtime.engine: tensorflow to silence this.")
+        log.warning(words.tensorflow_kept(str(exc)))
     except BaseException:
         _roll_back(ctx, undo)
         raise
