@@ -51,47 +51,14 @@ class PrepareState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PrepareState:
-        found = data.get("swap")
-        swap: dict[str, Any] = found if isinstance(found, dict) else {}
-        lines = []
-        for item in swap.get("swaps") or []:
-            if isinstance(item, dict) and item.get("action"):
-                sizes = [(item.get(k) or {}).get("size") for k in ("old_wheel", "new_wheel")]
-                lines.append(SwapLine(
-                    action=str(item["action"]), old=" ".join(str(item.get("old") or "").split()),
-                    new=" ".join(str(item.get("new") or "").split()), reason=str(item.get("reason") or ""),
-                    saved_bytes=item["saved_bytes"] if isinstance(item.get("saved_bytes"), int) else None,
-                    old_wheel_bytes=sizes[0] if isinstance(sizes[0], int) else None,
-                    new_wheel_bytes=sizes[1] if isinstance(sizes[1], int) else None))
-
-        def section(name: str) -> dict[str, Any]:
-            value = data.get(name)
-            return value if isinstance(value, dict) else {}
-
-        return cls(
-            version=str(data.get("version") or ""), buildpack=str(data.get("buildpack") or ""),
-            python=str(data.get("python") or ""), tools=str(data.get("tools") or ""),
-            swap=SwapState(enabled=bool(swap.get("enabled", True)), manager=str(swap.get("manager") or ""),
-                           python_version=str(swap.get("python_version") or ""), lines=lines),
-            app_python=section("app_python"), preflight=section("preflight"),
-            lfs=[p for p in data.get("lfs") or [] if isinstance(p, dict)], hook=section("hook"),
-        )
+        """The state ``to_json`` wrote (the same build's prepare phase); missing fields keep their defaults."""
+        known = {name: value for name, value in data.items() if name in cls.__dataclass_fields__}
+        swap = dict(known.pop("swap", None) or {})
+        lines = [SwapLine(**line) for line in swap.pop("lines", [])]
+        return cls(**known, swap=SwapState(**swap, lines=lines))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version, "buildpack": self.buildpack, "python": self.python, "tools": self.tools,
-            "swap": {"enabled": self.swap.enabled, "manager": self.swap.manager,
-                     "python_version": self.swap.python_version,
-                     "swaps": [_line_json(line) for line in self.swap.lines]},
-            "app_python": self.app_python, "preflight": self.preflight, "lfs": self.lfs, "hook": self.hook,
-        }
-
-
-def _line_json(line: SwapLine) -> dict[str, Any]:
-    data = asdict(line)
-    data["old_wheel"] = {"size": data.pop("old_wheel_bytes")}
-    data["new_wheel"] = {"size": data.pop("new_wheel_bytes")}
-    return data
+        return asdict(self)
 
 
 def read_state(build_dir: Path) -> PrepareState:
