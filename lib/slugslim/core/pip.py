@@ -25,13 +25,14 @@ PIP_INDEX_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP
 
 
 def environment(config_vars: Mapping[str, str], *, tools: Sequence[str] = ("pip",),
-                python: Path | None = None) -> dict[str, str]:
+                python: Path | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for one pip run: this process's, without PYTHON* settings and the app's other
     ``PIP_*`` config vars, plus the app's ``PIP_EXTRA_INDEX_URL``. ``tools``: modules of slugslim's own
     tools that the run imports (pip, pip-tools), put on PYTHONPATH; none when it is the app's own pip.
     ``python``: the app's interpreter, first on PATH as in heroku/python's build, for build backends.
+    ``base``: another environment than this process's to start from.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("PYTHON")
            and not (k.startswith("PIP_") and k in config_vars and k not in APP_PIP_VARS)}
     env.update({k: v.strip() for k, v in config_vars.items() if k in APP_PIP_VARS})
     paths: list[str] = []

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import html.parser
 import json
-import os
 import ssl
 import urllib.error
 import urllib.parse
@@ -33,9 +32,9 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from slugslim.core import log
+from slugslim.core import log, pip
 from slugslim.core.errors import LookupFailed
-from slugslim.core.pip import APP_PIP_VARS, PIP_INDEX_VARS
+from slugslim.core.pip import PIP_INDEX_VARS
 
 PYPI = "https://pypi.org/simple"
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -71,8 +70,7 @@ def settings(config_vars: Mapping[str, str], options: Sequence[str], environ: Ma
              base: Path | None = None) -> Settings:
     """Settings from the build's PIP_* variables, the PIP_EXTRA_INDEX_URL config var, then requirement-file
     options (as ``swap.index_options`` lists them), which win over both, as in pip."""
-    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k in PIP_INDEX_VARS}
-    env.update({k: v.strip() for k, v in config_vars.items() if k in APP_PIP_VARS})
+    env = {k: v for k, v in pip.environment(config_vars, tools=(), base=environ).items() if k in PIP_INDEX_VARS}
     index_url = env.get("PIP_INDEX_URL", "").strip() or PYPI
     extras = env.get("PIP_EXTRA_INDEX_URL", "").split()
     links = env.get("PIP_FIND_LINKS", "").split()
