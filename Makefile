@@ -17,6 +17,7 @@ PYTEST_WORKERS ?= 2
 # a fifth less time than on disk.
 TEST_TMPDIR ?= $(shell [[ -w /dev/shm ]] && (( $$(df --output=avail -k /dev/shm | tail -n 1) > 4000000 )) \
 	&& ! findmnt --noheadings --output OPTIONS --target /dev/shm | grep -qw noexec && echo /dev/shm)
+PYTEST_TMP := $(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR))
 SHELL_SCRIPTS := bin/detect bin/compile bin/release bin/slugslim $(wildcard lib/*.sh) .ci/run $(wildcard tests/heroku/python-buildpack/bin/*) $(wildcard tests/heroku/python-buildpack/lib/*.sh) tests/heroku/python-buildpack/vendor/WEB_CONCURRENCY.sh $(wildcard bench/*.sh) lib/slugslim/boot/slugslim-models.sh lib/slugslim/boot/slugslim-memory.sh \
 	tests/fresh/run.sh tests/fresh/image.sh $(wildcard tests/docker/*.sh)
 
@@ -60,7 +61,7 @@ lint: $(DEV_STAMP)
 
 pytest: $(DEV_STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m tests.webwheels
-	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) \
+	$(PYTEST_TMP) SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) \
 		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
 
 test: lint pytest
@@ -79,7 +80,7 @@ test-pythons: $(DEV_STAMP)
 		fi; \
 		no_pip=0; [[ "$$version" == 3.12 ]] && no_pip=1; \
 		echo "--- slugslim on Python $$version ($$python, without pip: $$no_pip)"; \
-		$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) SLUGSLIM_TEST_SYSTEM_PYTHON="$$python" SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP="$$no_pip" \
+		$(PYTEST_TMP) SLUGSLIM_TEST_SYSTEM_PYTHON="$$python" SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP="$$no_pip" \
 			SLUGSLIM_TEST_TOOLS_WHEELS="$$wheels" $(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(E2E_TESTS) || exit 1; \
 	done
 
