@@ -197,11 +197,12 @@ def _build(variant: Variant, env: dict[str, str], slug: Path) -> None:
     say(f"{variant.name}: building ({variant.description})")
     done = run_build(variant.app, workdir, buildpacks=variant.buildpacks, config_vars=variant.config_vars, env=env,
                      timeout=1800)
+    made = done.slug  # the slug is made here, and its "Compressing..." lines join the log
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     (logs / f"{variant.name}.build.log").write_text(done.log, encoding="utf-8")
     lines = [line for line in done.log.splitlines() if line.strip()]
-    variant.data.update(build_ok=done.ok and done.slug is not None, build_seconds=round(done.seconds, 1),
+    variant.data.update(build_ok=made is not None, build_seconds=round(done.seconds, 1),
                         build_log_tail=lines[-80:])
     # slugslim's own part of the build log: what it swapped, pruned, moved out and reported.
     hook = next((i for i, line in enumerate(lines) if "Running bin/post_compile hook" in line), None)
@@ -211,10 +212,10 @@ def _build(variant: Variant, env: dict[str, str], slug: Path) -> None:
         variant.data["slugslim_log"] = lines[start:end] + lines[hook:]
     run_dir = WORK / "run" / variant.name
     shutil.rmtree(run_dir, ignore_errors=True)
-    if done.ok and done.slug is not None:
+    if made is not None:
         variant.data["slug_bytes"] = done.slug_bytes
         slug.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(done.slug, slug)
+        shutil.move(made, slug)
         # The slug is a tar of exactly this BUILD_DIR: moving it into place is unpacking the slug
         # without minutes of gunzip and disk writes (mtimes, modes and symlinks are the same).
         run_dir.mkdir(parents=True)

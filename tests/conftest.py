@@ -15,7 +15,7 @@ import pytest
 
 from tests import webwheels, wheelfactory
 from tests.heroku import appdir
-from tests.heroku.build import BASE_PYTHON, REPO, Build, made_once, pip_for, python_runtime, run_build
+from tests.heroku.build import BASE_PYTHON, REPO, STACK_PATH, Build, made_once, pip_for, python_runtime, run_build
 
 # Model stores on 127.0.0.1 (moto S3, an HTTP server with PUT) as fixtures for every test module.
 pytest_plugins = ["tests.modelservers"]
@@ -98,19 +98,23 @@ def stack_python(tmp_path_factory: pytest.TempPathFactory, tools_wheels: Path) -
     SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP=1 it is made to have no pip, as on heroku-24. A python3
     without pip (that one, or a machine's own, such as Debian's) gets pip from the local pip wheel
     (SLUGSLIM_PIP): the bootstrap would download pip's zipapp from the internet otherwise.
+
+    Builds get a stack's PATH, this python3 first: not this machine's own PATH, whose extra tools
+    (a rustc that pip asks for its version, a pyenv shim that starts bash for each python3) a
+    Heroku build does not have.
     """
     chosen = os.environ.get("SLUGSLIM_TEST_SYSTEM_PYTHON")
     root = tmp_path_factory.mktemp("stack-python")
     if chosen and os.environ.get("SLUGSLIM_TEST_SYSTEM_PYTHON_NO_PIP") == "1":
         subprocess.run([chosen, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
         chosen = str(root / "venv/bin/python3")
-    python = chosen or shutil.which("python3") or "python3"
-    env = pip_for(python, tools_wheels)
-    if not chosen:
-        return python, env
+    if not chosen:  # the interpreter behind python3 on PATH, past any shim
+        chosen = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"], capture_output=True,
+                                text=True, check=True).stdout.strip()
     (root / "bin").mkdir()
     (root / "bin/python3").symlink_to(chosen)
-    return str(root / "bin/python3"), {**env, "PATH": f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    return str(root / "bin/python3"), {**pip_for(chosen, tools_wheels),
+                                       "PATH": os.pathsep.join([str(root / "bin"), *STACK_PATH])}
 
 
 @pytest.fixture(scope="session")
