@@ -154,3 +154,24 @@ def test_step_results_and_the_prepare_state_are_read_by_field_not_by_string_key(
                     or (isinstance(target, ast.Name) and target.id == "results"):
                 found.append(f"{path.relative_to(LIB)}:{node.lineno}")
     assert found == []
+
+
+METADATA_FILES = {"RECORD", "METADATA", "PKG-INFO", "INSTALLER", "entry_points.txt", "top_level.txt",
+                  "installed-files.txt"}
+
+
+def test_one_reader_of_installed_metadata() -> None:
+    """Only core/installed.py reads dist-info files or asks importlib.metadata for distributions.
+    (Code that runs under the app's Python, a string, is what the app itself sees, and not counted.)"""
+    readers = set()
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            reads_file = name in ("read_text", "read_bytes", "open") and any(
+                isinstance(n, ast.Constant) and n.value in METADATA_FILES for n in ast.walk(node))
+            if reads_file or name == "distributions" or (name == "reader" and ast.unparse(func) == "csv.reader"):
+                readers.add(module)
+    assert readers == {"slugslim.core.installed"}

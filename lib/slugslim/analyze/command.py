@@ -200,17 +200,16 @@ def _measure(analysis: Analysis) -> None:
 def _gpu_builds(scanned: installed.Installed, config: SwapConfig) -> list[installed.Distribution]:
     """The GPU builds installed here that the swap or the fix-up replaces on Heroku."""
     return [d for d in scanned.distributions.values()
-            if frameworks.is_gpu_build(d.key, d.version, d.requires) and not frameworks.kept(d.key, config)]
+            if frameworks.is_gpu_build(d.key, d.version, d.meta.requires) and not frameworks.kept(d.key, config)]
 
 
 def _cuda_removals(scanned: installed.Installed, gpu: list[installed.Distribution],
                    config: SwapConfig) -> list[dict[str, Any]]:
     """What the finish-phase fix-up takes out with the GPU builds: the CUDA wheels only they need
     (``frameworks.cuda_removals``, the fix-up's own decision)."""
-    dists = installed.read_dists(scanned.site_packages)
+    dists = {key: d.meta for key, d in scanned.distributions.items()}
     names = {d.key for d in gpu}
-    going = {name for d in gpu if d.key in dists
-             for name in frameworks.cuda_removals(dists[d.key], dists, config, names)[0]}
+    going = {name for d in gpu for name in frameworks.cuda_removals(d.meta, dists, config, names)[0]}
     removals = []
     for dist in scanned.distributions.values():
         if dist.key not in going:

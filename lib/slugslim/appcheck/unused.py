@@ -166,11 +166,7 @@ def dependencies(installed: Installed, key: str, extras: frozenset[str] = frozen
         if dist is None or current in needed:
             continue
         needed.add(current)
-        for line in dist.requires:
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                continue
+        for req in dist.meta.requires:
             marker = str(req.marker) if req.marker else ""
             extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
             if extra and canonical(extra.group(1)) not in {canonical(e) for e in wanted}:

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from slugslim.core.config import SwapConfig
@@ -118,14 +119,14 @@ def may_load_cuda(name: str) -> bool:
     return has_no_cpu_build(key) or OTHER_CUDA_USERS.match(key) is not None
 
 
-def is_gpu_build(name: str, version: str = "", requires: Iterable[str] = ()) -> bool:
+def is_gpu_build(name: str, version: str = "", requires: Iterable[Requirement | str] = ()) -> bool:
     """An installed distribution that is a GPU build slugslim replaces.
 
     Renamed builds (tensorflow, onnxruntime-gpu) by name. Same-name builds (torch) by what they are:
     a version without a local label whose requirements name a CUDA runtime wheel (PyPI's Linux
     torch), or, for torchvision/torchaudio, any version without the CPU label next to a GPU torch.
     ``+cu…`` and ``+rocm…`` local versions are the user's own choice and stay. ``requires`` are
-    Requires-Dist lines.
+    the distribution's Requires-Dist, parsed or as lines.
     """
     framework = framework_of(name)
     if framework is None:
@@ -138,7 +139,9 @@ def is_gpu_build(name: str, version: str = "", requires: Iterable[str] = ()) -> 
     return any(is_cuda_runtime(_name_of(r)) for r in requires) or key != framework.package
 
 
-def _name_of(requirement: str) -> str:
+def _name_of(requirement: Requirement | str) -> str:
+    if isinstance(requirement, Requirement):
+        return requirement.name
     found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
     return found.group(1) if found else ""
 

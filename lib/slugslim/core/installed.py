@@ -1,8 +1,9 @@
 """What is installed in a site-packages: distributions, their files and sizes, their import names.
 
 slugslim runs on the system python, not the app's, so this reads the *target* site-packages'
-metadata with ``importlib.metadata.distributions(path=[site_packages])``: RECORD for the files,
-``top_level.txt`` and RECORD for import names, ``entry_points.txt`` for console scripts.
+metadata directories itself (``read_dists``, the one reader): METADATA for names, versions and
+requirements, RECORD for the files, ``top_level.txt`` and RECORD for import names,
+``entry_points.txt`` for console scripts.
 
 Sizes are what is on disk now. Files no RECORD lists (``__pycache__`` written after install,
 files a build step added) count towards the distribution that owns most of their top-level
@@ -11,7 +12,9 @@ directory, so the per-distribution sizes add up to the whole site-packages.
 
 from __future__ import annotations
 
+import configparser
 import csv
+import email.message
 import email.parser
 import io
 import os
@@ -21,7 +24,6 @@ import stat
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -33,19 +35,20 @@ _MODULE_SUFFIX = re.compile(r"(\.cpython-[^.]+|\.abi3|\.cp\d+-[^.]+)?\.(py|pyc|s
 
 def canonical(name: str) -> str:
     """PEP 503 normalised distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return str(canonicalize_name(name))
 
 
 @dataclass
 class Distribution:
+    """An installed distribution with the files on disk it owns, their size and its import names."""
+
     name: str
     version: str
+    meta: Dist  # what its metadata directory says
     files: list[str] = field(default_factory=list)  # relative to site-packages, inside it only
     bytes: int = 0
     import_names: set[str] = field(default_factory=set)  # dotted prefixes it provides files for
     scripts: set[str] = field(default_factory=set)  # console scripts and bin/ files it installs
-    entry_points: dict[str, str] = field(default_factory=dict)  # console script -> "module:attr"
-    requires: list[str] = field(default_factory=list)  # Requires-Dist lines
 
     @property
     def key(self) -> str:
@@ -137,15 +140,11 @@ def _script_name(record_path: str) -> str | None:
     return None
 
 
-def _entry_points(found: metadata.Distribution) -> dict[str, str]:
-    return {ep.name: ep.value for ep in found.entry_points if ep.group in ("console_scripts", "gui_scripts")}
-
-
 def console_scripts(site_packages: Path) -> dict[str, str]:
     """Every console script the site-packages' distributions install -> the 'module:attr' it runs."""
     scripts: dict[str, str] = {}
-    for found in metadata.distributions(path=[str(site_packages)]):
-        for name, value in _entry_points(found).items():
+    for found in read_dists(site_packages).values():
+        for name, value in found.entry_points.items():
             scripts.setdefault(name, value)
     return scripts
 
@@ -153,13 +152,9 @@ def console_scripts(site_packages: Path) -> dict[str, str]:
 def scan(site_packages: Path) -> Installed:
     installed = Installed(site_packages=site_packages, file_sizes=_walk_sizes(site_packages))
     claimed: dict[str, str] = {}
-    for found in metadata.distributions(path=[str(site_packages)]):
-        name = found.metadata["Name"]
-        if not name or canonical(name) in installed.distributions:
-            continue
-        dist = Distribution(name=name, version=str(found.metadata["Version"] or ""))
-        for entry in found.files or []:
-            rel = posixpath.normpath(str(entry).replace("\\", "/"))
+    for found in read_dists(site_packages).values():
+        dist = Distribution(name=found.display_name, version=found.version, meta=found)
+        for rel in sorted(found.paths()):
             script = _script_name(rel)
             if script:
                 dist.scripts.add(script)
@@ -169,11 +164,8 @@ def scan(site_packages: Path) -> Installed:
             claimed[rel] = dist.key
             dist.files.append(rel)
             dist.import_names.update(module_names(rel))
-        top_level = found.read_text("top_level.txt") or ""
-        dist.import_names.update(line.strip().replace("/", ".") for line in top_level.splitlines() if line.strip())
-        dist.entry_points = _entry_points(found)
-        dist.scripts |= set(dist.entry_points)
-        dist.requires = list(found.requires or [])
+        dist.import_names.update(name.replace("/", ".") for name in found.top_level)
+        dist.scripts |= set(found.entry_points)
         installed.distributions[dist.key] = dist
 
     # Attribute files nobody claims to whoever owns most of their top-level directory.
@@ -216,7 +208,7 @@ MARKER_FILE = "SLUGSLIM"
 
 @dataclass
 class Dist:
-    """An installed distribution, read from its dist-info."""
+    """An installed distribution, as its ``.dist-info`` (or a legacy ``.egg-info``) directory says."""
 
     name: str  # canonical
     version: str
@@ -225,38 +217,87 @@ class Dist:
     files: list[tuple[str, str]]  # (path relative to site-packages, "sha256=..." or "")
     installer: str = ""
     marked: bool = False  # a SLUGSLIM file: the files are already the CPU build's
+    display_name: str = ""  # the Name as METADATA spells it, for messages and prune rules
+    entry_points: dict[str, str] = field(default_factory=dict)  # console and GUI script -> "module:attr"
+    top_level: list[str] = field(default_factory=list)  # top_level.txt, when there is one
 
     @property
     def is_stand_in(self) -> bool:
         return self.installer == STAND_IN_INSTALLER
 
     def paths(self) -> set[str]:
-        return {os.path.normpath(p) for p, _ in self.files}
+        """The files RECORD lists, as normalised POSIX paths relative to site-packages."""
+        return {posixpath.normpath(p.replace("\\", "/")) for p, _ in self.files}
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _headers(text: str) -> email.message.Message:
+    """METADATA's headers; the description after them can be long, and nothing here reads it."""
+    end = text.find("\n\n")
+    return email.parser.Parser().parsestr(text if end < 0 else text[: end + 1], headersonly=True)
+
+
+def _scripts(text: str) -> dict[str, str]:
+    """entry_points.txt's console and GUI scripts."""
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return {}
+    return {name: value.strip() for group in ("console_scripts", "gui_scripts") if parser.has_section(group)
+            for name, value in parser.items(group)}
+
+
+def _read_dist(info: Path) -> Dist | None:
+    legacy = info.name.endswith(".egg-info")
+    message = _headers(_text(info / ("PKG-INFO" if legacy else "METADATA")))
+    display = str(message.get("Name", "") or "").strip()
+    if not display:
+        return None
+    requires: list[Requirement] = []
+    for text in message.get_all("Requires-Dist") or []:
+        try:
+            requires.append(Requirement(text))
+        except InvalidRequirement:
+            continue
+    files: list[tuple[str, str]] = []
+    if legacy:  # installed-files.txt lists paths relative to the .egg-info directory
+        files = [(posixpath.normpath(f"{info.name}/{line.strip()}"), "")
+                 for line in _text(info / "installed-files.txt").splitlines() if line.strip()]
+    else:
+        files = [(row[0], row[1] if len(row) > 1 else "")
+                 for row in csv.reader(io.StringIO(_text(info / "RECORD"))) if row and row[0]]
+    return Dist(name=canonicalize_name(display), version=str(message.get("Version", "") or "").strip(), info=info,
+                requires=requires, files=files, installer=_text(info / "INSTALLER").strip(),
+                marked=(info / MARKER_FILE).is_file(), display_name=display,
+                entry_points=_scripts(_text(info / "entry_points.txt")),
+                top_level=[line.strip() for line in _text(info / "top_level.txt").splitlines() if line.strip()])
 
 
 def read_dists(site_packages: Path) -> dict[str, Dist]:
+    """The one reader of installed metadata: every distribution in a site-packages, by canonical name.
+
+    Symlinked metadata directories are never followed. When two directories name the same
+    distribution, the first in name order wins.
+    """
     dists: dict[str, Dist] = {}
-    for info in sorted(site_packages.glob("*.dist-info")):
-        if info.is_symlink() or not (info / "METADATA").is_file():
+    try:
+        entries = sorted(site_packages.iterdir())
+    except OSError:
+        return dists
+    for info in entries:
+        if not info.name.endswith((".dist-info", ".egg-info")) or info.is_symlink() or not info.is_dir():
             continue
-        message = email.parser.Parser().parsestr((info / "METADATA").read_text(encoding="utf-8", errors="replace"),
-                                                 headersonly=True)
-        requires: list[Requirement] = []
-        for text in message.get_all("Requires-Dist") or []:
-            try:
-                requires.append(Requirement(text))
-            except InvalidRequirement:
-                continue
-        files: list[tuple[str, str]] = []
-        record = info / "RECORD"
-        if record.is_file():
-            for row in csv.reader(io.StringIO(record.read_text(encoding="utf-8", errors="replace"))):
-                if row:
-                    files.append((row[0], row[1] if len(row) > 1 else ""))
-        installer = (info / "INSTALLER").read_text(encoding="utf-8").strip() if (info / "INSTALLER").is_file() else ""
-        name = canonicalize_name(str(message.get("Name", "")))
-        dists[name] = Dist(name=name, version=str(message.get("Version", "")), info=info, requires=requires,
-                           files=files, installer=installer, marked=(info / MARKER_FILE).is_file())
+        found = _read_dist(info)
+        if found is not None and found.name not in dists:
+            dists[found.name] = found
     return dists
 
 

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from slugslim.core import installed
+
 
 @dataclass
 class SiteTree:
@@ -111,43 +113,21 @@ def scan(site_packages: Path) -> SiteTree:
     return tree
 
 
-def _dist_name(info_dir: Path) -> str:
-    metadata = info_dir / "METADATA"
-    try:
-        with metadata.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("Name:"):
-                    return line.split(":", 1)[1].strip()
-                if not line.strip():
-                    break
-    except OSError:
-        pass
-    return info_dir.name.rsplit("-", 1)[0]
-
-
 def _read_records(tree: SiteTree) -> None:
-    for name in tree.children.get("", []):
-        if not name.endswith(".dist-info") or name in tree.links or name not in tree.dirs:
+    """Owners from the installed metadata (``installed.read_dists``), by the names METADATA spells."""
+    for dist in installed.read_dists(tree.root).values():
+        if dist.info.name not in tree.dirs:
             continue
-        info_dir = tree.root / name
-        dist = _dist_name(info_dir)
-        tree.dist_info[dist] = name
+        name = dist.display_name
+        tree.dist_info[name] = dist.info.name
         files: list[str] = []
-        try:
-            text = (info_dir / "RECORD").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        for line in text.splitlines():
-            path = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
-            if not path:
+        for path in dist.paths():
+            if path.startswith("../") or path == ".." or PurePosixPath(path).is_absolute():
                 continue
-            normal = os.path.normpath(path).replace(os.sep, "/")
-            if normal.startswith("../") or PurePosixPath(normal).is_absolute():
-                continue
-            tree.file_owner.setdefault(normal, dist)
-            parent = normal.rpartition("/")[0]
+            tree.file_owner.setdefault(path, name)
+            parent = path.rpartition("/")[0]
             while parent and parent not in tree.dir_owner:
-                tree.dir_owner[parent] = dist
+                tree.dir_owner[parent] = name
                 parent = parent.rpartition("/")[0]
-            files.append(normal)
-        tree.dist_files[dist] = files
+            files.append(path)
+        tree.dist_files[name] = sorted(files)

@@ -89,7 +89,7 @@ def run(ctx: FinishContext) -> FixupResult:
     site = ctx.site_packages
     dists = read_dists(site)
     gpu = torchfixup.order([d for d in dists.values() if not d.is_stand_in and not d.marked
-                            and is_gpu_build(d.name, d.version, [str(r) for r in d.requires])])
+                            and is_gpu_build(d.name, d.version, d.requires)])
     plugged = [d for d in dists.values() if not kept(d.name, ctx.config.swap) and _cuda_plugins(d, dists)]
     if not gpu and not plugged:
         ctx.results.fixup = snapshot(result)
