@@ -17,7 +17,7 @@ from botocore.credentials import Credentials as BotoCredentials
 from slugslim.core.config import Config, ModelsConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import ModelStoreError
-from slugslim.finish.models import models, modelstore, sigv4
+from slugslim.finish.models import models, sigv4, store
 from tests.modelservers import (
     ACCESS_KEY,
     BUCKET,
@@ -149,7 +149,7 @@ def test_https_put_upload_and_boot(tmp_path: Path, file_server: FileServer) -> N
 
 def test_a_failed_upload_keeps_the_model(tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch,
                                          capfd: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(modelstore, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(store, "RETRY_DELAY", 0.0)
     key = f"/s/{sha256(MODEL)}/net.h5"
     file_server.faults[key] = "put-error"
     app = make_app(tmp_path, {"models/net.h5": MODEL})
@@ -158,14 +158,14 @@ def test_a_failed_upload_keeps_the_model(tmp_path: Path, file_server: FileServer
     assert (app / "models/net.h5").read_bytes() == MODEL
     assert not (app / ".slugslim/models.json").exists()
     assert not (app / ".profile.d/slugslim-models.sh").exists()
-    assert file_server.count("PUT", key) == modelstore.ATTEMPTS, "a server error is retried"
+    assert file_server.count("PUT", key) == store.ATTEMPTS, "a server error is retried"
     err = capfd.readouterr().err
     assert "Warning: 1 model(s) stay in the slug" in err
     assert "returned HTTP 500" in err
 
 
 def test_strict_fails_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(modelstore, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(store, "RETRY_DELAY", 0.0)
     app = make_app(tmp_path, {"models/net.h5": MODEL})
     with pytest.raises(ModelStoreError) as raised:
         models.run(context(app, {}, source="http://127.0.0.1:9/nowhere", upload=True, strict=True, min_size=0.01))

@@ -21,8 +21,8 @@ from slugslim.core.state import PrepareState
 from slugslim.deps.wheels import WheelInfo
 from slugslim.finish import phase as finish
 from slugslim.finish.report import report
+from slugslim.prepare.swap.plan import Swap
 from slugslim.prepare.swap.rewrite import SwapResult
-from slugslim.prepare.swap.swapplan import Swap
 from tests import sitefactory
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.build import HEROKU_GZIP_LEVEL

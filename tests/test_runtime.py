@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from slugslim.analyze import analyzeview
 from slugslim.analyze import command as analyze
+from slugslim.analyze import view
 from slugslim.core import buildcache, config, installed
 from slugslim.core.errors import ConfigError
 from slugslim.core.plan import Removal
 from slugslim.core.results import Results, RuntimeResult
 from slugslim.core.runtimeconfig import Tolerance
 from slugslim.core.state import PrepareState
-from slugslim.finish.report import fitreport
-from slugslim.finish.runtime import runtimecache, runtimeplan
+from slugslim.finish.report import fit
+from slugslim.finish.runtime import plan, stash
 from tests.sitefactory import pip_install
 from tests.wheelfactory import WheelSpec, build_wheel
 
@@ -76,11 +76,11 @@ def _models_app(app: Path) -> None:
 def test_the_plan_takes_keras_and_savedmodel_models_of_any_size_and_nothing_else(tmp_path: Path) -> None:
     _models_app(tmp_path)
     settings = _load(tmp_path, "models:\n  exclude: ['weights.h5']\n")
-    models, unsafe = runtimeplan.convertible(tmp_path, settings)
-    assert [(m.path, runtimeplan.kind_of(m)) for m in models] == [
+    models, unsafe = plan.convertible(tmp_path, settings)
+    assert [(m.path, plan.kind_of(m)) for m in models] == [
         ("models/classifier.keras", "keras"), ("models/export", "savedmodel"), ("models/weights.h5", "keras")]
     assert unsafe == []
-    assert runtimeplan.plan(tmp_path / "models" / "export" / "variables", None, settings).verdict == \
+    assert plan.plan(tmp_path / "models" / "export" / "variables", None, settings).verdict == \
         "no Keras or SavedModel model was found in the app"
 
 
@@ -90,7 +90,7 @@ def test_the_import_gate_names_files_that_import_tensorflow_or_keras(tmp_path: P
     (tmp_path / "pkg" / "train.py").write_text("from tensorflow import keras\nimport keras.layers\n")
     (tmp_path / "pkg" / "optional.py").write_text("try:\n    import tensorflow\nexcept ImportError:\n    pass\n")
     (tmp_path / "slugslim_models.py").write_text("import keras\n")  # the loader may
-    assert runtimeplan.gate(tmp_path) == {"pkg/train.py": ["keras.layers", "tensorflow"]}
+    assert plan.gate(tmp_path) == {"pkg/train.py": ["keras.layers", "tensorflow"]}
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +119,8 @@ def test_the_closure_keeps_what_litert_the_app_and_remaining_packages_need(tmp_p
     (tmp_path / "app.py").write_text("import absl.flags\nfrom flask import Flask\n")
     scanned = installed.scan(tf_site)
     # numpy and protobuf: ai-edge-litert needs them; h5py: declared; absl: imported; pygments: flask's.
-    assert runtimeplan.closure(scanned, tmp_path) == {"tensorflow-cpu", "keras", "libclang", "rich"}
-    removals = runtimeplan.removals(scanned, {"tensorflow-cpu", "rich"})
+    assert plan.closure(scanned, tmp_path) == {"tensorflow-cpu", "keras", "libclang", "rich"}
+    removals = plan.removals(scanned, {"tensorflow-cpu", "rich"})
     paths = {r.path for r in removals}
     assert {"tensorflow", "rich", "../../../bin/tensorboard"} <= paths
     assert any(p.startswith("tensorflow_cpu-2.21.0.dist-info") for p in paths)  # pip and importlib agree
@@ -138,13 +138,13 @@ def test_analyze_shows_what_engine_litert_would_remove(tmp_path: Path, tf_site: 
     data = analysis.to_json()["runtime"]
     assert data["removed"] == ["absl-py", "h5py", "keras", "libclang", "rich", "tensorflow-cpu"]
     assert data["removed_bytes"] > 6000
-    analyzeview.render(analysis, 100)
+    view.render(analysis, 100)
     out = capsys.readouterr().out
     assert "LiteRT instead of TensorFlow (runtime.engine: litert; now tensorflow)" in out
     assert "Would convert models/export" in out and "6 distributions" in out
 
     (tmp_path / "app.py").write_text("import tensorflow\n")
-    analyzeview.render(analyze.analyze(target, config.Config()), 100)
+    view.render(analyze.analyze(target, config.Config()), 100)
     assert "Blocks it: app.py imports tensorflow" in capsys.readouterr().out
 
 
@@ -167,7 +167,7 @@ def _stash(tmp_path: Path, cache: Path) -> None:
     removals = [Removal("tensorflow", 7, "runtime", ""), Removal("numpy/extra.py", 5, "runtime", ""),
                 Removal("../../../bin/tensorboard", 10, "runtime", "")]
     record = {"python": "3.11.7", "distributions": ["tensorflow-cpu"], "site_packages": "lib/python3.11/site-packages"}
-    assert runtimecache.stash(cache, prefix, site, removals, record) == 22
+    assert stash.stash(cache, prefix, site, removals, record) == 22
 
 
 def test_the_stash_goes_back_into_a_cache_for_the_same_python_never_over_its_files(tmp_path: Path) -> None:
@@ -175,11 +175,11 @@ def test_the_stash_goes_back_into_a_cache_for_the_same_python_never_over_its_fil
     _stash(tmp_path, cache)
     site = _cache_with(cache, "3.11.16")  # another patch release: the same extension modules
     (site / "numpy" / "extra.py").write_text("the cache's\n")
-    assert "Put back into heroku/python's cache the 1 distributions" in runtimecache.reinsert(cache)
+    assert "Put back into heroku/python's cache the 1 distributions" in stash.reinsert(cache)
     assert (site / "tensorflow" / "__init__.py").read_text() == "tf = 1\n"
     assert (site / "numpy" / "extra.py").read_text() == "the cache's\n"
     assert (cache / ".heroku" / "python" / "bin" / "tensorboard").is_file()
-    assert not (cache / runtimecache.STASH).exists()
+    assert not (cache / stash.STASH).exists()
 
 
 @pytest.mark.parametrize("cached_python", ["3.12.1", None])
@@ -188,10 +188,10 @@ def test_the_stash_is_dropped_without_a_cache_for_the_same_python(tmp_path: Path
     _stash(tmp_path, cache)
     if cached_python:
         _cache_with(cache, cached_python)
-    said = runtimecache.reinsert(cache)
+    said = stash.reinsert(cache)
     assert said.startswith("Dropped the TensorFlow kept by the last build")
     assert ("3.12.1" in said) if cached_python else ("no cache" in said)
-    assert not (cache / runtimecache.STASH).exists()
+    assert not (cache / stash.STASH).exists()
     assert not (cache / ".heroku" / "python" / "lib" / "python3.11" / "site-packages" / "tensorflow").exists()
 
 
@@ -216,14 +216,14 @@ RECORDED = RuntimeResult(**{
 
 
 def test_the_report_shows_each_model_and_the_memory_on_both_runtimes(capsys: pytest.CaptureFixture[str]) -> None:
-    sections = fitreport.sections(PrepareState(), Results(runtime=RECORDED))
+    sections = fit.sections(PrepareState(), Results(runtime=RECORDED))
     assert json.loads(json.dumps(sections))["runtime"]["models"][0]["tflite_bytes"] == 24120
-    fitreport.render(sections)
+    fit.render(sections)
     out = capsys.readouterr().out
     assert "Runtime: LiteRT (ai-edge-litert 2.3.0) instead of TensorFlow" in out
     assert "models/classifier.keras: 83.4 KB → 24.1 KB (dynamic), max abs difference 0.0012, top-1 100.0%" in out
     assert "One web process: 61.0 MB on LiteRT, 560.0 MB on TensorFlow (the booted web process)" in out
     kept = RuntimeResult(status="tensorflow", reason="these models did not convert:\n  models/a.h5: flex")
-    fitreport.render(fitreport.sections(PrepareState(), Results(runtime=kept)))
+    fit.render(fit.sections(PrepareState(), Results(runtime=kept)))
     assert "Runtime: TensorFlow (runtime.engine: litert did not apply: these models did not convert)" in \
         capsys.readouterr().out

@@ -24,7 +24,7 @@ from slugslim.core.config import Config
 from slugslim.core.context import FinishContext
 from slugslim.core.installed import read_dists
 from slugslim.core.runtimeconfig import RuntimeConfig
-from slugslim.finish.runtime import runtime, runtimecache, runtimetools
+from slugslim.finish.runtime import runtime, stash, tools
 from tests.test_fixup import LEAKING, as_in_the_hook
 from tests.wheelfactory import WheelSpec, build_wheel
 
@@ -92,7 +92,7 @@ def _app(tmp_path: Path, wheels: Path, app_code: str, monkeypatch: pytest.Monkey
                     "--find-links", str(wheels), "tensorflow-cpu", "keras"], check=True, capture_output=True)
     tool = tmp_path / "litert_tool.py"
     tool.write_text(FAKE_TOOL)
-    monkeypatch.setattr(runtimetools, "TOOL", tool)
+    monkeypatch.setattr(tools, "TOOL", tool)
     monkeypatch.setenv("FAKE_TOOL", mode)
     # Where this test's pip finds ai-edge-litert: the build's environment, not an app config var.
     monkeypatch.setenv("PIP_NO_INDEX", "1")
@@ -109,7 +109,7 @@ def test_of_the_apps_pip_config_vars_only_the_extra_index_reaches_the_litert_ins
     shutil.copytree(wheels, tmp_path / "pypi" / "wheels")
     as_in_the_hook(monkeypatch, LEAKING, tmp_path / "pypi" / "wheels")
     ctx.env.update(LEAKING)
-    installed, version = runtimetools.install_litert(ctx, timeout=120)
+    installed, version = tools.install_litert(ctx, timeout=120)
     assert (installed, version) == (["ai-edge-litert", "tqdm"], "2.3.0")
 
 
@@ -145,12 +145,12 @@ def test_litert_ships_removes_tensorflow_keeps_it_in_the_cache_and_the_next_buil
     cached = ctx.cache_dir / ".heroku" / "python"
     shutil.copytree(build / ".heroku" / "python", cached, symlinks=True)
     (ctx.cache_dir / ".heroku" / "python-version").write_text("python-3.11.7\n")
-    said = runtimecache.reinsert(ctx.cache_dir)
+    said = stash.reinsert(ctx.cache_dir)
     assert "Put back" in said and "tensorflow-cpu" in said
     cached_site = cached / ctx.site_packages.relative_to(build / ".heroku" / "python")
     assert {"tensorflow-cpu", "keras", "libclang", "ai-edge-litert"} <= set(read_dists(cached_site))
     assert (cached / "bin" / "saved_model_cli").is_file()
-    assert not (ctx.cache_dir / runtimecache.STASH).exists()
+    assert not (ctx.cache_dir / stash.STASH).exists()
 
 
 def test_a_model_that_needs_flex_ops_keeps_tensorflow_and_removes_what_the_converter_wrote(
@@ -172,7 +172,7 @@ def test_a_converted_model_that_differs_too_much_rolls_back_the_install_and_the_
     subprocess.run([sys.executable, "-m", "pip", "--python", str(ctx.python), "install", "--quiet", "--no-index",
                     "--find-links", str(wheels), "ai-edge-litert"], check=True, capture_output=True)
     assert ctx.cache_dir is not None
-    runtimecache.remember_installs(ctx.cache_dir, ["ai-edge-litert", "numpy", "tqdm"])  # numpy: keras needs it
+    stash.remember_installs(ctx.cache_dir, ["ai-edge-litert", "numpy", "tqdm"])  # numpy: keras needs it
     result = runtime.run(ctx)
     assert result.status == "tensorflow" and "do not match" in result.reason
     assert "max_abs 0.05, top1 0.99" in capsys.readouterr().err
@@ -181,7 +181,7 @@ def test_a_converted_model_that_differs_too_much_rolls_back_the_install_and_the_
     assert {"tensorflow-cpu", "keras", "numpy"} <= set(dists) and not {"ai-edge-litert", "tqdm"} & set(dists)
     assert not (ctx.build_dir / ".slugslim" / "runtime.json").exists()
     assert not list((ctx.build_dir / "models").glob("*.tflite"))
-    assert ctx.cache_dir is not None and not (ctx.cache_dir / runtimecache.STASH).exists()
+    assert ctx.cache_dir is not None and not (ctx.cache_dir / stash.STASH).exists()
 
 
 def test_app_code_that_imports_tensorflow_keeps_it_without_converting(
@@ -211,7 +211,7 @@ def test_a_converter_that_cannot_run_keeps_tensorflow_with_its_last_words(
     ctx = _app(tmp_path, wheels, "import numpy\n", monkeypatch)
     broken = tmp_path / "broken_tool.py"
     broken.write_text("raise SystemExit('litert_tool: no module named tensorflow')\n")
-    monkeypatch.setattr(runtimetools, "TOOL", broken)
+    monkeypatch.setattr(tools, "TOOL", broken)
     result = runtime.run(ctx)
     assert result.status == "tensorflow" and result.reason.startswith("the convert step failed (exit status 1)")
     assert "litert_tool: no module named tensorflow" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """What ``slugslim analyze`` found, as data: the target it read and the analysis of it.
 
-``slugslim.analyze`` fills it in, ``slugslim.analyzeview`` shows it, ``--json`` prints ``to_json``.
+``slugslim.analyze`` fills it in, ``slugslim.analyze.view`` shows it, ``--json`` prints ``to_json``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from slugslim.appcheck import unused
 from slugslim.core import config
 from slugslim.finish.report import estimate, report
-from slugslim.finish.runtime.runtimeplan import RuntimePlan
+from slugslim.finish.runtime.plan import RuntimePlan
 
 EXIT_OK = 0
 EXIT_OVER_LIMIT = 2

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from slugslim.analyze import analyzeview
+from slugslim.analyze import view
 from slugslim.analyze.analysis import Analysis, Target
 from slugslim.appcheck import unused
 from slugslim.core import config, frameworks, installed, log, modelscan
@@ -33,7 +33,7 @@ from slugslim.core.config import SwapConfig
 from slugslim.core.errors import AnalyzeError
 from slugslim.finish.prune import prune
 from slugslim.finish.report import estimate, report
-from slugslim.finish.runtime import runtimeplan
+from slugslim.finish.runtime import plan
 from slugslim.prepare.swap import swap
 
 APP_MARKERS = ("requirements.txt", "Pipfile", "Pipfile.lock", "pyproject.toml", "poetry.lock", "uv.lock", "setup.py")
@@ -274,12 +274,12 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
                 target.notes.append(f"{dist.name} {dist.version} ({log.human_bytes(dist.bytes)}) has no CPU build "
                                     "and needs a GPU, which dynos do not have; slugslim leaves it in place.")
         if settings.prune.enabled:
-            plan = prune.plan(target.site_packages, settings.prune)
-            analysis.removals.extend({"root": "site-packages", **r.to_json()} for r in plan.removals)
+            pruned = prune.plan(target.site_packages, settings.prune)
+            analysis.removals.extend({"root": "site-packages", **r.to_json()} for r in pruned.removals)
         if target.app_dir is not None:
             analysis.unused = unused.find_unused(target.app_dir, scanned, settings.report.ignore_unused)
     if target.app_dir is not None:
-        analysis.runtime = runtimeplan.plan(target.app_dir, target.site_packages, settings)
+        analysis.runtime = plan.plan(target.app_dir, target.site_packages, settings)
     analysis.removals = _dedupe(analysis.removals)
     _measure(analysis)
     if scanned is not None:
@@ -300,6 +300,6 @@ def run(args: argparse.Namespace) -> int:
         data = {"path": str(args.path), **analysis.to_json()}
         print(json.dumps(data, indent=2, sort_keys=True, default=str))
     else:
-        analyzeview.render(analysis, args.width or report.terminal_width())
+        view.render(analysis, args.width or report.terminal_width())
     return analysis.exit_code()
 

@@ -2,7 +2,7 @@
 
 ``scan`` walks the app (``walk``, shared with the Git LFS check) and groups what it finds into
 units that move as a whole: a file, a SavedModel directory, a TensorFlow checkpoint prefix.
-``slugslim.models`` then takes them out of the slug.
+``slugslim.finish.models`` then takes them out of the slug.
 """
 
 from __future__ import annotations

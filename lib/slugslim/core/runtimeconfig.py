@@ -3,7 +3,7 @@
 ``engine: tensorflow`` (the default) ships what heroku/python installed. ``engine: litert`` converts
 every Keras and SavedModel model of the app to LiteRT (``.tflite``) at build time, verifies it
 against the original and, when all pass, ships ``ai-edge-litert`` instead of TensorFlow
-(``slugslim.runtime``). ``quantize`` is how the converter shrinks the weights, ``samples`` a
+(``slugslim.finish.runtime``). ``quantize`` is how the converter shrinks the weights, ``samples`` a
 ``.npy``/``.npz`` of inputs to compare on (else seeded random inputs), ``custom_objects`` the dotted
 path of the app's custom layers. ``tolerance`` bounds the differences a converted model may show:
 

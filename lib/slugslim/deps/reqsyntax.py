@@ -1,7 +1,7 @@
 """The line-level passes of pip's requirements-file reader: decode, join, and the options grammar.
 
-``slugslim.requirements`` builds its entries from these (its docstring lists pip's four passes);
-``slugslim.reqedit`` writes lines back in the same grammar.
+``slugslim.deps.requirements`` builds its entries from these (its docstring lists pip's four passes);
+``slugslim.deps.reqedit`` writes lines back in the same grammar.
 """
 
 from __future__ import annotations

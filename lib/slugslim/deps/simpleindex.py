@@ -1,6 +1,6 @@
 """Which wheels an index has for a project, for every Python at once: one lookup per project.
 
-``slugslim.wheels`` asks pip which file it would install for one Python. The preflight needs
+``slugslim.deps.wheels`` asks pip which file it would install for one Python. The preflight needs
 the opposite question (for which Pythons is there a wheel?), over all of heroku/python's Pythons,
 so it reads the project's page of each index the install will use, the way pip does:
 

@@ -16,7 +16,7 @@ from slugslim.core import buildcache, config, lfs, log
 from slugslim.core.arguments import existing_dir
 from slugslim.core.state import read_state, write_state
 from slugslim.deps import pyversion, sources
-from slugslim.finish.runtime import runtimecache
+from slugslim.finish.runtime import stash
 from slugslim.prepare import hook, preflight
 from slugslim.prepare.swap import rewrite
 
@@ -50,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
         if cleared:
             log.detail(f"Cleared heroku/python's cached packages ({cleared}), so that this build installs them "
                        "in full and slims them with the current settings")
-            runtimecache.drop(args.cache_dir)
+            stash.drop(args.cache_dir)
         try:
-            put_back = runtimecache.reinsert(args.cache_dir)
+            put_back = stash.reinsert(args.cache_dir)
         except OSError as exc:  # the cache is an optimisation: never a reason to fail the build
-            runtimecache.drop(args.cache_dir)
+            stash.drop(args.cache_dir)
             put_back = f"Dropped the TensorFlow kept by the last build, which could not be put back: {exc}"
         if put_back:
             log.detail(put_back)

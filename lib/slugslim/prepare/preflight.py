@@ -12,7 +12,7 @@ heroku/python's Pythons have a wheel. Then:
 - the app pins its Python: stop with an error naming the file, the line, the Pythons that work, and the fix;
 - the index cannot be read: a warning, and the build goes on unchanged.
 
-``CHECKED`` names the frameworks of the catalogue (``slugslim.frameworks``) checked here, on the
+``CHECKED`` names the frameworks of the catalogue (``slugslim.core.frameworks``) checked here, on the
 app's own index. PyTorch is not among them: its CPU builds live on ``swap.torch_index``, and the swap's
 lookup there already stops a pin that has no ``+cpu`` wheel for the app's Python.
 """

@@ -1,6 +1,6 @@
 """What to remove: every rule's plan, plus the files that go with them, minus what is protected.
 
-A plan is data (``slugslim.plan``); the engine applies it, the verifier checks it, the report
+A plan is data (``slugslim.core.plan``); the engine applies it, the verifier checks it, the report
 reads it. ``prune.keep`` and the protected names (``*.dist-info``, ``_vendor``) win over every rule.
 """
 

@@ -1,8 +1,8 @@
 """Finish phase of the swap: whatever GPU build got installed anyway, leave one CPU copy.
 
-This module decides and verifies; ``slugslim.fixupsite`` does the file work. TensorFlow and ONNX
+This module decides and verifies; ``slugslim.finish.fixup.sitefiles`` does the file work. TensorFlow and ONNX
 Runtime, whose CPU builds are distributions of another name, are handled here as described below;
-PyTorch, whose CPU build has the same name on another index, in ``slugslim.torchfixup``.
+PyTorch, whose CPU build has the same name on another index, in ``slugslim.finish.fixup.pytorch``.
 
 GPU ``tensorflow`` (or ``tensorflow-gpu``, ``tf-nightly``) gets in without requirements.txt naming it:
 through ``tf-keras``/``tensorflow-text``/… which require ``tensorflow`` by name, through uv.lock,
@@ -60,8 +60,8 @@ from slugslim.core.installed import Dist, read_dists, requirers
 from slugslim.core.results import FixupResult, snapshot
 from slugslim.deps import locksnippets, requirements
 from slugslim.deps.sources import EXACT_SYNC_MANAGERS, MANAGERS, REQUIREMENTS, index_options, package_manager
-from slugslim.finish.fixup import torchfixup
-from slugslim.finish.fixup.fixupsite import (
+from slugslim.finish.fixup import pytorch
+from slugslim.finish.fixup.sitefiles import (
     Quarantine,
     hash_ok,
     merge_into_gpu_name,
@@ -88,7 +88,7 @@ def run(ctx: FinishContext) -> FixupResult:
         return result
     site = ctx.site_packages
     dists = read_dists(site)
-    gpu = torchfixup.order([d for d in dists.values() if not d.is_stand_in and not d.marked
+    gpu = pytorch.order([d for d in dists.values() if not d.is_stand_in and not d.marked
                             and is_gpu_build(d.name, d.version, d.requires)])
     plugged = [d for d in dists.values() if not kept(d.name, ctx.config.swap) and _cuda_plugins(d, dists)]
     if not gpu and not plugged:
@@ -107,7 +107,7 @@ def run(ctx: FinishContext) -> FixupResult:
                 continue
             if dist.name in renamed_builds():
                 _replace(ctx, dist, dists, manager, quarantine, pip_run, result)
-            elif not torchfixup.replace(ctx, dist, dists, manager, quarantine,
+            elif not pytorch.replace(ctx, dist, dists, manager, quarantine,
                                         lambda args: _pip_install(ctx, pip_run, args), result):
                 continue
             replaced.append(dist)

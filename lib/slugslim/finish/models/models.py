@@ -33,7 +33,7 @@ from slugslim.core.modelscan import Model, ModelFile, Scan, scan
 from slugslim.core.results import ModelsResult, snapshot
 from slugslim.core.shipped import BOOT_DIR, install_helper
 from slugslim.core.state import STATE_DIR
-from slugslim.finish.models.modelstore import Location, Store, open_store
+from slugslim.finish.models.store import Location, Store, open_store
 
 MANIFEST = Path(STATE_DIR) / "models.json"
 PROFILE_SCRIPT = Path(".profile.d") / "slugslim-models.sh"

@@ -2,7 +2,7 @@
 
 ``snapshot`` runs first in the finish phase, before any change; ``run`` runs last. The report
 reads what the other steps recorded (the prepare phase's swap, the fixup, runtime, prune and models
-results, and through ``fitreport`` the Python, preflight, LFS and memory), measures
+results, and through ``fit`` the Python, preflight, LFS and memory), measures
 the slug again, prints it in the build log and stores the same data in ``.slugslim/report.json``
 inside the slug, so ``heroku run cat .slugslim/report.json`` shows it.
 
@@ -26,7 +26,7 @@ from slugslim.core.config import Config, LimitsConfig
 from slugslim.core.context import FinishContext, find_site_packages
 from slugslim.core.results import Results
 from slugslim.core.state import STATE_DIR, PrepareState
-from slugslim.finish.report import estimate, fitreport
+from slugslim.finish.report import estimate, fit
 
 REPORT_FILE = "report.json"
 SCHEMA_VERSION = 3  # 2: python, preflight, memory and lfs; 3: runtime
@@ -59,7 +59,7 @@ class ReportResult:
     limits: dict[str, Any]
     swaps: list[str] = field(default_factory=list)
     remaining: list[tuple[str, int]] = field(default_factory=list)  # biggest items left; app files as "app:x"
-    fit: dict[str, Any] = field(default_factory=dict)  # python, preflight, memory, lfs (slugslim.fitreport)
+    fit: dict[str, Any] = field(default_factory=dict)  # python, preflight, memory, lfs (slugslim.finish.report.fit)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -288,7 +288,7 @@ def build(ctx: FinishContext, before: Snapshot) -> ReportResult:
         },
         swaps=swap_lines(ctx.state),
         remaining=remaining,
-        fit=fitreport.sections(ctx.state, ctx.results),
+        fit=fit.sections(ctx.state, ctx.results),
     )
 
 
@@ -311,7 +311,7 @@ def render(result: ReportResult, config: Config, width: int | None = None) -> No
     for line in result.swaps:
         log.detail(f"Swapped before install: {line}")
     if result.fit:
-        fitreport.render(result.fit)
+        fit.render(result.fit)
     if result.levers:
         log.detail("Saved, by lever (the swap in wheel size, the rest on disk):")
         name_width = max(len(lever["lever"]) for lever in result.levers)

@@ -3,7 +3,7 @@
 The finish step, after the fix-up and before the prune (which then prunes ai-edge-litert, not a
 TensorFlow about to go, and verifies on LiteRT):
 
-1. plan (``slugslim.runtimeplan``): the Keras and SavedModel models, the import gate, the closure;
+1. plan (``slugslim.finish.runtime.plan``): the Keras and SavedModel models, the import gate, the closure;
 2. convert every model with the app's TensorFlow (``litert_tool.py convert``), next to the original;
 3. boot the Procfile's web process on TensorFlow, to measure it;
 4. install ai-edge-litert, write ``.slugslim/runtime.json`` (which model is which ``.tflite``) and the
@@ -12,7 +12,7 @@ TensorFlow about to go, and verifies on LiteRT):
 5. boot the web process on LiteRT: it must answer;
 6. remove TensorFlow, Keras and what only they need, through the prune engine (quarantine, import
    check and boot on LiteRT, bisect, rollback), keeping their files in slugslim's cache for the
-   next build (``slugslim.runtimecache``);
+   next build (``slugslim.finish.runtime.stash``);
 7. delete the original models: they are in the app's repository, and the slug no longer needs them.
 
 It fails open: whatever stops it (a model that does not convert or differs too much, a boot that
@@ -39,8 +39,8 @@ from slugslim.core.modelscan import Model
 from slugslim.core.plan import Plan
 from slugslim.core.results import RuntimeResult, snapshot
 from slugslim.core.state import STATE_DIR
-from slugslim.finish.runtime import runtimecache, runtimeplan
-from slugslim.finish.runtime.runtimetools import install_litert, run_tool, uninstall
+from slugslim.finish.runtime import plan, stash
+from slugslim.finish.runtime.tools import install_litert, run_tool, uninstall
 from slugslim.removal.engine import Engine, quarantine_location
 
 MANIFEST = Path(STATE_DIR) / "runtime.json"
@@ -65,7 +65,7 @@ def run(ctx: FinishContext) -> RuntimeResult:
     if not config.litert:
         return result
     log.step("Serving the models with LiteRT instead of TensorFlow (runtime.engine: litert)")
-    planned = runtimeplan.plan(ctx.build_dir, ctx.site_packages, ctx.config)
+    planned = plan.plan(ctx.build_dir, ctx.site_packages, ctx.config)
     result.plan = planned.to_json()
     if not planned.models:
         result.status, result.reason = "nothing", planned.verdict
@@ -98,11 +98,11 @@ def _earlier_installs(ctx: FinishContext) -> list[str]:
     if ctx.cache_dir is None or ctx.site_packages is None:
         return []
     present, declared = read_dists(ctx.site_packages), {r.name for r in unused.top_level_requirements(ctx.build_dir)}
-    ours = {name for name in runtimecache.earlier_installs(ctx.cache_dir) if name in present and name not in declared}
+    ours = {name for name in stash.earlier_installs(ctx.cache_dir) if name in present and name not in declared}
     return sorted(name for name in ours if not requirers(present, name, ours))  # nothing else needs them
 
 
-def _verdict_text(planned: runtimeplan.RuntimePlan) -> str:
+def _verdict_text(planned: plan.RuntimePlan) -> str:
     if planned.imports:
         listed = "\n".join(f"  {path}: import {', '.join(names)}" for path, names in sorted(planned.imports.items()))
         return ("these files of your app import TensorFlow or Keras, which LiteRT replaces:\n" + listed + "\n"
@@ -111,7 +111,7 @@ def _verdict_text(planned: runtimeplan.RuntimePlan) -> str:
     return planned.verdict + "."
 
 
-def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeResult, undo: _Undo,
+def _ship(ctx: FinishContext, planned: plan.RuntimePlan, result: RuntimeResult, undo: _Undo,
           work: Path) -> None:
     config = ctx.config.runtime
     if config.samples and not (ctx.build_dir / config.samples).is_file():
@@ -120,7 +120,7 @@ def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeR
     converted = run_tool(ctx, "convert", {
         "build_dir": str(ctx.build_dir), "work_dir": str(work), "quantize": config.quantize,
         "samples": config.samples, "sample_count": SAMPLE_COUNT, "seed": 0, "custom_objects": config.custom_objects,
-        "models": [{"path": m.path, "kind": runtimeplan.kind_of(m)} for m in planned.models]},
+        "models": [{"path": m.path, "kind": plan.kind_of(m)} for m in planned.models]},
         ctx.timeout(TOOL_TIMEOUT))
     result.timings["convert"] = time.monotonic() - started
     result.python = str(converted.get("python") or "")
@@ -148,7 +148,7 @@ def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeR
     added, result.litert = install_litert(ctx, ctx.timeout(600))
     undo.added = sorted({*added, *undo.added})
     if ctx.cache_dir is not None:
-        runtimecache.remember_installs(ctx.cache_dir, undo.added)
+        stash.remember_installs(ctx.cache_dir, undo.added)
     result.installed = added
     result.timings["install"] = time.monotonic() - started
     log.detail(f"Installed ai-edge-litert {result.litert}" + (f" ({', '.join(added)})" if added else
@@ -170,7 +170,7 @@ def _ship(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeR
 
 def _model_line(model: Model, converted: dict[str, Any]) -> dict[str, Any]:
     ok = bool(converted.get("ok"))
-    return {"path": model.path, "kind": runtimeplan.kind_of(model), "ok": ok,
+    return {"path": model.path, "kind": plan.kind_of(model), "ok": ok,
             "reason": str(converted.get("reason") or ("" if converted else "not in the converter's result")),
             "error": str(converted.get("error") or "")[:500], "tflite": str(converted.get("tflite") or ""),
             "original_bytes": int(converted.get("original_bytes") or model.bytes),
@@ -178,7 +178,7 @@ def _model_line(model: Model, converted: dict[str, Any]) -> dict[str, Any]:
             "samples": str(converted.get("samples") or ""), "convert_seconds": float(converted.get("seconds") or 0)}
 
 
-def _check(ctx: FinishContext, planned: runtimeplan.RuntimePlan, result: RuntimeResult,
+def _check(ctx: FinishContext, planned: plan.RuntimePlan, result: RuntimeResult,
            by_path: dict[str, dict[str, Any]]) -> None:
     tolerance = ctx.config.runtime.tolerance
     started = time.monotonic()
@@ -229,8 +229,8 @@ def _remove_tensorflow(ctx: FinishContext, result: RuntimeResult, undo: _Undo) -
     site = ctx.site_packages
     assert site is not None
     scanned = installed.scan(site)
-    names = runtimeplan.closure(scanned, ctx.build_dir)
-    removals = runtimeplan.removals(scanned, names)
+    names = plan.closure(scanned, ctx.build_dir)
+    removals = plan.removals(scanned, names)
     if not removals:
         return
     started = time.monotonic()
@@ -239,8 +239,8 @@ def _remove_tensorflow(ctx: FinishContext, result: RuntimeResult, undo: _Undo) -
         record = {"python": result.python, "distributions": sorted(names),
                   "site_packages": site.relative_to(prefix).as_posix()}
         undo.stashed = True
-        result.cache = {"bytes": runtimecache.stash(ctx.cache_dir, prefix, site, removals, record),
-                        "path": str(ctx.cache_dir / runtimecache.STASH)}
+        result.cache = {"bytes": stash.stash(ctx.cache_dir, prefix, site, removals, record),
+                        "path": str(ctx.cache_dir / stash.STASH)}
         result.timings["cache"] = time.monotonic() - started
     prune_box = quarantine_location(ctx.build_dir, site)
     # bytecode: keep, as the prune's own rules are not applied here: only the plan below is.
@@ -285,4 +285,4 @@ def _roll_back(ctx: FinishContext, undo: _Undo) -> None:
     if undo.added:
         uninstall(ctx, undo.added, 600)
     if undo.stashed and ctx.cache_dir is not None:
-        runtimecache.drop(ctx.cache_dir)
+        stash.drop(ctx.cache_dir)

@@ -28,9 +28,9 @@ from slugslim.core import pip
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import SwapHashError
 from slugslim.deps import requirements
+from slugslim.prepare.swap.plan import FilePlan, SwapPlan, header_change
+from slugslim.prepare.swap.pytorch import TorchIndex, is_torch_family, same_index
 from slugslim.prepare.swap.swap import build_plan
-from slugslim.prepare.swap.swapplan import FilePlan, SwapPlan, header_change
-from slugslim.prepare.swap.torchswap import TorchIndex, is_torch_family, same_index
 
 UNSAFE = frozenset({"pip", "setuptools", "distribute", "wheel"})
 

@@ -1,8 +1,8 @@
 """Prepare phase of the swap: rewrite requirements.txt (and what it includes) before the install.
 
-``slugslim.swap`` plans the changes; this module looks the wheels up on the app's indexes, re-locks
-pip-tools apps (``slugslim.relock``), writes the files atomically and logs each change. Apps with a
-uv, Poetry or Pipenv lock are left for the finish phase's fix-up (``slugslim.fixup``).
+``slugslim.prepare.swap.swap`` plans the changes; this module looks the wheels up on the app's indexes, re-locks
+pip-tools apps (``slugslim.prepare.swap.relock``), writes the files atomically and logs each change. Apps with a
+uv, Poetry or Pipenv lock are left for the finish phase's fix-up (``slugslim.finish.fixup``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from slugslim.deps.sources import (
 )
 from slugslim.deps.wheels import Lookup, PipLookup
 from slugslim.prepare.swap import relock
+from slugslim.prepare.swap.plan import Swap, SwapPlan
+from slugslim.prepare.swap.pytorch import TorchIndex
 from slugslim.prepare.swap.swap import build_plan, relative
-from slugslim.prepare.swap.swapplan import Swap, SwapPlan
-from slugslim.prepare.swap.torchswap import TorchIndex
 
 
 @dataclass
@@ -66,7 +66,7 @@ def prepare(build_dir: Path, config: Config, env: dict[str, str], lookup: Lookup
             torch_index: TorchIndex | None = None, python: pyversion.AppPython | None = None) -> SwapResult:
     """Rewrite requirements.txt (and the files it includes) to the CPU builds. Logs each change.
 
-    ``python`` is the app's Python as the prepare phase decided it (``slugslim.pyversion``).
+    ``python`` is the app's Python as the prepare phase decided it (``slugslim.deps.pyversion``).
     """
     manager = package_manager(build_dir)
     if not config.swap.enabled:

@@ -1,12 +1,13 @@
 """The CPU swap: ask pip for the CPU builds before heroku/python installs anything.
 
 Heroku dynos have no GPU. In requirements.txt (and every file it includes with -r/-c) the GPU
-builds of the catalogue (``slugslim.frameworks``) become CPU builds:
+builds of the catalogue (``slugslim.core.frameworks``) become CPU builds:
 
 - ``tensorflow`` → ``tensorflow-cpu``; ``tensorflow[and-cuda]`` → ``tensorflow-cpu`` (the CUDA extra goes);
   ``tensorflow-gpu`` → ``tensorflow-cpu``; ``tf-nightly`` → ``tf-nightly-cpu``; ``onnxruntime-gpu`` →
   ``onnxruntime``. Specifiers and markers stay. (tensorflow 2.21.0 is a 572 MB wheel, tensorflow-cpu 274 MB.)
-- ``torch``, ``torchvision``, ``torchaudio`` → their ``+cpu`` builds on PyTorch's CPU index (``slugslim.torchswap``).
+- ``torch``, ``torchvision``, ``torchaudio`` → their ``+cpu`` builds on PyTorch's CPU index
+  (``slugslim.prepare.swap.pytorch``).
 - ``jax[cuda12]``/``jax[cuda13]`` → ``jax``: the extras only add the CUDA plugins.
 - Pinned CUDA runtime wheels (``nvidia-*``, ``cuda-toolkit``, ``triton``, ``tensorrt*``, ``jax-cuda*``, as
   ``pip freeze`` writes them) go, unless something else in the file (cupy, a build left as it is) may load them.
@@ -17,10 +18,10 @@ Only lines whose markers hold on a Heroku dyno (Linux, x86_64, the app's Python)
 next to a CPU line that also does is not swapped into a second CPU line; it gets
 ``and sys_platform != "linux"`` instead, so it keeps working elsewhere.
 
-In hash-checking mode the swapped line gets the sha256 of the file pip will install (``slugslim.wheels``),
-or, when the app uses pip-tools, the file is re-locked (``slugslim.relock``). Lock files of other tools
+In hash-checking mode the swapped line gets the sha256 of the file pip will install (``slugslim.deps.wheels``),
+or, when the app uses pip-tools, the file is re-locked (``slugslim.prepare.swap.relock``). Lock files of other tools
 (uv.lock, poetry.lock, Pipfile.lock) cannot be re-locked at build time; the finish phase fixes those
-installs up instead (``slugslim.fixup``). ``slugslim.rewrite`` writes the plan made here.
+installs up instead (``slugslim.finish.fixup``). ``slugslim.prepare.swap.rewrite`` writes the plan made here.
 
 A file that needs no change keeps its bytes; a changed one gets one comment line at the top. The
 output depends only on the input (and, in hash mode, on the index), so heroku/python's cache, keyed
@@ -43,11 +44,11 @@ from slugslim.core.frameworks import kept
 from slugslim.deps import pyversion, reqedit, requirements
 from slugslim.deps.sources import REQUIREMENTS
 from slugslim.deps.wheels import Lookup, NoLookup
-from slugslim.prepare.swap.swapplan import FilePlan, Swap, SwapPlan, pinned_version, replace_args, without_marker
-from slugslim.prepare.swap.torchswap import TorchIndex, TorchRewrite, is_torch_family
+from slugslim.prepare.swap.plan import FilePlan, Swap, SwapPlan, pinned_version, replace_args, without_marker
+from slugslim.prepare.swap.pytorch import TorchIndex, TorchRewrite, is_torch_family
 
 # --------------------------------------------------------------------------------------------------
-# The dyno's marker environment (the app's Python comes from ``slugslim.pyversion``)
+# The dyno's marker environment (the app's Python comes from ``slugslim.deps.pyversion``)
 # --------------------------------------------------------------------------------------------------
 
 def dyno_environment(python_version: str) -> dict[str, str]:

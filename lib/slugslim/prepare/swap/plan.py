@@ -1,7 +1,7 @@
 """The swap's plan as data: each change to a requirement line, per file, and how a file renders.
 
-``slugslim.swap`` decides the plan, ``slugslim.relock`` re-locks pip-tools files from it,
-``slugslim.rewrite`` writes it, and ``analyze`` and the report show it.
+``slugslim.prepare.swap.swap`` decides the plan, ``slugslim.prepare.swap.relock`` re-locks pip-tools files from it,
+``slugslim.prepare.swap.rewrite`` writes it, and ``analyze`` and the report show it.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ On Linux, PyPI's ``torch`` is the CUDA build. The CPU build has the same name an
 - ``--extra-index-url <torch_index>`` is added once, before the first changed line, unless a file
   already names that index. It is an *extra* index, so everything else still comes from PyPI.
 - Each pinned CPU build is looked up on that index for the app's Python, through pip
-  (``slugslim.wheels``): that gives the file's sha256 for hash-checking mode, and torchvision's and
+  (``slugslim.deps.wheels``): that gives the file's sha256 for hash-checking mode, and torchvision's and
   torchaudio's ``Requires-Dist`` on torch, which must agree with the torch pin.
 - Left alone, with a note: ``+cpu`` pins, ``+cu…``/``+rocm…`` pins (a build the user chose), and
   every torch line when ``--index-url`` already is the CPU index.
@@ -30,7 +30,7 @@ from slugslim.core.errors import CpuBuildError, LookupFailed, RequirementsError,
 from slugslim.deps import reqedit, requirements
 from slugslim.deps.simpleindex import index_answers
 from slugslim.deps.wheels import Lookup, PipLookup, WheelInfo
-from slugslim.prepare.swap.swapplan import FilePlan, Swap, pinned_version, replace_args, without_marker
+from slugslim.prepare.swap.plan import FilePlan, Swap, pinned_version, replace_args, without_marker
 
 TORCH = "torch"
 

@@ -1,9 +1,9 @@
 """What ``runtime.engine: litert`` would do to an app, changing nothing (the finish step and analyze).
 
 - **Models**: the Keras files (``.keras``, ``.h5``, ``.hdf5``) and SavedModel directories the one
-  model scanner (``slugslim.modelscan``) finds, whatever their size.
+  model scanner (``slugslim.core.modelscan``) finds, whatever their size.
 - **The import gate**: TensorFlow can only go when no file of the app imports ``tensorflow``,
-  ``keras`` or ``tf_keras`` (the one import scanner, ``slugslim.imports``), other than the loader
+  ``keras`` or ``tf_keras`` (the one import scanner, ``slugslim.appcheck.imports``), other than the loader
   ``slugslim_models.py``. Imports inside ``try:`` do not count: the app expects them to fail.
 - **The closure**: TensorFlow, Keras and the distributions only they need, from the installed
   metadata. A distribution stays when a remaining distribution, ``ai-edge-litert``, a requirement

@@ -10,7 +10,7 @@ back into the cached ``.heroku/python``: pip then finds TensorFlow installed and
 
 They go back only into a cache that exists, for the same Python (heroku/python discards its cache
 when the Python version changed, and TensorFlow's files are built for one), and never over a file
-the cache has. When slugslim clears heroku/python's cache (``slugslim.buildcache``), the stash goes too.
+the cache has. When slugslim clears heroku/python's cache (``slugslim.core.buildcache``), the stash goes too.
 """
 
 from __future__ import annotations

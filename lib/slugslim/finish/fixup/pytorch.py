@@ -15,8 +15,8 @@ install next to it. With the app's interpreter:
      ignores the local label), so the CPU build's own dist-info stays.
    - uv and Poetry sync exactly to the lock's ``2.13.0``: the CUDA build's dist-info is written back
      with the CPU files in its RECORD and a ``SLUGSLIM`` file, and the removed CUDA wheels keep a
-     metadata-only dist-info (the "merged" layout of ``slugslim.fixup``).
-4. The CUDA runtime wheels only the CUDA build required go (``fixupsite.remove_cuda``).
+     metadata-only dist-info (the "merged" layout of ``slugslim.finish.fixup.fixup``).
+4. The CUDA runtime wheels only the CUDA build required go (``sitefiles.remove_cuda``).
 
 torchvision and torchaudio from PyPI are CUDA builds too and follow, torch first.
 """
@@ -33,7 +33,7 @@ from slugslim.core.installed import Dist, read_dists, requirers
 from slugslim.core.results import FixupResult
 from slugslim.deps.simpleindex import index_answers
 from slugslim.deps.sources import EXACT_SYNC_MANAGERS
-from slugslim.finish.fixup.fixupsite import (
+from slugslim.finish.fixup.sitefiles import (
     Quarantine,
     merge_into_gpu_name,
     prune_empty_dirs,

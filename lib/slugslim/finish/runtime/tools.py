@@ -24,7 +24,7 @@ from slugslim.core import pip
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import NotShipped
 from slugslim.core.installed import read_dists
-from slugslim.finish.runtime.runtimeplan import LITERT
+from slugslim.finish.runtime.plan import LITERT
 
 TOOL = Path(__file__).parent / "litert_tool.py"
 

@@ -1,6 +1,6 @@
 """What the fix-up reads and writes in site-packages: dist-info, stand-ins, and its quarantine.
 
-``slugslim.fixup`` decides what to replace; this module does the file work it needs, the same for
+``slugslim.finish.fixup.fixup`` decides what to replace; this module does the file work it needs, the same for
 every framework: read each installed distribution's METADATA and RECORD, move files aside through
 the prune engine's journaled quarantine, write metadata-only stand-ins and stubs, and take out the
 CUDA runtime wheels only a GPU build required.
