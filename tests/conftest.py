@@ -63,7 +63,7 @@ def tools_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def web_wheels() -> Path:
-    """gunicorn and uvicorn with their dependencies as wheels (tests/webwheels.py)."""
+    """gunicorn, uvicorn and huggingface_hub with their dependencies as wheels (tests/webwheels.py)."""
     return webwheels.download()
 
 
