@@ -291,6 +291,8 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             with hub._lock:
                 hub.requests.append(HubRequest(self.command, url.path, auth is not None))
             query = {k: v[-1].lower() for k, v in parse_qs(url.query).items()}
+            # A POST's form, read even when refused, so that the connection stays usable.
+            form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
             segments = [unquote(s) for s in url.path.strip("/").split("/")]
             try:
                 if auth is not None and auth != f"Bearer {hub.token}":
@@ -298,7 +300,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 if url.path == "/api/agent-harnesses":  # the `hf` CLI's first call, on import: no agents
                     self._json({"standardEnvVars": [], "harnesses": {}})
                 elif segments[:2] == ["api", "models"] and len(segments) > 2:
-                    self._api(*_split_repo(segments[2:]), query, auth is not None)
+                    self._api(*_split_repo(segments[2:]), query, form, auth is not None)
                 elif "resolve" in segments[1:3] and self.command in ("GET", "HEAD"):
                     repo_id, rest = _split_repo(segments)
                     if len(rest) < 3:
@@ -324,7 +326,8 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     raise _Refusal(404, "RevisionNotFound", f"Invalid rev id: {revision}")
                 return repo, repo.commits[sha]
 
-        def _api(self, repo_id: str, rest: list[str], query: dict[str, str], has_auth: bool) -> None:
+        def _api(self, repo_id: str, rest: list[str], query: dict[str, str], form: dict[str, list[str]],
+                 has_auth: bool) -> None:
             action = rest[0] if rest else "revision"
             repo, commit = self._find(repo_id, rest[1] if len(rest) > 1 else "main", has_auth)
             if action == "revision":
@@ -333,8 +336,6 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 body = _entries(commit, "/".join(rest[2:]).strip("/"), query.get("recursive") in ("true", "1"),
                                 query.get("expand") in ("true", "1"))
             elif action == "paths-info" and self.command == "POST":
-                length = int(self.headers.get("Content-Length") or 0)
-                form = parse_qs(self.rfile.read(length).decode())
                 wanted = {p.strip("/") for p in form.get("paths", [])}
                 listed = _entries(commit, "", True, form.get("expand", [""])[-1].lower() == "true")
                 body = [entry for entry in listed if entry["path"] in wanted]

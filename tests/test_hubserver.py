@@ -93,17 +93,24 @@ def test_snapshot_download_fetches_only_the_allowed_files(hub: HubServer, home: 
 
 
 def test_repo_info_and_listings_describe_the_commit(hub: HubServer, home: Path) -> None:
-    sha, siblings, files, root, v1 = client(
+    sha, siblings, files, root, missing, paths, discussions, v1 = client(
         hub, home, "model_info('org/tiny').sha",
         "[(s.rfilename, s.size, s.lfs and s.lfs.sha256) for s in model_info('org/tiny', files_metadata=True).siblings]",
         "list_repo_files('org/tiny')",
         "[(type(e).__name__, e.path) for e in HfApi().list_repo_tree('org/tiny')]",
+        "list(HfApi().list_repo_tree('org/tiny', 'additional_chat_templates'))",
+        "[e.path for e in HfApi().get_paths_info('org/tiny', ['tokenizer', 'README.md', 'nope'])]",
+        "list(HfApi().get_repo_discussions('org/tiny'))",
         "hf_hub_download('org/tiny', 'README.md', revision='v1')")
     assert sha == TINY.sha
     assert ["model.safetensors", len(WEIGHTS), hashlib.sha256(WEIGHTS).hexdigest()] in siblings
     assert ["config.json", len(TINY.files["config.json"]), None] in siblings
     assert files == sorted(TINY.files)
     assert ["RepoFolder", "tokenizer"] in root and ["RepoFile", "tokenizer/vocab.txt"] not in root
+    # transformers lists this folder for chat templates and takes EntryNotFound as "none".
+    assert "EntryNotFoundError" in missing["error"]
+    assert sorted(paths) == ["README.md", "tokenizer"]
+    assert discussions == []
     assert (home / "hub" / "models--org--tiny" / "refs" / "v1").read_text() == TINY.sha
     assert Path(v1).read_bytes() == TINY.files["README.md"]
 
