@@ -96,8 +96,8 @@ release_and_slug() {
 		echo "       No Procfile"
 	fi
 	echo "-----> Compressing..."
-	# Symlinks stay symlinks (no -h): the slug must keep them as the build made them.
-	tar -C "${BUILD_DIR}" --transform 's,^\.,./app,' -czf "${SLUG}" .
+	# Symlinks stay symlinks (no -h), their targets untouched (the S flag): as the build made them.
+	tar -C "${BUILD_DIR}" --transform 's,^\.,./app,S' -czf "${SLUG}" .
 	echo "       Done: $(stat -c %s "${SLUG}" | awk '{ printf "%.1fM", $1 / 1e6 }')"
 }
 
