@@ -131,6 +131,9 @@ def _copy_buildpack(source: Path, dest: Path) -> Path:
 
 
 HEROKU_GZIP_LEVEL = 6
+# Member names and hard-link targets (names in the archive) go under ./app; the S flag leaves
+# symlink targets as they are, as Heroku's slugs do (a relative ../../blobs/x stays relative).
+SLUG_TRANSFORM = r"s,^\.,./app,S"
 
 
 def make_slug(build_dir: Path, slug: Path, level: int = HEROKU_GZIP_LEVEL) -> Path:
@@ -141,7 +144,7 @@ def make_slug(build_dir: Path, slug: Path, level: int = HEROKU_GZIP_LEVEL) -> Pa
     """
     subprocess.run(
         ["tar", "--create", "--use-compress-program", f"gzip -{level}", "--file", str(slug),
-         "--directory", str(build_dir), "--transform", r"s,^\.,./app,", "."],
+         "--directory", str(build_dir), "--transform", SLUG_TRANSFORM, "."],
         check=True,
     )
     return slug
