@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 from slugslim.appcheck.record import ENV, ImportRecord
 from tests.heroku.appdir import at_app
+from tests.heroku.build import SLUG_TRANSFORM
 
 # Heroku sources .profile.d in name order, then runs the command. The two timestamps let the
 # bench tell the .profile.d part (the models fetch) from the Python part.
@@ -192,7 +193,7 @@ def tar_gz(app: Path, members: list[str], out: Path) -> int:
     listing.write_text("".join(f"./{m}\n" for m in sorted(members)), encoding="utf-8")
     subprocess.run(
         ["tar", "--create", "--use-compress-program", "gzip -6", "--no-recursion", "--file", str(out),
-         "--directory", str(app), "--transform", r"s,^\.,./app,", "--files-from", str(listing)],
+         "--directory", str(app), "--transform", SLUG_TRANSFORM, "--files-from", str(listing)],
         check=True,
     )
     return out.stat().st_size
