@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slugslim.core import installed
+from slugslim.core import installed, pip
 from slugslim.core.config import Config, SwapConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import FixupError
@@ -232,3 +232,19 @@ def as_in_the_hook(monkeypatch: pytest.MonkeyPatch, config_vars: dict[str, str],
         monkeypatch.delenv(name, raising=False)
     for name, value in config_vars.items():
         monkeypatch.setenv(name, value)
+
+
+def test_our_pip_for_an_app_without_pip_installs_what_only_our_tools_have(tmp_path: Path) -> None:
+    """A uv app has no pip, so slugslim runs its own for the app's Python. That pip must see the app's
+    packages only: `packaging` is among slugslim's tools, and the app still gets its own copy."""
+    house = tmp_path / "wheels"
+    build_wheel(WheelSpec(name="needs-packaging", version="1.0", requires=["packaging"],
+                          files={"needs_packaging/__init__.py": ""}), house)
+    build_wheel(WheelSpec(name="packaging", version="99.0", files={"packaging/__init__.py": ""}), house)
+    venv.create(tmp_path / "app", with_pip=False)
+    site = installed.find_site_packages(tmp_path / "app")
+    assert site is not None and not (site / "pip").exists()
+    command, env = pip.for_app(tmp_path / "app/bin/python", site, {})
+    subprocess.run([*command, "install", "--quiet", "--no-index", "--find-links", str(house), "needs-packaging"],
+                   env=env, check=True)
+    assert set(installed.read_dists(site)) == {"needs-packaging", "packaging"}

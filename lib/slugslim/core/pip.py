@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -52,7 +51,13 @@ def environment(config_vars: Mapping[str, str], *, tools: Sequence[str] = ("pip"
 def for_app(python: Path, site_packages: Path | None,
             config_vars: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
     """The command and environment of pip for the app's Python: its own pip, or, when heroku/python
-    left none (uv apps), ours aimed at it with ``--python``."""
+    left none (uv apps), ours run by the app's Python through pip's own runner (what ``--python``
+    does), which imports only pip from our tools: with our tools on PYTHONPATH instead, pip would
+    take their packages (packaging, click...) for the app's and not install them."""
     if site_packages is not None and (site_packages / "pip" / "__init__.py").is_file():
         return [str(python), "-m", "pip"], environment(config_vars, tools=(), python=python)
-    return [sys.executable, "-m", "pip", "--python", str(python)], environment(config_vars, python=python)
+    spec = importlib.util.find_spec("pip")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("pip is not among slugslim's tools")
+    runner = Path(spec.origin).parent / "__pip-runner__.py"
+    return [str(python), str(runner)], environment(config_vars, tools=(), python=python)
