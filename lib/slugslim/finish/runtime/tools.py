@@ -20,7 +20,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from slugslim.core import pip
+from slugslim.core import apptool, pip
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import NotShipped
 from slugslim.core.installed import read_dists
@@ -29,28 +29,13 @@ from slugslim.finish.runtime.plan import LITERT
 TOOL = Path(__file__).parent / "litert_tool.py"
 
 
-def _tail(text: str, lines: int = 6) -> str:
-    return "\n".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
-
-
 def run_tool(ctx: FinishContext, action: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
     """One run of ``litert_tool.py``; NotShipped when it could not run at all."""
-    env = ctx.python_env()
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the slug's bytecode is what heroku/python compiled
-    with tempfile.TemporaryDirectory(prefix="slugslim-litert-") as scratch:
-        request_file, result_file = Path(scratch) / "request.json", Path(scratch) / "result.json"
-        request_file.write_text(json.dumps(request, indent=1), encoding="utf-8")
-        try:
-            done = subprocess.run([str(ctx.python), str(TOOL), action, str(request_file), str(result_file)],
-                                  cwd=ctx.build_dir, env=env, capture_output=True, text=True, errors="replace",
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise NotShipped(f"the {action} step did not finish within {timeout:.0f} s") from None
-        if done.returncode != 0 or not result_file.is_file():
-            raise NotShipped(f"the {action} step failed (exit status {done.returncode}):\n"
-                             + (_tail(done.stderr or done.stdout) or "it printed nothing"))
-        loaded = json.loads(result_file.read_text(encoding="utf-8"))
-    if not isinstance(loaded, dict) or not isinstance(loaded.get("models"), list):
+    try:
+        loaded = apptool.run(ctx.python, TOOL, action, request, ctx.python_env(), ctx.build_dir, timeout)
+    except apptool.ToolFailed as exc:
+        raise NotShipped(str(exc)) from None
+    if not isinstance(loaded.get("models"), list):
         raise NotShipped(f"the {action} step wrote a result slugslim cannot read")
     return loaded
 
@@ -73,7 +58,8 @@ def install_litert(ctx: FinishContext, timeout: float) -> tuple[list[str], str]:
         report = Path(scratch) / "report.json"
         dry = _run_pip(ctx, [*args[:1], "--dry-run", "--report", str(report), *args[1:]], timeout)
         if dry.returncode != 0 or not report.is_file():
-            raise NotShipped(f"pip found no {LITERT} wheel for the app's Python:\n{_tail(dry.stderr + dry.stdout)}")
+            raise NotShipped(f"pip found no {LITERT} wheel for the app's Python:\n"
+                             f"{apptool.tail(dry.stderr + dry.stdout)}")
         planned = json.loads(report.read_text(encoding="utf-8")).get("install") or []
     changes = []
     for item in planned:
@@ -88,7 +74,7 @@ def install_litert(ctx: FinishContext, timeout: float) -> tuple[list[str], str]:
     added = sorted(set(after) - set(before))
     if done.returncode != 0:
         uninstall(ctx, added, timeout)
-        raise NotShipped(f"pip could not install {LITERT}:\n{_tail(done.stderr + done.stdout)}")
+        raise NotShipped(f"pip could not install {LITERT}:\n{apptool.tail(done.stderr + done.stdout)}")
     litert = after.get(LITERT)
     return added, litert.version if litert else ""
 
