@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
-from slugslim.appcheck import imports, verify
+from slugslim.appcheck import hubrefs, imports, verify
 
 BOM = b"\xef\xbb\xbf"
 
@@ -84,3 +85,111 @@ def test_verify_targets_keep_what_installed_distributions_provide(tmp_path: Path
     assert modules == ["PIL", "extra", "flask", "gunicorn.app.wsgiapp", "gunicorn.workers.sync", "keras.models",
                        "tensorflow"]
     assert maybe == ["PIL.Image"]
+
+
+HUB_SOURCE = '''\
+import transformers
+from huggingface_hub import hf_hub_download, snapshot_download
+from sentence_transformers import CrossEncoder, SentenceTransformer
+from transformers import AutoTokenizer, pipeline
+
+EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")
+model = transformers.AutoModel.from_pretrained(pretrained_model_name_or_path="org/kw-model", revision="v1.0")
+embedder = SentenceTransformer(model_name_or_path="org/st-model")
+ranker = CrossEncoder("cross-encoder/ms-marco-MiniLM-L-6-v2")
+old_ranker = CrossEncoder(model_name="org/old-ranker")
+ner = pipeline("ner", "dslim/bert-base-NER")
+sentiment = pipeline(task="sentiment-analysis", model="org/sentiment", revision="abc123")
+weights = hf_hub_download("org/weights", filename="model.safetensors")
+more = hf_hub_download(repo_id="org/more", filename="x.bin")
+snapshot = snapshot_download("org/snap")
+snapshot2 = snapshot_download(repo_id="org/snap2")
+
+
+def embed(texts):
+    return SentenceTransformer(EMBEDDER).encode(texts)
+'''
+
+
+def test_hub_ids_from_every_call_form_with_the_calls_line_and_revision() -> None:
+    found = imports.scan_source(HUB_SOURCE, "web/app.py")
+    assert [(r.id, r.line, r.revision) for r in found.hub_models] == [
+        ("bert-base-uncased", 7, ""),
+        ("org/kw-model", 8, "v1.0"),
+        ("org/st-model", 9, ""),
+        ("cross-encoder/ms-marco-MiniLM-L-6-v2", 10, ""),
+        ("org/old-ranker", 11, ""),
+        ("dslim/bert-base-NER", 12, ""),
+        ("org/sentiment", 13, "abc123"),
+        ("org/weights", 14, ""),
+        ("org/more", 15, ""),
+        ("org/snap", 16, ""),
+        ("org/snap2", 17, ""),
+        ("sentence-transformers/all-MiniLM-L6-v2", 21, ""),  # the module constant, where it is loaded
+    ]
+    assert {r.path for r in found.hub_models} == {"web/app.py"}
+    assert hubrefs.HubRef("org/snap", "web/app.py", 16) in found.hub_models  # frozen, compared by value
+    # A pipeline's task is not a model; the import lines and other dotted strings are unchanged.
+    assert "ner" not in {r.id for r in found.hub_models} and "sentiment-analysis" not in found.strings
+    assert {"transformers", "huggingface_hub", "sentence_transformers"} <= found.modules
+
+
+def test_only_module_level_names_bound_once_to_a_string_are_constants() -> None:
+    tree = ast.parse('A: str = "org/a"\nB = C = "org/b"\nD = "org/d"\nD += "-x"\nE, F = "org/e", "org/f"\n'
+                     'G = "org/g"\nG = "org/g"\nif True:\n    H = "org/h"\ndef f():\n    I = "org/i"\n')
+    assert hubrefs.module_constants(tree) == {"A": "org/a", "B": "org/b", "C": "org/b", "G": "org/g"}
+
+
+def test_local_paths_file_names_and_computed_ids_are_not_hub_ids() -> None:
+    source = '''\
+import os
+from transformers import AutoModel, pipeline
+from sentence_transformers import SentenceTransformer
+name = os.environ["MODEL"]
+ORG = "org"
+CHANGED = "org/first"
+CHANGED = "org/second"
+AutoModel.from_pretrained("./models/bert")
+AutoModel.from_pretrained("/app/models/bert")
+AutoModel.from_pretrained("~/models/bert")
+AutoModel.from_pretrained("models\\\\bert")
+AutoModel.from_pretrained("models/org/bert")
+AutoModel.from_pretrained("classifier.onnx")
+AutoModel.from_pretrained("org/weights.SAFETENSORS")
+AutoModel.from_pretrained("org/model.pt")
+AutoModel.from_pretrained(f"{ORG}/bert")
+AutoModel.from_pretrained(name)
+AutoModel.from_pretrained(CHANGED)
+AutoModel.from_pretrained(ORG + "/bert")
+AutoModel.from_pretrained("org--x/bert")
+AutoModel.from_pretrained("-org/bert")
+SentenceTransformer(os.environ.get("MODEL", "org/default"))
+pipeline("sentiment-analysis")
+pipeline(*args)
+print("org/not-loaded")
+'''
+    assert imports.scan_source(source, "app.py").hub_models == []
+    assert hubrefs.is_hub_id("a" * 96) and not hubrefs.is_hub_id("a" * 97)
+    assert hubrefs.is_hub_id("Org_1/name.v2-x") and not hubrefs.is_hub_id("org/name.")
+    assert not hubrefs.is_hub_id("org/na..me") and not hubrefs.is_hub_id("") and not hubrefs.is_hub_id("org/")
+    assert not hubrefs.is_hub_id("org/bert\n")
+
+
+def test_hub_ids_of_an_app_come_from_its_own_files_only(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "app.py").write_text(
+        "from transformers import pipeline\nclf = pipeline('text-classification', model='org/clf')\n"
+        "local = pipeline('text-classification', model='classifier')\n")
+    (tmp_path / "classifier").mkdir()  # the app's own copy: from_pretrained reads it from /app first
+    venv = tmp_path / "env"
+    (venv / "lib" / "python3.12" / "site-packages" / "pkg").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "bin.py").write_text("from transformers import AutoModel\nAutoModel.from_pretrained('org/in-venv')\n")
+    vendored = tmp_path / "vendor" / "site-packages"
+    vendored.mkdir(parents=True)
+    (vendored / "lib.py").write_text("snapshot_download('org/vendored')\n")
+    (tmp_path / "worker.py").write_text("snapshot_download('org/clf', revision='main')\n")
+    found = imports.scan_app(tmp_path)
+    assert sorted(found.hub_models, key=lambda r: r.path) == [
+        hubrefs.HubRef("org/clf", "web/app.py", 2), hubrefs.HubRef("org/clf", "worker.py", 1, "main")]

@@ -9,7 +9,8 @@ Static only; it never runs app code. A source file gives:
   ``a.b``, which may be a function), and imports inside ``try:`` blocks, which the app expects
   may fail;
 - ``strings``: other dotted string literals (Django's ``"whitenoise.middleware.X"``, TensorFlow's
-  lazy loaders), which may name modules.
+  lazy loaders), which may name modules;
+- ``hub_models``: Hugging Face Hub model ids its calls name literally (``hubrefs``), with the line.
 
 A Procfile command gives the modules its process loads at boot: ``module:app`` arguments
 (gunicorn, uvicorn, waitress), ``python -m x``, gunicorn's worker class (``-k``, ``--worker-class``,
@@ -30,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slugslim.appcheck.hubrefs import HubRef, hub_ref, module_constants
 from slugslim.core.app import walk
 
 BOM = "\ufeff"
@@ -55,6 +57,7 @@ class Found:
     maybe: set[str] = field(default_factory=set)
     strings: set[str] = field(default_factory=set)
     commands: set[str] = field(default_factory=set)  # words of Procfile commands (console scripts)
+    hub_models: list[HubRef] = field(default_factory=list)  # in file order; source files only
 
     def names(self) -> set[str]:
         return self.modules | self.maybe | self.strings
@@ -64,6 +67,7 @@ class Found:
         self.maybe |= other.maybe
         self.strings |= other.strings
         self.commands |= other.commands
+        self.hub_models.extend(other.hub_models)
 
 
 def decode(data: bytes) -> str:
@@ -86,8 +90,10 @@ def _resolve(package: list[str], dots: int, name: str) -> str:
 
 
 class _Visitor(ast.NodeVisitor):
-    def __init__(self, package: list[str]) -> None:
+    def __init__(self, package: list[str], path: str = "", constants: Mapping[str, str] | None = None) -> None:
         self.package = package
+        self.path = path  # for hub_models
+        self.constants = constants or {}  # the file's module-level string constants
         self.found = Found()
         self.guarded = 0  # inside a try: body
 
@@ -125,6 +131,9 @@ class _Visitor(ast.NodeVisitor):
         if called in ("import_module", "__import__") and isinstance(first, ast.Constant) \
                 and isinstance(first.value, str) and first.value and not first.value.startswith("."):
             self._add(first.value, True)
+        ref = hub_ref(node, called, self.constants, self.path)
+        if ref is not None:
+            self.found.hub_models.append(ref)
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
@@ -137,7 +146,8 @@ class _Visitor(ast.NodeVisitor):
 
 
 def scan_source(text: str | bytes, path: str = "") -> Found:
-    """What one Python file imports. ``path`` (relative to its import root) resolves relative imports."""
+    """What one Python file imports. ``path`` (relative to its import root) resolves relative imports
+    and is the path ``hub_models`` give."""
     if isinstance(text, bytes):
         text = decode(text)
     text = text.removeprefix(BOM)
@@ -146,7 +156,7 @@ def scan_source(text: str | bytes, path: str = "") -> Found:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return _scan_lines(text, package)
-    visitor = _Visitor(package)
+    visitor = _Visitor(package, path.replace(os.sep, "/"), module_constants(tree))
     visitor.visit(tree)
     return visitor.found
 
@@ -262,7 +272,9 @@ def command_imports(command: str, scripts: Mapping[str, str] | None = None) -> F
 
 
 def scan_app(app_dir: Path, scripts: Mapping[str, str] | None = None) -> Found:
-    """Everything the app's own source files and its Procfile's commands import."""
+    """Everything the app's own source files and its Procfile's commands import, and the Hub models
+    they name. An id that is also a path in the app (``from_pretrained("models")`` with a ``models/``
+    directory) is the app's local copy, which ``from_pretrained`` reads first from the dyno's /app."""
     found = Found()
     for path in app_sources(app_dir):
         try:
@@ -271,4 +283,5 @@ def scan_app(app_dir: Path, scripts: Mapping[str, str] | None = None) -> Found:
             continue
     for command in processes(app_dir).values():
         found.update(command_imports(command, scripts))
+    found.hub_models = [ref for ref in found.hub_models if not os.path.lexists(app_dir / ref.id)]
     return found
