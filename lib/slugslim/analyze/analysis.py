@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from slugslim.appcheck import unused
+from slugslim.appcheck.hubrefs import HubRef
 from slugslim.core import config
 from slugslim.finish.report import estimate, report
 from slugslim.finish.runtime.plan import RuntimePlan
@@ -37,6 +38,7 @@ class Analysis:
     swaps: list[Any] = field(default_factory=list)
     models: list[Any] = field(default_factory=list)
     unused: list[unused.Unused] = field(default_factory=list)
+    hub_refs: list[HubRef] = field(default_factory=list)  # the Hub model ids the app's source names
     distributions: list[tuple[str, int]] = field(default_factory=list)
     before_bytes: int = 0
     after_bytes: int = 0
@@ -59,6 +61,16 @@ class Analysis:
             totals[removal["rule"]] = totals.get(removal["rule"], 0) + removal["bytes"]
         return totals
 
+    def hub_models(self) -> list[dict[str, Any]]:
+        """One entry per Hub model (id and revision), with every ``file:line`` that loads it."""
+        places: dict[tuple[str, str], list[str]] = {}
+        for ref in self.hub_refs:
+            where = places.setdefault((ref.id, ref.revision), [])
+            if f"{ref.path}:{ref.line}" not in where:
+                where.append(f"{ref.path}:{ref.line}")
+        return [{"id": model, "revision": revision, "places": where}
+                for (model, revision), where in sorted(places.items())]
+
     def to_json(self) -> dict[str, Any]:
         limits = self.settings.limits
 
@@ -78,6 +90,7 @@ class Analysis:
             "swaps": [s.to_json() for s in self.swaps],
             "models": [{**m.to_json(), "removed": bool(self.settings.models.source)} for m in self.models],
             "unused": [u.to_json() for u in self.unused],
+            "hub_models": self.hub_models(),
             "distributions": [{"name": n, "bytes": b} for n, b in self.distributions],
             "limits": {"soft_mb": limits.soft_mb, "hard_mb": limits.hard_mb,
                        "over_soft": self.over_soft, "over_hard": self.over_hard},

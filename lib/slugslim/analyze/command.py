@@ -26,7 +26,7 @@ from typing import Any
 
 from slugslim.analyze import view
 from slugslim.analyze.analysis import Analysis, Target
-from slugslim.appcheck import unused
+from slugslim.appcheck import imports, unused
 from slugslim.core import config, frameworks, installed, log, modelscan
 from slugslim.core.app import LOCAL_ONLY
 from slugslim.core.config import SwapConfig
@@ -56,6 +56,7 @@ SCHEMA = """\
   "swaps": [Swap.to_json()],
   "models": [Model.to_json() + {"removed": bool}],     # removed: only when models.source is set
   "unused": [{"name": str, "bytes": int, "source": str}],
+  "hub_models": [{"id": str, "revision": str, "places": ["app.py:3"]}],  # Hub ids the app's code names
   "distributions": [{"name": str, "bytes": int}],      # largest after, on disk
   "limits": {"soft_mb": int, "hard_mb": int, "over_soft": bool, "over_hard": bool},
   "notes": [str],
@@ -240,6 +241,7 @@ def _dedupe(removals: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def analyze(target: Target, settings: config.Config) -> Analysis:
     analysis = Analysis(target, settings)
     if target.app_dir is not None:
+        analysis.hub_refs = imports.scan_app(target.app_dir).hub_models
         if settings.swap.enabled:
             analysis.swaps = list(swap.plan_swaps(target.app_dir, settings.swap))
         if settings.models.enabled:

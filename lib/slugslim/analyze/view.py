@@ -53,6 +53,7 @@ def render(analysis: Analysis, width: int) -> None:
     for model in analysis.models:
         log.detail(f"{model.path}  {log.human_bytes(model.bytes)}{stays}")
 
+    _render_hub_models(analysis, width)
     if analysis.runtime is not None:
         _render_runtime(analysis)
     if analysis.before is not None and analysis.after is not None:
@@ -76,6 +77,22 @@ def render(analysis: Analysis, width: int) -> None:
                                          remaining, analysis.unused)
         if warnings:
             log.warning("\n".join(warnings))
+
+
+def _render_hub_models(analysis: Analysis, width: int) -> None:
+    """The Hugging Face Hub models the app's code names, each with where it is loaded."""
+    log.step("Hugging Face Hub models your code loads")
+    models = analysis.hub_models()
+    if not analysis.target.app_dir:
+        log.detail("Not checked: pass --app DIR to look for them.")
+    elif not models:
+        log.detail("None found.")
+    else:
+        log.detail(textwrap.fill("These would be downloaded at build time and shipped with the app, so dynos "
+                                 "do not fetch them from the Hub at every boot.", max(40, width - len(log.DETAIL))))
+    for model in models:
+        revision = f" (revision {model['revision']})" if model["revision"] else ""
+        log.detail(f"{model['id']}{revision}  {', '.join(model['places'])}")
 
 
 def _render_runtime(analysis: Analysis) -> None:
