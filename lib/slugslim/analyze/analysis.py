@@ -64,7 +64,7 @@ class Analysis:
     def hub_models(self) -> list[dict[str, Any]]:
         """One entry per Hub model (id and revision), with every ``file:line`` that loads it."""
         places: dict[tuple[str, str], list[str]] = {}
-        for ref in self.hub_refs:
+        for ref in sorted(self.hub_refs, key=lambda r: (r.path, r.line)):
             where = places.setdefault((ref.id, ref.revision), [])
             if f"{ref.path}:{ref.line}" not in where:
                 where.append(f"{ref.path}:{ref.line}")
