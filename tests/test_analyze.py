@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from slugslim import cli
 from tests import sitefactory, wheelfactory
 
 MODEL_BYTES = 300_000
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_venv(path: Path) -> Path:
@@ -205,3 +207,70 @@ def test_overlapping_removals_count_once() -> None:
                 removal("pkg/include", "headers"), removal("pkg/include/x.h", "user"), removal("other.py", "user")]
     assert [(r["path"], r["rule"]) for r in _dedupe(removals)] == [
         ("nvidia/lib/a.so", "fixup"), ("pkg/include", "headers"), ("other.py", "user")]
+
+
+HUB_FILES = {
+    "web/nlp.py": 'from sentence_transformers import SentenceTransformer\n'
+                  'from transformers import AutoModel, pipeline\n\n'
+                  'EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"\n'
+                  'embedder = SentenceTransformer(EMBEDDER)\n'
+                  'ner = pipeline("ner", "dslim/bert-base-NER", revision="v1.2")\n'
+                  'local = AutoModel.from_pretrained("./models/bert")\n',
+    "worker.py": 'from huggingface_hub import snapshot_download\n\n\n\n\n\n\n\n\n'
+                 'snapshot_download(repo_id="sentence-transformers/all-MiniLM-L6-v2")\n',
+    # Not the app's own code: a vendored site-packages and a committed virtualenv.
+    "vendor/site-packages/lib.py": 'snapshot_download("org/vendored")\n',
+    "env/pyvenv.cfg": "home = /usr/bin\n",
+    "env/lib/tool.py": 'AutoModel.from_pretrained("org/in-venv")\n',
+}
+HUB_MODELS = [
+    {"id": "dslim/bert-base-NER", "revision": "v1.2", "places": ["web/nlp.py:6"]},
+    {"id": "sentence-transformers/all-MiniLM-L6-v2", "revision": "",
+     "places": ["web/nlp.py:5", "worker.py:10"]},  # by file, then line (10 after 5, not before it)
+]
+
+
+def hub_section(out: str) -> list[str]:
+    """The detail lines of the text view's Hub models section."""
+    lines = out.splitlines()
+    start = lines.index("-----> Hugging Face Hub models your code loads") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("----->")), len(lines))
+    return lines[start:end]
+
+
+def write_hub_files(app_dir: Path) -> None:
+    for name, text in HUB_FILES.items():
+        (app_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (app_dir / name).write_text(text)
+
+
+def test_the_command_line_lists_the_hub_models_the_apps_code_names(
+        app: Path, tmp_path: Path, offline_env: dict[str, str]) -> None:
+    write_hub_files(app)
+    env = {**os.environ, **offline_env, "SLUGSLIM_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([str(REPO / "bin" / "slugslim"), "analyze", "--json", str(app)],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["hub_models"] == HUB_MODELS
+
+
+def test_the_text_view_shows_the_hub_models_in_their_own_section(app: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, data = analyze(capsys, str(app))
+    assert code == 0 and data["hub_models"] == []
+    assert hub_section(analyze_text(capsys, str(app))[1]) == ["       None found."]
+    write_hub_files(app)
+    code, out, _ = analyze_text(capsys, str(app))
+    assert code == 0
+    assert hub_section(out) == [
+        "       These would be downloaded at build time and shipped with the app, so",
+        "       dynos do not fetch them from the Hub at every boot.",
+        "       dslim/bert-base-NER (revision v1.2)  web/nlp.py:6",
+        "       sentence-transformers/all-MiniLM-L6-v2  web/nlp.py:5, worker.py:10",
+    ]
+    # Without the app's source there is nothing to read.
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    code, data = analyze(capsys, str(site))
+    assert code == 0 and data["hub_models"] == []
+    assert hub_section(analyze_text(capsys, str(site))[1]) == ["       Not checked: pass --app DIR to look for them."]
