@@ -245,3 +245,10 @@ def run_dyno(
     full = {"HOME": "/app", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DYNO": "web.1", **env}
     return subprocess.run(at_app(app_dir, ["bash", "-c", script]), env=full, capture_output=True, text=True,
                           timeout=timeout, check=False)
+
+
+def unpack(slug: Path, into: Path) -> Path:
+    """Unpack a slug as Heroku does for a dyno; the app is in the returned directory (the slug's ./app)."""
+    into.mkdir()
+    subprocess.run(["tar", "-xzf", str(slug), "-C", str(into)], check=True)
+    return into / "app"

@@ -136,3 +136,31 @@ def test_budget_is_a_top_level_setting_from_the_file_or_a_config_var(tmp_path: P
     assert bad.source == "slugslim.yml line 3" and "'budget' must be a whole number" in bad.problem
     typo = error_of(tmp_path, "budgte: 10\n")
     assert "Did you mean 'budget'?" in typo.fix
+
+
+def test_hf_models_from_the_file_and_from_a_config_var(tmp_path: Path) -> None:
+    settings = load(tmp_path, "hf:\n  models:\n    - sentence-transformers/all-MiniLM-L6-v2\n"
+                              "    - {id: org/c, revision: v2, files: ['*.json', model.safetensors]}\n    - gpt2\n")
+    assert [(m.id, m.revision, m.files) for m in settings.hf.models] == [
+        ("sentence-transformers/all-MiniLM-L6-v2", "", ()), ("org/c", "v2", ("*.json", "model.safetensors")),
+        ("gpt2", "", ())]
+    from_var = load(tmp_path, None, {"SLUGSLIM_HF_MODELS": "org/a, org/b@v2"})
+    assert [(m.id, m.revision) for m in from_var.hf.models] == [("org/a", ""), ("org/b", "v2")]
+    assert load(tmp_path, None, {"SLUGSLIM_HF": "false"}).hf.enabled is False
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("hf:\n  models: org/a\n", None),
+    ("hf:\n  models: {id: org/a}\n", "must be a list of Hub model ids, but it is a mapping"),
+    ("hf:\n  models:\n    - ./models/local\n", "'./models/local', which is not a Hub model id"),
+    ("hf:\n  models:\n    - org--x/y\n", "'org--x/y', which is not a Hub model id"),
+    ("hf:\n  models:\n    - {id: org/a, branch: main}\n", "entries take id, revision and files, not branch"),
+    ("hf:\n  models:\n    - {id: org/a, files: [1]}\n", "entry org/a: revision must be a string and files a list"),
+])
+def test_hf_models_that_are_not_ids_name_the_line_and_the_fix(tmp_path: Path, text: str, says: str | None) -> None:
+    if says is None:  # one id alone is a list of one
+        assert [m.id for m in load(tmp_path, text).hf.models] == ["org/a"]
+        return
+    err = error_of(tmp_path, text)
+    assert says in err.render() and err.source.startswith("slugslim.yml line")
+    assert "Write 'hf.models' as a list of Hub ids" in err.render()

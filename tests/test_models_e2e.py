@@ -11,19 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HerokuBuild, write_app
-from tests.modelservers import ACCESS_KEY, BUCKET, S3, SECRET_KEY, FileServer, run_dyno
+from tests.modelservers import ACCESS_KEY, BUCKET, S3, SECRET_KEY, FileServer, run_dyno, unpack
 
 # The app's own build step reads the model: the finish phase takes it out only after this ran.
 USES_MODEL = """#!/usr/bin/env bash
 set -euo pipefail
 echo "warm-up read the model: $(sha256sum models/classifier.h5 | cut -c1-16)"
 """
-
-
-def unpack(slug: Path, into: Path) -> Path:
-    into.mkdir()
-    subprocess.run(["tar", "-xzf", str(slug), "-C", str(into)], check=True)
-    return into / "app"
 
 
 def slug_names(slug: Path) -> list[str]:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from slugslim.core import runtimeconfig
+from slugslim.core import hubconfig, runtimeconfig
 from slugslim.core.errors import ConfigError
+from slugslim.core.hubconfig import HubConfig, HubModels
 from slugslim.core.runtimeconfig import RuntimeConfig, Tolerance
 from slugslim.core.yamlfile import read_file, type_name
 
@@ -109,6 +110,7 @@ class Config:
     budget: int = 300
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    hf: HubConfig = field(default_factory=HubConfig)
     # Where each non-default value came from, e.g. {"prune.bytecode": "slugslim.yml line 4"}.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -122,6 +124,7 @@ SECTIONS: dict[str, type[Any]] = {
     "limits": LimitsConfig,
     "memory": MemoryConfig,
     "runtime": RuntimeConfig,
+    "hf": HubConfig,
 }
 
 # Settings at the top level of the file, outside any section (all whole numbers).
@@ -146,8 +149,8 @@ def _kind(section: str, key: str) -> str:
     default = getattr(SECTIONS[section](), key)
     if isinstance(default, bool):
         return "bool"
-    if isinstance(default, Tolerance):
-        return "tolerance"
+    if isinstance(default, (Tolerance, HubModels)):
+        return "tolerance" if isinstance(default, Tolerance) else "hubmodels"
     if isinstance(default, tuple):
         return "list"
     if isinstance(default, int):
@@ -164,6 +167,7 @@ _KIND_WORDS = {
     "number": "a number",
     "str": "a string",
     "tolerance": "a mapping of max_abs and top1",
+    "hubmodels": "a list of Hub model ids",
 }
 
 
@@ -192,8 +196,8 @@ def _coerce(path: str, kind: str, value: object, source: str) -> object:
             f"Change '{path}' to {expected}.",
         )
 
-    if kind == "tolerance":
-        return runtimeconfig.tolerance(path, value, source)
+    if kind in ("tolerance", "hubmodels"):
+        return (runtimeconfig.tolerance if kind == "tolerance" else hubconfig.models)(path, value, source)
     if kind == "bool":
         if not isinstance(value, bool):
             raise wrong()

@@ -58,6 +58,8 @@ class FinishContext:
     results: Results = field(default_factory=Results)
     # time.monotonic() at which the finish phase's budget runs out
     deadline: float = math.inf
+    # What slugslim's .profile.d scripts set on the dyno (with the build's paths), for the later checks.
+    dyno_env: dict[str, str] = field(default_factory=dict)
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -77,6 +79,7 @@ class FinishContext:
         """
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}
         env.update({k: v for k, v in self.env.items() if k not in ("PYTHONHOME", "PATH", "LD_LIBRARY_PATH")})
+        env.update(self.dyno_env)
         env["PYTHONPATH"] = str(self.build_dir)
         env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', os.defpath)}"
         env.pop("PYTHONHOME", None)

@@ -127,12 +127,63 @@ class MemoryResult:
 
 
 @dataclass
+class HubModelResult:
+    """One Hugging Face Hub repo baked into the build: the files the app read, at one commit."""
+
+    id: str
+    commit: str
+    files: list[str] = field(default_factory=list)  # paths in the repo
+    bytes: int = 0
+    where: str = "slug"  # "slug", or "" when it could not be kept
+    skipped_bytes: int = 0  # the repo's other files (other formats, ONNX, OpenVINO...), not downloaded
+    found_by: str = ""  # "the import check", "the web boot", "hf.models"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "commit": self.commit, "files": self.files, "bytes": self.bytes, "where": self.where,
+                "not_downloaded_bytes": self.skipped_bytes, "found_by": self.found_by}
+
+
+@dataclass
+class HubResult:
+    """The Hugging Face step: the models the app downloads, baked in at build time."""
+
+    status: str = "none"  # "none": no Hub models; "baked"; "skipped" (why in notes)
+    cache: str = ""  # where the Hub cache is, relative to the app
+    models: list[HubModelResult] = field(default_factory=list)
+    offline: bool = False  # HF_HUB_OFFLINE=1 on the dyno: the app booted with the Hub unreachable
+    offline_failure: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(m.bytes for m in self.models)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "cache": self.cache, "bytes": self.bytes, "offline": self.offline,
+                "offline_failure": self.offline_failure, "models": [m.to_json() for m in self.models],
+                "notes": self.notes}
+
+
+@dataclass
+class LeftoversResult:
+    """What the build's checks wrote under the app's HOME (library caches), and what became of it."""
+
+    removed: dict[str, int] = field(default_factory=dict)  # path relative to the app -> bytes
+    kept: dict[str, str] = field(default_factory=dict)  # path -> why it stays
+
+    def to_json(self) -> dict[str, Any]:
+        return {"removed": self.removed, "kept": self.kept}
+
+
+@dataclass
 class Results:
     """The finish steps' results so far; a step that has not run (or said nothing yet) is None."""
 
     fixup: FixupResult | None = None
+    hub: HubResult | None = None
     runtime: RuntimeResult | None = None
     prune: PruneResult | None = None
     models: ModelsResult | None = None
     memory: MemoryResult | None = None
+    leftovers: LeftoversResult | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # step name -> why the guard skipped it

@@ -45,3 +45,46 @@ def web_process_over_the_smallest_dyno(mb: int, smallest_mb: int, measured_by: s
             "  - a smaller runtime: for inference only, ai-edge-litert (TensorFlow Lite) runs a small Keras\n"
             "    model in about 40 MB.\n"
             "Set 'memory: false' in slugslim.yml to silence this and leave WEB_CONCURRENCY to heroku/python.")
+
+
+def hub_not_baked(why: str) -> str:
+    return (f"Warning: Hugging Face models were not downloaded at build time. {why}\n"
+            "The app works as before: each dyno downloads its models from the Hub when it boots.")
+
+
+def hub_tool_failed(why: str) -> str:
+    return (f"Warning: The models in hf.models could not be downloaded: {why}\n"
+            "The build goes on; each dyno downloads them from the Hub when it loads them.")
+
+
+def hub_model_not_fetched(model: str, origin: str, kind: str, message: str) -> str:
+    fix = {"missing": "no model by that name exists on the Hub (or it is private: set the HF_TOKEN config var).",
+           "gated": "the model is gated: accept its terms on the Hub, and set the HF_TOKEN config var to a token\n"
+                    "of that account.",
+           "revision": "that revision does not exist in the repo: check the branch, tag or commit.",
+           "unreachable": "the Hub could not be reached from the build."}.get(kind, "")
+    return (f"Warning: {model}, named in {origin} (hf.models), was not downloaded: {fix or message}\n"
+            + (f"({message})\n" if fix else "") + "Each dyno downloads it from the Hub when it loads it.")
+
+
+def hub_stays_online(failure: str, checked: bool) -> str:
+    why = ("With the Hub unreachable, the app failed: " if checked
+           else "The app's checks did not pass while the models were downloaded, so a boot without the Hub could "
+                "not be tried: ") + failure
+    return (f"Warning: Dynos still contact the Hugging Face Hub at boot. {why}\n"
+            "The models ship in the slug, so the dyno reads them from there, but it asks the Hub first, and a\n"
+            "Hub outage slows or stops its boot. Name the files it still needs in hf.models (with 'files').")
+
+
+def hub_models_too_big(total_bytes: int, hard_mb: int) -> str:
+    return (f"Warning: The Hugging Face models are {log.human_bytes(total_bytes)}, more than Heroku's slug limit "
+            f"of {hard_mb} MB on their own.\n"
+            "Set models.source in slugslim.yml to keep them in a bucket instead, fetched when a dyno boots.")
+
+
+def hub_ids_not_loaded(missing: dict[str, list[str]]) -> str:
+    lines = "\n".join(f"  {model} ({', '.join(places)})" for model, places in sorted(missing.items()))
+    return ("Warning: The app names these Hugging Face models, but none of the build's checks loaded them,\n"
+            f"so dynos still download them from the Hub when they first load them:\n{lines}\n"
+            "Add them to hf.models in slugslim.yml to download them at build time, or add the request path that\n"
+            "loads them to verify.paths.")

@@ -1,8 +1,9 @@
 """Phase 2, run after heroku/python has installed everything (from the bin/post_compile hook).
 
 Order matters: the app's own hook runs first (it may need the models and every file), then the
-fix-up of GPU builds, the LiteRT runtime (``runtime.engine: litert``), the verified prune, the
-models, and last the report, which reads what the others did.
+fix-up of GPU builds, the Hugging Face models (downloaded at build time), the LiteRT runtime
+(``runtime.engine: litert``), the verified prune, the models, the memory fit, the removal of what
+the checks left under HOME, and last the report, which reads what the others did.
 At the end the app's own bin/post_compile is back as it was.
 
 Every step runs through one guard (``guarded``), because slugslim must never be the reason a deploy
@@ -29,8 +30,9 @@ from slugslim.core.arguments import existing_dir
 from slugslim.core.context import FinishContext, app_python, find_site_packages
 from slugslim.core.errors import BudgetError, SlugslimError
 from slugslim.core.state import STATE_DIR, STATE_FILE, read_state
-from slugslim.finish import memory
+from slugslim.finish import leftovers, memory
 from slugslim.finish.fixup import fixup
+from slugslim.finish.hub import hub
 from slugslim.finish.models import models
 from slugslim.finish.prune import prune
 from slugslim.finish.report import report
@@ -80,11 +82,16 @@ def run(args: argparse.Namespace) -> int:
     ctx.deadline = started + settings.budget
     log.step("Slimming the slug")
     log.detail(f"Site-packages: {ctx.site_packages.relative_to(build_dir) if ctx.site_packages else 'none found'}")
+    # What is under HOME now is the app's, its own hook's work included; what the checks add is not.
+    watched = leftovers.watch(build_dir)
     # Measured before any change, so the report can say what each lever saved.
     before = guarded(ctx, "measuring the slug", lambda: report.snapshot(build_dir)) if settings.report.enabled \
         else None
     # The swap fix-up goes before pruning: it decides which packages are installed.
     guarded(ctx, "the CPU fix-up of GPU builds", lambda: fixup.run(ctx))
+    # Before the runtime step, so that a later engine finds the model files; after the fix-up, whose
+    # packages the app runs on.
+    guarded(ctx, "downloading Hugging Face models at build time", lambda: hub.run(ctx))
     # Before the prune: it then prunes ai-edge-litert, not a TensorFlow about to go, and verifies on LiteRT.
     guarded(ctx, "serving the models with LiteRT", lambda: runtime.run(ctx))
     guarded(ctx, "pruning site-packages", lambda: prune.run(ctx))
@@ -92,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     guarded(ctx, "taking models out of the slug", lambda: models.run(ctx))
     # After the prune: its import check measured the memory a web process needs.
     guarded(ctx, "fitting web processes to the dyno's memory", lambda: memory.run(ctx))
+    # After every step that runs the app, before the report measures the slug.
+    guarded(ctx, "removing what the checks left under HOME", lambda: leftovers.run(ctx, watched))
     if before is not None:
         guarded(ctx, "the slug report", lambda: report.run(ctx, before))
     _cleanup_state(build_dir)

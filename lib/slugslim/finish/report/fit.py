@@ -2,8 +2,8 @@
 
 It reads what the prepare phase recorded (the app's Python, the preflight, the Git LFS pointers)
 and what the finish phase measured (the memory, models and runtime steps' results), and gives the
-``python``, ``preflight``, ``memory``, ``lfs`` and ``runtime`` sections of report.json and their
-lines in the build log.
+``python``, ``preflight``, ``memory``, ``lfs``, ``runtime``, ``hf`` and ``leftovers`` sections of
+report.json and their lines in the build log.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def sections(state: PrepareState, results: Results) -> dict[str, Any]:
         "memory": results.memory.to_json() if results.memory else {},
         "lfs": pointers,
         "runtime": results.runtime.to_json() if results.runtime else {},
+        "hf": results.hub.to_json() if results.hub else {},
+        "leftovers": results.leftovers.to_json() if results.leftovers else {},
     }
 
 
@@ -38,6 +40,10 @@ def render(report: dict[str, Any]) -> None:
         per_dyno = ", ".join(f"{d['web_concurrency']} on {d['memory_mb']} MB" for d in memory.get("per_dyno", []))
         log.detail(f"Memory: one web process needs about {memory['process_mb']} MB; WEB_CONCURRENCY {per_dyno}")
     _render_runtime(report.get("runtime") or {})
+    hub = report.get("hf") or {}
+    if hub.get("status") == "baked":
+        log.detail(f"Hugging Face models: {len(hub['models'])} in the slug ({log.human_bytes(hub['bytes'])}), "
+                   + ("read without the Hub at boot" if hub.get("offline") else "the dyno still asks the Hub at boot"))
     stubs = [p for p in report["lfs"] if not p.get("fetched_at_boot")]
     if stubs:
         listed = "\n".join(f"  {p['path']} (the real file is {log.human_bytes(p['size'])})" for p in stubs[:10])
