@@ -159,7 +159,8 @@ def test_an_app_that_needs_the_hub_at_boot_stays_online(tmp_path: Path, heroku_b
     app = write_app(tmp_path / "app", {"requirements.txt": REQUIREMENTS, "app.py": ONLINE_APP,
                                        "Procfile": "web: gunicorn app:app\n"})
     with HubServer(repos()) as hub:
-        build = heroku_build(app, env=links, config_vars={"HF_ENDPOINT": hub.endpoint})
+        # (The prune's own checks are tested elsewhere; here they would only boot the app twice more.)
+        build = heroku_build(app, env=links, config_vars={"HF_ENDPOINT": hub.endpoint, "SLUGSLIM_PRUNE": "false"})
     assert build.ok, build.log
     hf = json.loads((build.build_dir / ".slugslim/report.json").read_text())["hf"]
     assert hf["status"] == "baked" and not hf["offline"], hf
@@ -174,7 +175,7 @@ def test_the_hub_unreachable_during_the_build_fails_nothing(tmp_path: Path, hero
     app = write_app(tmp_path / "app", {"requirements.txt": REQUIREMENTS, "app.py": "import huggingface_hub\n"})
     with HubServer() as hub:
         endpoint = hub.endpoint
-    build = heroku_build(app, env=links, config_vars={"HF_ENDPOINT": endpoint})
+    build = heroku_build(app, env=links, config_vars={"HF_ENDPOINT": endpoint, "SLUGSLIM_PRUNE": "false"})
     assert build.ok, build.log
     assert "Warning: Hugging Face models were not downloaded at build time. The Hub" in build.log
     assert "each dyno downloads its models from the Hub when it boots" in build.log
@@ -182,6 +183,6 @@ def test_the_hub_unreachable_during_the_build_fails_nothing(tmp_path: Path, hero
     assert json.loads((build.build_dir / ".slugslim/report.json").read_text())["hf"]["status"] == "skipped"
 
     # HF_HOME outside the app: the Hub client would read the models from there, which no slug holds.
-    build = heroku_build(app, env=links, config_vars={"HF_HOME": "/tmp/hf"})
+    build = heroku_build(app, env=links, config_vars={"HF_HOME": "/tmp/hf", "SLUGSLIM_PRUNE": "false"})
     assert build.ok, build.log
     assert "The HF_HOME config var is /tmp/hf, outside the app (/app), so the models cannot be baked" in build.log
