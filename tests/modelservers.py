@@ -252,3 +252,8 @@ def unpack(slug: Path, into: Path) -> Path:
     into.mkdir()
     subprocess.run(["tar", "-xzf", str(slug), "-C", str(into)], check=True)
     return into / "app"
+
+
+def slug_names(slug: Path) -> list[str]:
+    listing = subprocess.run(["tar", "-tzf", str(slug)], capture_output=True, text=True, check=True).stdout
+    return listing.splitlines()

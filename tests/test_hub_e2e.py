@@ -3,6 +3,7 @@ against a stand-in Hub on 127.0.0.1 (tests/hubserver.py), and the slug booted as
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tarfile
@@ -12,7 +13,7 @@ import pytest
 
 from tests.conftest import HerokuBuild, write_app
 from tests.hubserver import TOKEN, HubRepo, HubServer
-from tests.modelservers import run_dyno, unpack
+from tests.modelservers import BUCKET, S3, run_dyno, slug_names, unpack
 
 pytestmark = pytest.mark.slow
 
@@ -186,3 +187,35 @@ def test_the_hub_unreachable_during_the_build_fails_nothing(tmp_path: Path, hero
     build = heroku_build(app, env=links, config_vars={"HF_HOME": "/tmp/hf", "SLUGSLIM_PRUNE": "false"})
     assert build.ok, build.log
     assert "The HF_HOME config var is /tmp/hf, outside the app (/app), so the models cannot be baked" in build.log
+
+
+def test_with_models_source_the_large_files_go_to_the_store_and_come_back_at_boot(
+        tmp_path: Path, heroku_build: HerokuBuild, links: dict[str, str], s3_server: S3) -> None:
+    weights = os.urandom(1_500_000)
+    loads = ('import json\nfrom pathlib import Path\nfrom huggingface_hub import hf_hub_download\n'
+             'CONFIG = json.loads(Path(hf_hub_download("acme/big", "config.json")).read_text())\n'
+             'WEIGHTS = Path(hf_hub_download("acme/big", "model.safetensors")).read_bytes()\n'
+             'def app(environ, start_response):\n'
+             '    start_response("200 OK", [])\n'
+             '    return [CONFIG["name"].encode()]\n')
+    app = write_app(tmp_path / "app", {
+        "requirements.txt": REQUIREMENTS, "app.py": loads, "Procfile": "web: gunicorn app:app\n",
+        "slugslim.yml": f"prune: false\nmodels:\n  source: s3://{BUCKET}/hf\n  upload: true\n  min_size: 1\n"})
+    with HubServer([HubRepo("acme/big", {"config.json": config("big"), "model.safetensors": weights})]) as hub:
+        config_vars = {**s3_server.env(), "HF_ENDPOINT": hub.endpoint}
+        build = heroku_build(app, env=links, config_vars=config_vars)
+        assert build.ok, build.log
+        hf = json.loads((build.build_dir / ".slugslim/report.json").read_text())["hf"]
+        assert [(m["id"], m["where"]) for m in hf["models"]] == [("acme/big", "store")] and hf["offline"], hf
+        digest = hashlib.sha256(weights).hexdigest()
+        assert any(key.endswith(f"{digest}/{digest}") for key in s3_server.object_keys()), s3_server.object_keys()
+        assert build.slug is not None
+        names = slug_names(build.slug)
+        blob = f"./app/.slugslim/hf/hub/models--acme--big/blobs/{digest}"
+        assert blob not in names and f"./app/.slugslim/hf/hub/models--acme--big/snapshots/{hub.sha('acme/big')}" \
+            "/model.safetensors" in names
+        home = unpack(build.slug, tmp_path / "dyno")
+        hub.down()
+        done = run_dyno(home, config_vars, "python -c 'import app; print(len(app.WEIGHTS), app.CONFIG[\"name\"])'")
+        assert done.returncode == 0 and done.stdout.split() == ["1500000", "big"], done.stderr
+        assert "fetched 1 file(s)" in done.stderr

@@ -5,24 +5,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import HerokuBuild, write_app
-from tests.modelservers import ACCESS_KEY, BUCKET, S3, SECRET_KEY, FileServer, run_dyno, unpack
+from tests.modelservers import ACCESS_KEY, BUCKET, S3, SECRET_KEY, FileServer, run_dyno, slug_names, unpack
 
 # The app's own build step reads the model: the finish phase takes it out only after this ran.
 USES_MODEL = """#!/usr/bin/env bash
 set -euo pipefail
 echo "warm-up read the model: $(sha256sum models/classifier.h5 | cut -c1-16)"
 """
-
-
-def slug_names(slug: Path) -> list[str]:
-    listing = subprocess.run(["tar", "-tzf", str(slug)], capture_output=True, text=True, check=True).stdout
-    return listing.splitlines()
 
 
 @pytest.mark.slow

@@ -134,13 +134,13 @@ class HubModelResult:
     commit: str
     files: list[str] = field(default_factory=list)  # paths in the repo
     bytes: int = 0
-    where: str = "slug"  # "slug", or "" when it could not be kept
+    where: str = "slug"  # "slug", or "store" once the models step took its large files to models.source
     skipped_bytes: int = 0  # the repo's other files (other formats, ONNX, OpenVINO...), not downloaded
-    found_by: str = ""  # "the import check", "the web boot", "hf.models"
+    folder: str = ""  # the repo's folder in the Hub cache, relative to the app
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "commit": self.commit, "files": self.files, "bytes": self.bytes, "where": self.where,
-                "not_downloaded_bytes": self.skipped_bytes, "found_by": self.found_by}
+                "not_downloaded_bytes": self.skipped_bytes}
 
 
 @dataclass

@@ -38,6 +38,11 @@ def repo_id(folder: str) -> str:
     return folder.removeprefix("models--").replace("--", "/")
 
 
+def folder(model: str) -> str:
+    """``org/name`` -> ``models--org--name``, the repo's folder in the cache."""
+    return "models--" + model.replace("/", "--")
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.resolve().relative_to(root.resolve())

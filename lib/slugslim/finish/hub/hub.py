@@ -173,7 +173,8 @@ def run(ctx: FinishContext) -> HubResult:
         cache.tidy(where)
         found = cache.read(where)
         for snap in found:
-            result.models.append(HubModelResult(snap.id, snap.commit, sorted(snap.files), snap.bytes))
+            folder = (where / cache.folder(snap.id)).relative_to(ctx.build_dir).as_posix()
+            result.models.append(HubModelResult(snap.id, snap.commit, sorted(snap.files), snap.bytes, folder=folder))
         _warn_static_ids(ctx, {m.id for m in result.models})
         if not found:
             log.detail("The app downloaded no model from the Hub while it was checked"

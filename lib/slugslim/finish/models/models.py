@@ -29,7 +29,7 @@ from slugslim.core import lfs, log, words
 from slugslim.core.config import ModelsConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import ModelStoreError, StoreError
-from slugslim.core.modelscan import Model, ModelFile, Scan, scan
+from slugslim.core.modelscan import MB, Model, ModelFile, Scan, scan
 from slugslim.core.results import ModelsResult, snapshot
 from slugslim.core.shipped import BOOT_DIR, install_helper
 from slugslim.core.state import STATE_DIR
@@ -142,6 +142,26 @@ class _Uploader:
         self.result.uploaded_bytes += size
 
 
+def _hub_models(ctx: FinishContext) -> list[Model]:
+    """The Hugging Face step's blobs of at least models.min_size, one model per Hub repo: they go to
+    the store like any model, and the snapshot links that stay in the slug find them again once the
+    dyno has fetched them (before the app starts, so the app still needs no Hub)."""
+    hub = ctx.results.hub
+    if hub is None or hub.status != "baked":
+        return []
+    found: list[Model] = []
+    for baked in hub.models:
+        folder = PurePosixPath(baked.folder)
+        blobs = ctx.build_dir / folder / "blobs"
+        if not blobs.is_dir() or blobs.is_symlink():
+            continue
+        files = tuple(ModelFile(f"{folder}/blobs/{p.name}", p.stat().st_size) for p in sorted(blobs.iterdir())
+                      if p.is_file() and not p.is_symlink() and p.stat().st_size >= ctx.config.models.min_size * MB)
+        if files:
+            found.append(Model(folder.as_posix(), "hf", f"the Hugging Face model {baked.id}", files))
+    return found
+
+
 def _log_found(found: Scan) -> None:
     for model in found.models:
         count = f", {len(model.files)} files" if len(model.files) > 1 else ""
@@ -191,6 +211,8 @@ def run(ctx: FinishContext) -> ModelsResult:
 
     app_dir = ctx.build_dir
     found = scan(app_dir, config)
+    if config.source:
+        found.models = sorted([*found.models, *_hub_models(ctx)], key=lambda m: m.path)
     # A Git LFS pointer stands for its real file: with models.source, the dyno fetches that file instead.
     excluded = {m.path for m in found.excluded}
     pointers = {p.path: p for p in lfs.find(app_dir) if p.path not in excluded} if config.source else {}

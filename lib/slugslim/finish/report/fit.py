@@ -26,9 +26,21 @@ def sections(state: PrepareState, results: Results) -> dict[str, Any]:
         "memory": results.memory.to_json() if results.memory else {},
         "lfs": pointers,
         "runtime": results.runtime.to_json() if results.runtime else {},
-        "hf": results.hub.to_json() if results.hub else {},
+        "hf": _hub(results),
         "leftovers": results.leftovers.to_json() if results.leftovers else {},
     }
+
+
+def _hub(results: Results) -> dict[str, Any]:
+    """The Hugging Face step's section, with where each model went once the models step ran."""
+    if results.hub is None:
+        return {}
+    section = results.hub.to_json()
+    stored = {m.path for m in results.models.removed} if results.models else set()
+    for model, entry in zip(results.hub.models, section["models"], strict=True):
+        if model.folder in stored:
+            entry["where"] = "store"
+    return section
 
 
 def render(report: dict[str, Any]) -> None:
