@@ -150,7 +150,7 @@ def test_models_the_app_loads_are_baked_and_the_dyno_boots_with_the_hub_down(
         asked = len(hub.requests)
         again = heroku_build(app, env=links, config_vars=config_vars)
         assert again.ok, again.log
-        assert "The models of the last build are in place" in again.log
+        assert "The files of the last build's models are in place" in again.log
         downloads = [r for r in hub.requests[asked:] if r.method == "GET" and "/resolve/" in r.path]
         assert downloads == []
 
@@ -169,6 +169,16 @@ def test_an_app_that_needs_the_hub_at_boot_stays_online(tmp_path: Path, heroku_b
     assert "OfflineModeIsEnabled" in hf["offline_failure"]
     profile = (build.build_dir / ".profile.d/slugslim-hf.sh").read_text()
     assert "HF_HUB_CACHE" in profile and "HF_HUB_OFFLINE" not in profile
+
+    # A gated model without HF_TOKEN: the Hub refuses, and the warning names the line that loads it.
+    gated = write_app(tmp_path / "gated", {"requirements.txt": REQUIREMENTS, "Procfile": "web: gunicorn app:app\n",
+                                           "app.py": APP})
+    with HubServer(repos()) as hub:
+        build = heroku_build(gated, env=links, config_vars={"HF_ENDPOINT": hub.endpoint, "SLUGSLIM_PRUNE": "false"})
+    assert build.ok, build.log
+    assert ("Warning: acme/tiny, named in app.py line 7, was not downloaded: the model is gated: accept its terms "
+            "on the Hub, and set the HF_TOKEN config var") in build.log, build.log
+    assert json.loads((build.build_dir / ".slugslim/report.json").read_text())["hf"]["models"] == []
 
 
 def test_the_hub_unreachable_during_the_build_fails_nothing(tmp_path: Path, heroku_build: HerokuBuild,

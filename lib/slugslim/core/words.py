@@ -63,7 +63,7 @@ def hub_model_not_fetched(model: str, origin: str, kind: str, message: str) -> s
                     "of that account.",
            "revision": "that revision does not exist in the repo: check the branch, tag or commit.",
            "unreachable": "the Hub could not be reached from the build."}.get(kind, "")
-    return (f"Warning: {model}, named in {origin} (hf.models), was not downloaded: {fix or message}\n"
+    return (f"Warning: {model}, named in {origin}, was not downloaded: {fix or message}\n"
             + (f"({message})\n" if fix else "") + "Each dyno downloads it from the Hub when it loads it.")
 
 

@@ -79,11 +79,23 @@ def read(cache: Path) -> list[Snapshot]:
 
 
 def tidy(cache: Path) -> None:
-    """Take out the client's bookkeeping that the dyno never reads."""
+    """Take out what the dyno never reads: the client's download locks, and blobs no snapshot links
+    to (files of models the app no longer loads, brought back from the last build by ``restore``)."""
     for name in NOT_SHIPPED:
         target = cache / name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
+    for repo in sorted(cache.glob("models--*")):
+        if repo.is_symlink() or not repo.is_dir():
+            continue
+        snapshots, blobs = repo / "snapshots", repo / "blobs"
+        linked = {os.path.realpath(p) for p in snapshots.rglob("*") if p.is_symlink()} if snapshots.is_dir() else set()
+        if not linked:
+            shutil.rmtree(repo)
+            continue
+        for blob in blobs.iterdir() if blobs.is_dir() and not blobs.is_symlink() else []:
+            if not blob.is_symlink() and blob.is_file() and os.path.realpath(blob) not in linked:
+                blob.unlink()
 
 
 def _link_or_copy(source: str, dest: str) -> None:
@@ -99,13 +111,19 @@ def copy_tree(source: Path, dest: Path) -> None:
 
 
 def restore(cache_dir: Path | None, cache: Path) -> bool:
-    """Put the last build's Hub cache where the app will look, so unchanged files are not downloaded."""
+    """Put the last build's files where the Hub client looks for them, so that it downloads only what
+    changed. Only the blobs: the client links the ones the app still asks for into a snapshot (it
+    asks the Hub which commit and file that is, and finds the file already there), and ``tidy``
+    drops the others."""
     kept = cache_dir / BUILD_CACHE if cache_dir is not None else None
     if kept is None or not kept.is_dir() or kept.is_symlink():
         return False
-    cache.mkdir(parents=True, exist_ok=True)
-    copy_tree(kept, cache)
-    return True
+    restored = False
+    for blobs in sorted(kept.glob("models--*/blobs")):
+        if blobs.is_dir() and not blobs.is_symlink() and not blobs.parent.is_symlink():
+            copy_tree(blobs, cache / blobs.parent.name / "blobs")
+            restored = True
+    return restored
 
 
 def save(cache_dir: Path | None, cache: Path) -> None:

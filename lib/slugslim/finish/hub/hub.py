@@ -41,6 +41,8 @@ PROFILE_SCRIPT = PurePosixPath(".profile.d/slugslim-hf.sh")
 TOOL = Path(__file__).parent / "hub_tool.py"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
+# The Hub client's errors, as the app prints them, and what they mean for the user.
+REFUSALS = {"GatedRepoError": "gated", "RepositoryNotFoundError": "missing", "RevisionNotFoundError": "revision"}
 HUB_ERROR = re.compile(r"OfflineModeIsEnabled|LocalEntryNotFoundError|EntryNotFoundError|HfHubHTTPError|"
                        r"RepositoryNotFoundError|GatedRepoError")
 
@@ -71,10 +73,10 @@ def _reachable(endpoint: str, timeout: float = 10) -> str:
         return str(getattr(exc, "reason", exc))
 
 
-def _checks(ctx: FinishContext, hub_env: dict[str, str], timeout: float) -> list[str]:
+def _checks(ctx: FinishContext, hub_env: dict[str, str], timeout: float) -> list[tuple[str, str]]:
     """Run the app as the checks do, with ``hub_env``: the import check with ``verify.command``, and
-    the web boot. Returns what failed, for the build log ('' entries are left out)."""
-    failures: list[str] = []
+    the web boot. Returns what failed: a line for the build log, and the output it came from."""
+    failures: list[tuple[str, str]] = []
     assert ctx.site_packages is not None
     # The user's HF_HUB_OFFLINE would stop the downloads; hub_env says whether this run is offline.
     config_vars = {**{k: v for k, v in ctx.env.items() if k != "HF_HUB_OFFLINE"}, **hub_env}
@@ -84,15 +86,16 @@ def _checks(ctx: FinishContext, hub_env: dict[str, str], timeout: float) -> list
         modules, maybe = verify.app_targets(ctx.build_dir, ctx.site_packages, provided, ctx.config.verify.imports)
         outcome = verify.run(ctx.python, python_env, ctx.build_dir, modules, ctx.site_packages,
                              ctx.config.verify.command, timeout=ctx.timeout(timeout), maybe=maybe)
-        failures += [f"import {name}: {why}" for name, why in outcome.failures.items()]
-        failures += [f"verify.command: {outcome.command_failure}"] if outcome.command_failure else []
+        failures += [(f"import {name}: {why}", why) for name, why in outcome.failures.items()]
+        if outcome.command_failure:
+            failures.append((f"verify.command: {outcome.command_failure}", outcome.command_failure))
     command = boot_check.web_command(ctx.build_dir) if ctx.config.verify.boot != "false" else ""
     if ctx.config.verify.enabled and command:
         booted = boot_check.boot(ctx.build_dir, command, config_vars, ctx.site_packages, ctx.timeout(timeout),
                                  ctx.config.verify.paths)
         # The Hub client's own error says which file or request it missed; the server's last line rarely does.
         said = next((line.strip() for line in reversed(booted.output.splitlines()) if HUB_ERROR.search(line)), "")
-        failures += [] if booted.ok else [f"the web process: {said or booted.failure}"]
+        failures += [] if booted.ok else [(f"the web process: {said or booted.failure}", booted.output)]
     return failures
 
 
@@ -109,7 +112,8 @@ def _fetch_settings(ctx: FinishContext, hub_env: dict[str, str], where: Path, re
         return
     for entry in done.get("fetched", []):
         if entry.get("error"):
-            log.warning(words.hub_model_not_fetched(entry["id"], origin, entry["error"], entry.get("message", "")))
+            log.warning(words.hub_model_not_fetched(entry["id"], f"{origin} (hf.models)", entry["error"],
+                                                    entry.get("message", "")))
             result.notes.append(f"{entry['id']}: {entry['error']}")
 
 
@@ -163,7 +167,7 @@ def run(ctx: FinishContext) -> HubResult:
         return result
     result.cache = where.relative_to(ctx.build_dir).as_posix()
     if cache.restore(ctx.cache_dir, where):
-        log.detail("The models of the last build are in place; only what changed is downloaded")
+        log.detail("The files of the last build's models are in place: only what changed is downloaded")
     with tempfile.TemporaryDirectory(prefix="slugslim-hf-home-") as home:
         # HF_HOME for the client's own files (tokens it is given, xet and listing caches): not the slug.
         hub_env = {"HF_HUB_CACHE": str(where), "HF_HOME": home}
@@ -175,10 +179,10 @@ def run(ctx: FinishContext) -> HubResult:
         for snap in found:
             folder = (where / cache.folder(snap.id)).relative_to(ctx.build_dir).as_posix()
             result.models.append(HubModelResult(snap.id, snap.commit, sorted(snap.files), snap.bytes, folder=folder))
-        _warn_static_ids(ctx, {m.id for m in result.models})
+        _warn_static_ids(ctx, {m.id for m in result.models}, failures)
         if not found:
             log.detail("The app downloaded no model from the Hub while it was checked"
-                       + (f" ({failures[0]})" if failures else ""))
+                       + (f" ({failures[0][0]})" if failures else ""))
             ctx.results.hub = snapshot(result)
             return result
         _describe(ctx, hub_env, where, result.models)
@@ -192,7 +196,7 @@ def run(ctx: FinishContext) -> HubResult:
         offline_env = {"HF_HUB_CACHE": str(where), "HF_HOME": home, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": UNREACHABLE}
         offline_failures = [] if failures else _checks(ctx, offline_env, ctx.config.verify.boot_timeout)
     if failures or offline_failures:
-        result.offline_failure = (failures or offline_failures)[0]
+        result.offline_failure = (failures or offline_failures)[0][0]
         log.warning(words.hub_stays_online(result.offline_failure, checked=not failures))
     else:
         result.offline = True
@@ -206,11 +210,21 @@ def run(ctx: FinishContext) -> HubResult:
     return result
 
 
-def _warn_static_ids(ctx: FinishContext, baked: set[str]) -> None:
-    """Name the ids the app's source loads that no check downloaded: they are fetched at boot, or at a request."""
-    missing: dict[str, list[str]] = {}
+def _warn_static_ids(ctx: FinishContext, baked: set[str], failures: list[tuple[str, str]]) -> None:
+    """Name the ids the app's source loads that no check downloaded, with the file and line: the
+    Hub's refusal when a check failed on that id (missing, gated), else that no check reached it."""
+    unreached: dict[str, list[str]] = {}
+    wanted = {m.id for m in ctx.config.hf.models}
     for ref in imports.scan_app(ctx.build_dir).hub_models:
-        if ref.id not in baked and ref.id not in {m.id for m in ctx.config.hf.models}:
-            missing.setdefault(ref.id, []).append(f"{ref.path} line {ref.line}")
-    if missing:
-        log.warning(words.hub_ids_not_loaded(missing))
+        if ref.id in baked or ref.id in wanted:
+            continue
+        place = f"{ref.path} line {ref.line}"
+        failed = next(((line, output) for line, output in failures if f"/{ref.id}/" in output), None)
+        if failed is None:
+            unreached.setdefault(ref.id, []).append(place)
+            continue
+        kind = next((kind for code, kind in REFUSALS.items() if code in failed[1]), "")
+        log.warning(words.hub_model_not_fetched(ref.id, place, kind, failed[0]))
+        wanted.add(ref.id)  # once per id
+    if unreached:
+        log.warning(words.hub_ids_not_loaded(unreached))
