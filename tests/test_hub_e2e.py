@@ -210,13 +210,15 @@ def test_with_models_source_the_large_files_go_to_the_store_and_come_back_at_boo
              '    return [CONFIG["name"].encode()]\n')
     app = write_app(tmp_path / "app", {
         "requirements.txt": REQUIREMENTS, "app.py": loads, "Procfile": "web: gunicorn app:app\n",
-        "slugslim.yml": f"prune: false\nmodels:\n  source: s3://{BUCKET}/hf\n  upload: true\n  min_size: 1\n"})
+        "slugslim.yml": f"prune: false\nmodels:\n  source: s3://{BUCKET}/hf\n  upload: true\n  min_size: 1\n"
+                        "limits:\n  soft_mb: 1\n  hard_mb: 1\n"})
     with HubServer([HubRepo("acme/big", {"config.json": config("big"), "model.safetensors": weights})]) as hub:
         config_vars = {**s3_server.env(), "HF_ENDPOINT": hub.endpoint}
         build = heroku_build(app, env=links, config_vars=config_vars)
         assert build.ok, build.log
         hf = json.loads((build.build_dir / ".slugslim/report.json").read_text())["hf"]
         assert [(m["id"], m["where"]) for m in hf["models"]] == [("acme/big", "store")] and hf["offline"], hf
+        assert "Warning: The Hugging Face models are 1.5 MB, more than Heroku's slug limit of 1 MB" in build.log
         digest = hashlib.sha256(weights).hexdigest()
         assert any(key.endswith(f"{digest}/{digest}") for key in s3_server.object_keys()), s3_server.object_keys()
         assert build.slug is not None
