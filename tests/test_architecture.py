@@ -13,7 +13,7 @@ LIB = Path(__file__).resolve().parents[1] / "lib" / "slugslim"
 # What a finish step may import, besides its own package (or module).
 BELOW_THE_STEPS = ("core", "deps", "appcheck", "removal")
 LAYERS = {"core": ("core",), "deps": ("core", "deps"), "appcheck": ("core", "deps", "appcheck"),
-          "removal": ("core", "deps", "appcheck", "removal")}
+          "removal": ("core", "deps", "appcheck", "removal"), "prepare": ("core", "deps", "appcheck", "prepare")}
 
 
 def modules() -> dict[str, Path]:

@@ -9,14 +9,14 @@ import pytest
 
 from slugslim.analyze import command as analyze
 from slugslim.analyze import view
-from slugslim.core import buildcache, config, installed
+from slugslim.core import buildcache, config, installed, stash
 from slugslim.core.errors import ConfigError
 from slugslim.core.plan import Removal
 from slugslim.core.results import Results, RuntimeResult
 from slugslim.core.runtimeconfig import Tolerance
 from slugslim.core.state import PrepareState
 from slugslim.finish.report import fit
-from slugslim.finish.runtime import plan, stash
+from slugslim.finish.runtime import plan
 from tests.sitefactory import pip_install
 from tests.wheelfactory import WheelSpec, build_wheel
 

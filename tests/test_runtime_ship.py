@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from slugslim.core import stash
 from slugslim.core.config import Config
 from slugslim.core.context import FinishContext
 from slugslim.core.installed import read_dists
 from slugslim.core.runtimeconfig import RuntimeConfig
-from slugslim.finish.runtime import runtime, stash, tools
+from slugslim.finish.runtime import runtime, tools
 from tests.test_fixup import LEAKING, as_in_the_hook
 from tests.wheelfactory import WheelSpec, build_wheel
 

@@ -12,11 +12,10 @@ import argparse
 from pathlib import Path
 
 from slugslim import __version__
-from slugslim.core import buildcache, config, lfs, log
+from slugslim.core import buildcache, config, lfs, log, stash
 from slugslim.core.arguments import existing_dir
 from slugslim.core.state import read_state, write_state
 from slugslim.deps import pyversion, sources
-from slugslim.finish.runtime import stash
 from slugslim.prepare import hook, preflight
 from slugslim.prepare.swap import rewrite
 

@@ -12,7 +12,7 @@ TensorFlow about to go, and verifies on LiteRT):
 5. boot the web process on LiteRT: it must answer;
 6. remove TensorFlow, Keras and what only they need, through the prune engine (quarantine, import
    check and boot on LiteRT, bisect, rollback), keeping their files in slugslim's cache for the
-   next build (``slugslim.finish.runtime.stash``);
+   next build (``slugslim.core.stash``);
 7. delete the original models: they are in the app's repository, and the slug no longer needs them.
 
 It fails open: whatever stops it (a model that does not convert or differs too much, a boot that
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from slugslim.appcheck import boot_check, unused
-from slugslim.core import installed, log, shipped, words
+from slugslim.core import installed, log, shipped, stash, words
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import NotShipped
 from slugslim.core.installed import read_dists, requirers
@@ -39,7 +39,7 @@ from slugslim.core.modelscan import Model
 from slugslim.core.plan import Plan
 from slugslim.core.results import RuntimeResult, snapshot
 from slugslim.core.state import STATE_DIR
-from slugslim.finish.runtime import plan, stash
+from slugslim.finish.runtime import plan
 from slugslim.finish.runtime.tools import install_litert, run_tool, uninstall
 from slugslim.removal.engine import Engine, quarantine_location
 
