@@ -170,6 +170,17 @@ def test_an_app_that_needs_the_hub_at_boot_stays_online(tmp_path: Path, heroku_b
     profile = (build.build_dir / ".profile.d/slugslim-hf.sh").read_text()
     assert "HF_HUB_CACHE" in profile and "HF_HUB_OFFLINE" not in profile
 
+    # HF_HOME set by the user, under /app: the cache is there, kept in the slug, and theirs to point at.
+    with HubServer(repos()) as hub:
+        build = heroku_build(app, env=links, config_vars={"HF_ENDPOINT": hub.endpoint, "HF_HOME": "/app/.hf",
+                                                          "SLUGSLIM_PRUNE": "false"})
+    assert build.ok, build.log
+    report = json.loads((build.build_dir / ".slugslim/report.json").read_text())
+    assert report["hf"]["cache"] == ".hf/hub" and [m["id"] for m in report["hf"]["models"]] == ["acme/lazy"]
+    assert report["leftovers"]["kept"] == {".hf": "the Hugging Face models, baked in at build time"}
+    assert (build.build_dir / ".hf/hub/models--acme--lazy/refs/main").is_file()
+    assert "HF_HUB_CACHE" not in (build.build_dir / ".profile.d/slugslim-hf.sh").read_text()
+
     # A gated model without HF_TOKEN: the Hub refuses, and the warning names the line that loads it.
     gated = write_app(tmp_path / "gated", {"requirements.txt": REQUIREMENTS, "Procfile": "web: gunicorn app:app\n",
                                            "app.py": APP})

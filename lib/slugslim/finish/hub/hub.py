@@ -161,8 +161,11 @@ def run(ctx: FinishContext) -> HubResult:
     if where is None or unreachable:
         result.status = "skipped"
         result.notes.append(why or f"the Hub at {log.redact(endpoint)} is unreachable: {unreachable}")
-        log.warning(words.hub_not_baked(why or f"The Hub ({log.redact(endpoint)}) could not be reached from the "
-                                        f"build ({unreachable})."))
+        if why:  # the user's own choice: one line says what it means
+            log.detail(why)
+        else:
+            log.warning(words.hub_not_baked(f"The Hub ({log.redact(endpoint)}) could not be reached from the "
+                                            f"build ({unreachable})."))
         ctx.results.hub = snapshot(result)
         return result
     result.cache = where.relative_to(ctx.build_dir).as_posix()
