@@ -181,6 +181,16 @@ def test_an_app_that_needs_the_hub_at_boot_stays_online(tmp_path: Path, heroku_b
     assert (build.build_dir / ".hf/hub/models--acme--lazy/refs/main").is_file()
     assert "HF_HUB_CACHE" not in (build.build_dir / ".profile.d/slugslim-hf.sh").read_text()
 
+    # Only hf.models, and nothing that runs the app (no web process, no verify.command): baked, but
+    # nothing showed the app starts without the Hub, so the dyno stays online.
+    worker = write_app(tmp_path / "worker", {"requirements.txt": REQUIREMENTS, "app.py": "import huggingface_hub\n",
+                                             "slugslim.yml": "hf:\n  models: [acme/lazy]\n"})
+    with HubServer(repos()) as hub:
+        build = heroku_build(worker, env=links, config_vars={"HF_ENDPOINT": hub.endpoint, "SLUGSLIM_PRUNE": "false"})
+    assert build.ok, build.log
+    assert "Nothing showed that the app starts without the Hub: no web process or verify.command ran" in build.log
+    assert "HF_HUB_OFFLINE" not in (build.build_dir / ".profile.d/slugslim-hf.sh").read_text()
+
     # A gated model without HF_TOKEN: the Hub refuses, and the warning names the line that loads it.
     gated = write_app(tmp_path / "gated", {"requirements.txt": REQUIREMENTS, "Procfile": "web: gunicorn app:app\n",
                                            "app.py": APP})

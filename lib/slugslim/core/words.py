@@ -67,10 +67,7 @@ def hub_model_not_fetched(model: str, origin: str, kind: str, message: str) -> s
             + (f"({message})\n" if fix else "") + "Each dyno downloads it from the Hub when it loads it.")
 
 
-def hub_stays_online(failure: str, checked: bool) -> str:
-    why = ("With the Hub unreachable, the app failed: " if checked
-           else "The app's checks did not pass while the models were downloaded, so a boot without the Hub could "
-                "not be tried: ") + failure
+def hub_stays_online(why: str) -> str:
     return (f"Warning: Dynos still contact the Hugging Face Hub at boot. {why}\n"
             "The models ship in the slug, so the dyno reads them from there, but it asks the Hub first, and a\n"
             "Hub outage slows or stops its boot. Name the files it still needs in hf.models (with 'files').")

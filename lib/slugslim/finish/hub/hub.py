@@ -73,17 +73,29 @@ def _reachable(endpoint: str, timeout: float = 10) -> str:
         return str(getattr(exc, "reason", exc))
 
 
-def _checks(ctx: FinishContext, hub_env: dict[str, str], timeout: float) -> list[tuple[str, str]]:
+NOTHING_RAN = ("no web process or verify.command ran to try the app without the Hub", "")
+
+
+def _checks(ctx: FinishContext, hub_env: dict[str, str], timeout: float,
+            offline: bool = False) -> list[tuple[str, str]]:
     """Run the app as the checks do, with ``hub_env``: the import check with ``verify.command``, and
-    the web boot. Returns what failed: a line for the build log, and the output it came from."""
+    the web boot. Returns what failed: a line for the build log, and the output it came from.
+    ``offline``: only what runs the app's own code (the boot, ``verify.command``), and when neither
+    ran, that is a failure too: nothing showed that the app starts without the Hub."""
     failures: list[tuple[str, str]] = []
+    ran = False
     assert ctx.site_packages is not None
     # The user's HF_HUB_OFFLINE would stop the downloads; hub_env says whether this run is offline.
     config_vars = {**{k: v for k, v in ctx.env.items() if k != "HF_HUB_OFFLINE"}, **hub_env}
     python_env = {**{k: v for k, v in ctx.python_env().items() if k != "HF_HUB_OFFLINE"}, **hub_env}
-    if ctx.config.verify.enabled:
-        provided = scan(ctx.site_packages).top_level_modules()
-        modules, maybe = verify.app_targets(ctx.build_dir, ctx.site_packages, provided, ctx.config.verify.imports)
+    if ctx.config.verify.enabled and (not offline or ctx.config.verify.command):
+        ran = bool(ctx.config.verify.command)
+        modules: list[str] = []
+        maybe: list[str] = []
+        if not offline:
+            provided = scan(ctx.site_packages).top_level_modules()
+            modules, maybe = verify.app_targets(ctx.build_dir, ctx.site_packages, provided,
+                                                ctx.config.verify.imports)
         outcome = verify.run(ctx.python, python_env, ctx.build_dir, modules, ctx.site_packages,
                              ctx.config.verify.command, timeout=ctx.timeout(timeout), maybe=maybe)
         failures += [(f"import {name}: {why}", why) for name, why in outcome.failures.items()]
@@ -96,7 +108,8 @@ def _checks(ctx: FinishContext, hub_env: dict[str, str], timeout: float) -> list
         # The Hub client's own error says which file or request it missed; the server's last line rarely does.
         said = next((line.strip() for line in reversed(booted.output.splitlines()) if HUB_ERROR.search(line)), "")
         failures += [] if booted.ok else [(f"the web process: {said or booted.failure}", booted.output)]
-    return failures
+        ran = True
+    return failures + ([NOTHING_RAN] if offline and not ran else [])
 
 
 def _fetch_settings(ctx: FinishContext, hub_env: dict[str, str], where: Path, result: HubResult) -> None:
@@ -197,10 +210,17 @@ def run(ctx: FinishContext) -> HubResult:
                           if model.skipped_bytes else ""))
         ctx.dyno_env.update(_profile(ctx, ours, offline=False))
         offline_env = {"HF_HUB_CACHE": str(where), "HF_HOME": home, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": UNREACHABLE}
-        offline_failures = [] if failures else _checks(ctx, offline_env, ctx.config.verify.boot_timeout)
+        offline_failures = [] if failures else _checks(ctx, offline_env, ctx.config.verify.boot_timeout, offline=True)
     if failures or offline_failures:
         result.offline_failure = (failures or offline_failures)[0][0]
-        log.warning(words.hub_stays_online(result.offline_failure, checked=not failures))
+        if failures:
+            why = ("The app's checks did not pass while the models were downloaded, so a boot without the Hub "
+                   f"could not be tried: {result.offline_failure}")
+        elif offline_failures == [NOTHING_RAN]:
+            why = f"Nothing showed that the app starts without the Hub: {NOTHING_RAN[0]}."
+        else:
+            why = f"With the Hub unreachable, the app failed: {result.offline_failure}"
+        log.warning(words.hub_stays_online(why))
     else:
         result.offline = True
         ctx.dyno_env.update(_profile(ctx, ours, offline=True))
