@@ -23,6 +23,7 @@ elsewhere the step says why nothing can be baked and stops; ``HF_HUB_OFFLINE`` i
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -163,6 +164,23 @@ def _profile(ctx: FinishContext, ours: bool, offline: bool) -> dict[str, str]:
 
 
 def run(ctx: FinishContext) -> HubResult:
+    """The step; on any fault (the guard then skips it with a warning), what it added is taken out:
+    the dyno downloads at boot, as without it."""
+    started = {**ctx.dyno_env}
+    try:
+        return _run(ctx)
+    except BaseException:
+        where, _why, ours = _cache_path(ctx)
+        if ours and where is not None and where.is_dir() and not where.is_symlink():
+            shutil.rmtree(where)
+        (ctx.build_dir / PROFILE_SCRIPT).unlink(missing_ok=True)
+        ctx.dyno_env.clear()
+        ctx.dyno_env.update(started)
+        ctx.results.hub = snapshot(HubResult(status="skipped"))
+        raise
+
+
+def _run(ctx: FinishContext) -> HubResult:
     result = HubResult()
     ctx.results.hub = snapshot(result)
     if not ctx.config.hf.enabled or ctx.site_packages is None or "huggingface-hub" not in read_dists(ctx.site_packages):
