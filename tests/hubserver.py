@@ -48,6 +48,7 @@ class HubRequest(NamedTuple):
     method: str
     path: str  # as sent, percent-encoded, without the query string
     has_auth: bool
+    sent: int = 0  # bytes of the answer's body (0 for HEAD): what a download cost
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ class _Repo:
 class HubServer:
     """The stand-in Hub, as a context manager: ``with HubServer([HubRepo(...)]) as hub:``.
 
-    ``hub.requests`` records every request that reached it; ``down()`` closes the listener and the
+    ``hub.requests`` records every request it answered, with the bytes of each answer's body
+    (``downloaded()`` sums the file downloads); ``down()`` closes the listener and the
     open connections so that connecting is refused, ``up()`` listens on the same port again.
     """
 
@@ -165,6 +167,12 @@ class HubServer:
         """How many requests with this method (any, if empty) had a path starting with `prefix`."""
         with self._lock:
             return sum(1 for r in self.requests if (not method or r.method == method) and r.path.startswith(prefix))
+
+    def downloaded(self) -> int:
+        """Bytes the answers to GET /<repo>/resolve/<rev>/<path> carried so far: the files downloaded
+        (and the few bytes of each refusal's message)."""
+        with self._lock:
+            return sum(r.sent for r in self.requests if r.method == "GET" and "/resolve/" in r.path)
 
     def up(self) -> None:
         """Listen (again, on the same port after `down`)."""
@@ -262,6 +270,7 @@ def _split_repo(segments: list[str]) -> tuple[str, list[str]]:
 def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        _request: HubRequest  # the request being answered, recorded when its answer goes out
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -288,8 +297,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
         def _answer(self) -> None:
             url = urlsplit(self.path)
             auth = self.headers.get("Authorization")
-            with hub._lock:
-                hub.requests.append(HubRequest(self.command, url.path, auth is not None))
+            self._request = HubRequest(self.command, url.path, auth is not None)
             query = {k: v[-1].lower() for k, v in parse_qs(url.query).items()}
             # A POST's form, read even when refused, so that the connection stays usable.
             form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
@@ -370,6 +378,10 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, body, headers)
 
         def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+            # Recorded before answering, so a client that has its answer finds its request here.
+            sent = 0 if self.command == "HEAD" else len(body)
+            with hub._lock:
+                hub.requests.append(self._request._replace(sent=sent))
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -81,6 +81,9 @@ def test_hf_hub_download_fills_the_standard_cache_layout(hub: HubServer, home: P
     # hf_xet is installed, yet the weights came over plain HTTP: the stand-in offers no Xet.
     assert has_xet
     assert hub.count("GET", "/org/tiny/resolve/main/model.safetensors") == 1
+    # What the downloads cost: the two files' bytes, once each; a HEAD carries none.
+    assert hub.downloaded() == len(TINY.files["config.json"]) + len(WEIGHTS)
+    assert all(r.sent == 0 for r in hub.requests if r.method == "HEAD")
 
 
 def test_snapshot_download_fetches_only_the_allowed_files(hub: HubServer, home: Path) -> None:
