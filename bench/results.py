@@ -46,7 +46,8 @@ def _site_packages(app: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _versions(app: Path | None) -> dict[str, str]:
+def versions(app: Path | None, names: tuple[str, ...] = VERSIONS_OF) -> dict[str, str]:
+    """The versions of the distributions ``names`` in an unpacked slug's site-packages."""
     site = _site_packages(app) if app else None
     versions: dict[str, str] = {}
     if site is None:
@@ -55,7 +56,7 @@ def _versions(app: Path | None) -> dict[str, str]:
         match = re.match(r"^(.+?)-([^-]+)\.dist-info$", info.name)
         if match:
             name = match.group(1).lower().replace("_", "-")
-            if name in VERSIONS_OF:
+            if name in names:
                 versions[name] = match.group(2)
     return dict(sorted(versions.items()))
 
@@ -99,7 +100,8 @@ def remaining_bytes(app: Path, touched: set[str], top: int = 10) -> list[dict[st
     return [{"where": g, "gz_bytes": total[g], "untouched_gz_bytes": untouched[g], "files": files[g]} for g in ranked]
 
 
-def _machine() -> dict[str, Any]:
+def machine() -> dict[str, Any]:
+    """CPUs, RAM, kernel and OS of this machine, for a results file."""
     cpu = "unknown"
     memory = 0
     try:
@@ -121,6 +123,13 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def commit(repo: Path) -> str:
+    """The benchmarked commit, "<short sha> <subject>"; an exported tree (git archive) names it in .bench-commit."""
+    if (repo / ".git").exists():
+        return _git(repo, "log", "-1", "--format=%h %s")
+    return (repo / ".bench-commit").read_text(encoding="utf-8").strip() if (repo / ".bench-commit").is_file() else ""
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
@@ -137,11 +146,9 @@ def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dic
     }
     out: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        # An exported tree (git archive) names its commit in .bench-commit instead.
-        "commit": _git(repo, "log", "-1", "--format=%h %s") if (repo / ".git").exists()
-        else (repo / ".bench-commit").read_text(encoding="utf-8").strip() if (repo / ".bench-commit").is_file() else "",
+        "commit": commit(repo),
         "features_on_this_commit": features,
-        "machine": _machine(),
+        "machine": machine(),
         "python": python.stdout.strip() or python.stderr.strip(),
         "bench_seconds": round(seconds),
         # 1/5/15-minute load averages when the run ended: how busy the shared machine was.
@@ -168,7 +175,7 @@ def collect(variants: list[VariantLike], floor: Mapping[str, Any], top: list[dic
         if "compiled_at_web_boot" in data:
             data["compiled_at_web"] = len(data["compiled_at_web_boot"]) + len(data["compiled_at_first_request"])
         out["variants"][variant.name] = data
-        out["packages"][variant.name] = _versions(variant.app_dir)
+        out["packages"][variant.name] = versions(variant.app_dir)
     def value(variant: str, key: str) -> Any:
         return out["variants"].get(variant, {}).get(key)
 

@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,18 +77,18 @@ def pip(*args: str, python: str = sys.executable, env: dict[str, str] | None = N
     subprocess.run([python, "-m", "pip", *args, "--disable-pip-version-check", "--quiet"], check=True, env=env)
 
 
-def ensure_wheels() -> None:
-    """Every wheel the variants need, in WHEELS: resolved offline first, downloaded only if missing."""
-    WHEELS.mkdir(parents=True, exist_ok=True)
-    wanted = ["-r", str(APP / "requirements.txt"), SEED_ADVICE_PACKAGE, LITERT_PACKAGE]
-    # Only WHEELS counts: no pip.conf find-links or index may satisfy the probe for it.
-    isolated = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(WHEELS)}
+def ensure_wheels(wanted: Sequence[str] = ("-r", str(APP / "requirements.txt"), SEED_ADVICE_PACKAGE, LITERT_PACKAGE),
+                  wheels: Path = WHEELS) -> None:
+    """Every wheel the variants need, in ``wheels``: resolved offline first, downloaded only if missing."""
+    wheels.mkdir(parents=True, exist_ok=True)
+    # Only the wheels directory counts: no pip.conf find-links or index may satisfy the probe for it.
+    isolated = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(wheels)}
     try:
         pip("install", "--dry-run", "--ignore-installed", "--no-index", *wanted, env=isolated)
-        say(f"wheels: all present in {WHEELS}")
+        say(f"wheels: all present in {wheels}")
     except subprocess.CalledProcessError:
-        say(f"wheels: downloading what is missing into {WHEELS} (once; later runs reuse it)")
-        pip("download", "--only-binary", ":all:", "--find-links", str(WHEELS), "--dest", str(WHEELS), *wanted)
+        say(f"wheels: downloading what is missing into {wheels} (once; later runs reuse it)")
+        pip("download", "--only-binary", ":all:", "--find-links", str(wheels), "--dest", str(wheels), *wanted)
 
 
 def tools_wheels() -> Path:
@@ -102,6 +103,19 @@ def tools_wheels() -> Path:
             "--dest", str(target))
         (target / ".complete").touch()
     return target
+
+
+def build_env(wheels: Path) -> dict[str, str]:
+    """The emulated builds' environment: pip offline, from ``wheels`` and slugslim's tools wheels only."""
+    return {
+        # Heroku has no pip.conf: this machine's must not add indexes, find-links or constraints.
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": f"{wheels} {tools_wheels()}",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "EMULATED_PYTHON": BASE_PYTHON,
+        "EMULATED_PYTHON_TEMPLATE": str(python_runtime(WORK, tools_wheels())),
+    }
 
 
 def model_files() -> Path:
@@ -341,15 +355,7 @@ def main() -> int:
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
     ensure_wheels()
-    env = {
-        # Heroku has no pip.conf: this machine's must not add indexes, find-links or constraints.
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": f"{WHEELS} {tools_wheels()}",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "EMULATED_PYTHON": BASE_PYTHON,
-        "EMULATED_PYTHON_TEMPLATE": str(python_runtime(WORK, tools_wheels())),
-    }
+    env = build_env(WHEELS)
     reference, seed = make_apps(model_files())
     store = WORK / "model-store"
     shutil.rmtree(store, ignore_errors=True)
