@@ -30,7 +30,7 @@ STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
 E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
 	tests/test_failopen.py tests/test_unused.py tests/test_runtime_e2e.py
 
-.PHONY: help test lint pytest test-pythons test-fresh test-docker demo bench bench-torch bench-litert docker-compile lock clean
+.PHONY: help test lint pytest test-pythons test-fresh test-docker demo bench bench-torch bench-hub bench-litert docker-compile lock clean
 
 help:
 	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
@@ -39,6 +39,7 @@ help:
 	@echo "make test-fresh   .ci/run and make demo in a clean Debian 12 container (needs a Docker engine)"
 	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor"
 	@echo "make bench-torch  real PyTorch 2.13.0 through the real heroku/python: stock vs slugslim"
+	@echo "make bench-hub  sentence-transformers with all-MiniLM-L6-v2 from a stand-in Hugging Face Hub: stock vs slugslim"
 	@echo "make bench-litert  real TensorFlow 2.21.0 -> LiteRT 2.3.0: convert, check and predict every kind of model"
 	@echo "make docker-compile APP=path STACK=heroku-24   run a real build in heroku/heroku:24-build"
 	@echo "make test-docker   make docker-compile, built, rebuilt and booted in a Debian 12 stand-in for heroku-24-build"
@@ -100,6 +101,11 @@ bench: $(DEV_STAMP) $(TOOLS_STAMP)
 # PyTorch 2.13.0 through the real heroku/python: stock (CUDA torch from PyPI) vs slugslim (+cpu).
 bench-torch: $(DEV_STAMP)
 	$(BIN)/python bench/torch_bench.py
+
+# sentence-transformers 6 loading all-MiniLM-L6-v2 by Hub id, from a stand-in Hub on 127.0.0.1, through the
+# emulated build: slug, Hub bytes per dyno start, dyno start, and a start with the Hub down, stock vs slugslim.
+bench-hub: $(DEV_STAMP) $(TOOLS_STAMP)
+	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python bench/hub_bench.py
 
 # A Python 3.11 venv with tensorflow-cpu 2.21.0 from the bench's wheels (offline) and ai-edge-litert
 # 2.3.0 from the package index: the app's Python of a TensorFlow app, for the converter and LiteRT.
