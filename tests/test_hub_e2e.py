@@ -103,6 +103,7 @@ def test_models_the_app_loads_are_baked_and_the_dyno_boots_with_the_hub_down(
         assert build.ok, build.log
         log = build.log
         assert "-----> Downloading Hugging Face models at build time" in log
+        assert "Added: the Hugging Face models, 114.1 KB on disk, downloaded once by this build" in log
         report = json.loads((build.build_dir / ".slugslim/report.json").read_text())
         hf = report["hf"]
         assert hf["status"] == "baked" and hf["offline"] and hf["cache"] == ".slugslim/hf/hub", hf

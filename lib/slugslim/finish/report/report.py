@@ -307,7 +307,12 @@ def render(result: ReportResult, config: Config, width: int | None = None) -> No
     )
     saved = before["compressed_bytes"] - after["compressed_bytes"]
     if before["compressed_bytes"] > 0:
-        log.detail(f"Saved {log.human_bytes(saved)} compressed ({saved / before['compressed_bytes']:.0%})")
+        change = f"{log.human_bytes(abs(saved))} compressed ({abs(saved) / before['compressed_bytes']:.0%})"
+        log.detail(f"Saved {change}" if saved >= 0 else f"Grew by {change}")
+    baked = sum(m["bytes"] for m in (result.fit.get("hf") or {}).get("models", []) if m.get("where") == "slug")
+    if baked:
+        log.detail(f"Added: the Hugging Face models, {log.human_bytes(baked)} on disk, downloaded once by this "
+                   "build instead of by every dyno at every boot")
     for line in result.swaps:
         log.detail(f"Swapped before install: {line}")
     if result.fit:
