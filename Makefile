@@ -37,7 +37,7 @@ help:
 	@echo "make test   lint (shellcheck, ruff, mypy --strict) and run the tests"
 	@echo "make test-pythons   the end-to-end build tests with slugslim on each stack's Python (3.10, 3.12, ...)"
 	@echo "make test-fresh   .ci/run and make demo in a clean Debian 12 container (needs a Docker engine)"
-	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor"
+	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor; then bench-litert and bench-hub"
 	@echo "make bench-torch  real PyTorch 2.13.0 through the real heroku/python: stock vs slugslim"
 	@echo "make bench-hub  sentence-transformers with all-MiniLM-L6-v2 from a stand-in Hugging Face Hub: stock vs slugslim"
 	@echo "make bench-litert  real TensorFlow 2.21.0 -> LiteRT 2.3.0: convert, check and predict every kind of model"
@@ -97,6 +97,7 @@ demo: $(DEV_STAMP) $(TOOLS_STAMP)
 bench: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python bench/run.py
 	$(MAKE) bench-litert
+	$(MAKE) bench-hub
 
 # PyTorch 2.13.0 through the real heroku/python: stock (CUDA torch from PyPI) vs slugslim (+cpu).
 bench-torch: $(DEV_STAMP)
