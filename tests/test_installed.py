@@ -66,3 +66,10 @@ def test_the_prune_tree_names_owners_as_metadata_spells_them(site: Path) -> None
     assert walked.owner("oldlib/__init__.py") == "OldLib"
     assert walked.dist_info["Pillow"].lower() == "pillow-10.0.0.dist-info"
     assert "PIL/__init__.py" in walked.dist_files["Pillow"]
+
+
+def test_top_level_modules_from_the_metadata_alone_are_the_trees(site: Path) -> None:
+    """The memory and Hub steps read them without walking site-packages; the prune tree walks it."""
+    from_metadata = installed.top_level_modules(installed.owners_of(site))
+    assert from_metadata == tree.scan(site).top_level_modules()
+    assert from_metadata["PIL"] == "Pillow" and from_metadata["oldlib"] == "OldLib"

@@ -23,7 +23,7 @@ from typing import Any
 
 from slugslim.appcheck.imports import Found, scan_app
 from slugslim.appcheck.record import ImportRecord, Modules
-from slugslim.core.installed import canonical, console_scripts
+from slugslim.core.installed import canonical, console_scripts, owners_of, top_level_modules
 
 # Runs inside the app's interpreter. argv: result file, JSON list of modules, JSON list of names
 # that count only if they are modules (``from x import y``: y may be a function).
@@ -198,10 +198,13 @@ def _run_command(command: str, env: Mapping[str, str], cwd: Path, timeout: float
     return f"exit status {proc.returncode}" + (f": {tail[-1]}" if tail else "")
 
 
-def app_targets(app_dir: Path | None, site_packages: Path, provided: Mapping[str, str], names: Iterable[str],
+def app_targets(app_dir: Path | None, site_packages: Path, provided: Mapping[str, str] | None, names: Iterable[str],
                 unchecked: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
     """The import check's targets for the app in ``app_dir`` (``targets``): its imports, its Procfile's
     and console scripts' modules, and ``names`` (``verify.imports``), among the top-level modules
-    ``provided`` (module -> distribution), leaving out the distributions in ``unchecked``."""
+    ``provided`` (module -> distribution; None: as the installed metadata says), leaving out the
+    distributions in ``unchecked``."""
+    if provided is None:
+        provided = top_level_modules(owners_of(site_packages))
     found = scan_app(app_dir, console_scripts(site_packages)) if app_dir else Found()
     return targets(found, {m: d for m, d in provided.items() if canonical(d) not in unchecked}, names)

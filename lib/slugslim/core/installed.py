@@ -229,6 +229,10 @@ class Dist:
         """The files RECORD lists, as normalised POSIX paths relative to site-packages."""
         return {posixpath.normpath(p.replace("\\", "/")) for p, _ in self.files}
 
+    def inside(self) -> list[str]:
+        """``paths()`` inside site-packages (not its scripts in ../../bin), sorted."""
+        return sorted(p for p in self.paths() if p != ".." and not p.startswith(("../", "/")))
+
 
 def _text(path: Path) -> str:
     try:
@@ -299,6 +303,32 @@ def read_dists(site_packages: Path) -> dict[str, Dist]:
         if found is not None and found.name not in dists:
             dists[found.name] = found
     return dists
+
+
+def top_level_modules(owners: Mapping[str, str]) -> dict[str, str]:
+    """Importable top-level names -> the distribution that installed them, from file -> owner (RECORD's
+    view: ``owners_of``). A name provided by two distributions goes to the first."""
+    names: dict[str, str] = {}
+    for path, dist in owners.items():
+        first = path.split("/", 1)[0]
+        if first.endswith(".dist-info") or first.endswith(".data") or first in ("..", "__pycache__"):
+            continue
+        if "/" not in path:
+            if not path.endswith((".py", ".so", ".pyd")):
+                continue
+            first = path.split(".", 1)[0]
+        names.setdefault(first, dist)
+    return names
+
+
+def owners_of(site_packages: Path) -> dict[str, str]:
+    """Each file RECORD lists inside site-packages -> the name of the distribution that installed it
+    (as METADATA spells it), without walking the tree."""
+    owners: dict[str, str] = {}
+    for dist in read_dists(site_packages).values():
+        for path in dist.inside():
+            owners.setdefault(path, dist.display_name)
+    return owners
 
 
 def requirers(dists: Mapping[str, Dist], name: str, exclude: set[str]) -> list[str]:

@@ -24,7 +24,6 @@ from slugslim.appcheck import verify
 from slugslim.core import log, words
 from slugslim.core.context import FinishContext
 from slugslim.core.results import MemoryResult, snapshot
-from slugslim.removal.tree import scan
 
 PROFILE_SCRIPT = Path(".profile.d") / "slugslim-memory.sh"
 TEMPLATE = Path(__file__).parents[1] / "boot" / "slugslim-memory.sh"
@@ -64,8 +63,7 @@ def measured(ctx: FinishContext) -> tuple[int, str]:
     if not ctx.config.verify.enabled or ctx.site_packages is None:
         return 0, "verify is off" if ctx.site_packages is not None else "no site-packages"
     # The prune step did not run its import check: run one, the same way (the removal engine's targets).
-    modules, maybe = verify.app_targets(ctx.build_dir, ctx.site_packages, scan(ctx.site_packages).top_level_modules(),
-                                        ctx.config.verify.imports)
+    modules, maybe = verify.app_targets(ctx.build_dir, ctx.site_packages, None, ctx.config.verify.imports)
     outcome = verify.run(ctx.python, ctx.python_env(), ctx.build_dir, modules, ctx.site_packages,
                          timeout=max(1.0, min(ctx.config.verify.timeout, ctx.time_left())), maybe=maybe)
     return (outcome.peak_rss, "the import check") if outcome.peak_rss else (0, "the import check failed")

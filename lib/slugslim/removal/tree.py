@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from slugslim.core import installed
 
@@ -59,17 +59,7 @@ class SiteTree:
 
     def top_level_modules(self) -> dict[str, str]:
         """Importable top-level names -> the distribution that installed them."""
-        names: dict[str, str] = {}
-        for path, dist in self.file_owner.items():
-            first = path.split("/", 1)[0]
-            if first.endswith(".dist-info") or first.endswith(".data") or first in ("..", "__pycache__"):
-                continue
-            if "/" not in path:
-                if not path.endswith((".py", ".so", ".pyd")):
-                    continue
-                first = path.split(".", 1)[0]
-            names.setdefault(first, dist)
-        return names
+        return installed.top_level_modules(self.file_owner)
 
 
 def _prefix_of(site_packages: Path) -> Path | None:
@@ -120,14 +110,11 @@ def _read_records(tree: SiteTree) -> None:
             continue
         name = dist.display_name
         tree.dist_info[name] = dist.info.name
-        files: list[str] = []
-        for path in dist.paths():
-            if path.startswith("../") or path == ".." or PurePosixPath(path).is_absolute():
-                continue
+        files = dist.inside()
+        for path in files:
             tree.file_owner.setdefault(path, name)
             parent = path.rpartition("/")[0]
             while parent and parent not in tree.dir_owner:
                 tree.dir_owner[parent] = name
                 parent = parent.rpartition("/")[0]
-            files.append(path)
-        tree.dist_files[name] = sorted(files)
+        tree.dist_files[name] = files

@@ -35,7 +35,6 @@ from slugslim.core.context import FinishContext
 from slugslim.core.installed import read_dists
 from slugslim.core.results import HubModelResult, HubResult, snapshot
 from slugslim.finish.hub import cache
-from slugslim.removal.tree import scan
 
 CACHE = PurePosixPath(".slugslim/hf/hub")
 PROFILE_SCRIPT = PurePosixPath(".profile.d/slugslim-hf.sh")
@@ -94,9 +93,7 @@ def _checks(ctx: FinishContext, hub_env: dict[str, str], timeout: float,
         modules: list[str] = []
         maybe: list[str] = []
         if not offline:
-            provided = scan(ctx.site_packages).top_level_modules()
-            modules, maybe = verify.app_targets(ctx.build_dir, ctx.site_packages, provided,
-                                                ctx.config.verify.imports)
+            modules, maybe = verify.app_targets(ctx.build_dir, ctx.site_packages, None, ctx.config.verify.imports)
         outcome = verify.run(ctx.python, python_env, ctx.build_dir, modules, ctx.site_packages,
                              ctx.config.verify.command, timeout=ctx.timeout(timeout), maybe=maybe)
         failures += [(f"import {name}: {why}", why) for name, why in outcome.failures.items()]
