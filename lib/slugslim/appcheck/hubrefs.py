@@ -11,9 +11,10 @@ f-strings, variables and anything computed are skipped: the build sees those whe
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from slugslim.core import hubconfig
 
 # Called name -> (index of the id among the positional arguments, keywords that may carry it).
 # pipeline's first positional is the task ("sentiment-analysis"), never a model.
@@ -27,10 +28,6 @@ CALLS: dict[str, tuple[int, tuple[str, ...]]] = {
 }
 # Names of files, not of repositories: "model.onnx" is a local file even though the Hub would allow it.
 FILE_SUFFIXES = (".pt", ".pth", ".bin", ".onnx", ".h5", ".keras", ".json", ".safetensors", ".tflite", ".pkl")
-# The Hub's rule for each part of "org/name": ASCII letters, digits, "-", "_", ".", at most 96
-# characters, not starting or ending with "-" or ".". A single part ("bert-base-uncased") is a legacy id.
-_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
-_HUB_ID = re.compile(rf"(?:{_PART}/)?{_PART}")
 
 
 @dataclass(frozen=True)
@@ -45,8 +42,7 @@ class HubRef:
 
 def is_hub_id(text: str) -> bool:
     """Whether a string reads as a Hub id and not as a local path or a model file's name."""
-    return (_HUB_ID.fullmatch(text) is not None and "--" not in text and ".." not in text
-            and not text.lower().endswith(FILE_SUFFIXES))
+    return hubconfig.is_hub_id(text) and not text.lower().endswith(FILE_SUFFIXES)
 
 
 def module_constants(tree: ast.Module) -> dict[str, str]:

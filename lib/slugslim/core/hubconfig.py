@@ -22,10 +22,15 @@ from dataclasses import dataclass, field
 from slugslim.core.errors import ConfigError
 from slugslim.core.yamlfile import type_name
 
-# The Hub's rule for a repo id: one or two parts of letters, digits, '-', '_' and '.', with no '--'
-# or '..' and not starting or ending with '-' or '.'.
-_PART = r"(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]{0,94}[A-Za-z0-9]|[A-Za-z0-9]"
-HUB_ID = re.compile(rf"^({_PART})(/({_PART}))?$")
+# The Hub's rule for each part of "org/name": ASCII letters, digits, "-", "_", ".", at most 96
+# characters, not starting or ending with "-" or "."; no "--" or "..". A single part ("gpt2") is a legacy id.
+_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+_HUB_ID = re.compile(rf"(?:{_PART}/)?{_PART}")
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` is a Hub repo id by the Hub's own rule."""
+    return _HUB_ID.fullmatch(text) is not None and "--" not in text and ".." not in text
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ def models(path: str, value: object, source: str) -> HubModels:
         if unknown:
             raise ConfigError(source, f"'{path}' entries take id, revision and files, not {', '.join(unknown)}.", fix)
         name, revision, files = entry.get("id"), entry.get("revision") or "", entry.get("files") or []
-        if not isinstance(name, str) or not HUB_ID.match(name):
+        if not isinstance(name, str) or not is_hub_id(name):
             raise ConfigError(source, f"'{path}' has {name!r}, which is not a Hub model id like 'org/name'.", fix)
         if isinstance(files, str):
             files = [files]
