@@ -152,7 +152,19 @@ test-docker: $(DEV_STAMP)
 	TEST_DOCKER_PYTHON=$(abspath $(BIN)/python) tests/docker/test.sh
 
 # Re-lock slugslim's build-time tools on the oldest supported Python, and the dev tools.
+# The lockers the lock swap re-locks with (uv, Poetry, Pipenv at heroku/python's versions), hashed for
+# every Python slugslim runs on: uv's universal resolution, by the pinned uv itself.
+LOCKERS_UV := .cache/lockers-uv
+
 lock:
+	rm -rf $(LOCKERS_UV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		--only-binary :all: --target $(LOCKERS_UV) -r lib/lockers/uv.txt
+	for manager in uv poetry pipenv; do \
+		(cd lib/lockers && UV_PYTHON_DOWNLOADS=never $(CURDIR)/$(LOCKERS_UV)/bin/uv pip compile --quiet --universal \
+			--generate-hashes --python-version 3.10 --custom-compile-command "make lock" \
+			-o "$$manager.txt" "$$manager.in"); \
+	done
 	$(PYTHON) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 		--no-emit-index-url --no-emit-find-links -o lib/tools.lock lib/tools.in
 	$(BIN)/python -m piptools compile --quiet --strip-extras --allow-unsafe \

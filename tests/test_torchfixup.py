@@ -98,7 +98,7 @@ def test_uv_style_install_keeps_the_locked_version_with_cpu_files_and_prints_the
     assert dists["torch"].marked and stub.marked and all(p.startswith(stub.info.name) for p, _ in stub.files)
     assert not (app.site / "torch" / "lib" / "libtorch_cuda.so").exists()
     assert '[[tool.uv.index]]' in result.lock_snippet[1] and '    explicit = true' in result.lock_snippet
-    assert '    torch = [{ index = "pytorch-cpu" }]' in result.lock_snippet
+    assert '    torch = { index = "pytorch-cpu" }' in result.lock_snippet
     assert "uv lock" in capsys.readouterr().out
     assert fixup.run(context(app, indexes, manager="uv")).actions == []
 

@@ -18,7 +18,6 @@ never flagged.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from slugslim.appcheck.imports import Found, scan_app
 from slugslim.core.errors import SlugslimError
 from slugslim.core.installed import Installed, canonical
-from slugslim.deps import requirements
+from slugslim.deps import requirements, tomlfile
 
 REQUIREMENTS_FILES = ("requirements.txt",)
 # Loaded by SQLAlchemy or Django from a database URL or setting, never imported by name.
@@ -100,25 +99,20 @@ def _read_requirements_txt(path: Path, app_dir: Path, seen: set[Path]) -> list[T
 
 
 def _read_toml_requirements(app_dir: Path) -> list[TopRequirement]:
-    try:
-        tomllib: Any = importlib.import_module("tomllib")
-    except ImportError:  # heroku-22's python3.10: tomli, the same parser, comes with our tools (tools.lock)
-        tomllib = importlib.import_module("tomli")
-
     result: list[TopRequirement] = []
     pipfile = app_dir / "Pipfile"
     if pipfile.is_file():
         try:
-            data = tomllib.loads(pipfile.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            data = tomlfile.loads(pipfile.read_text(encoding="utf-8"))
+        except (tomlfile.TomlError, UnicodeDecodeError):
             data = {}
         for name in data.get("packages", {}):
             result.append(TopRequirement(canonical(str(name)), frozenset(), "Pipfile [packages]"))
     pyproject = app_dir / "pyproject.toml"
     if pyproject.is_file():
         try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            data = tomlfile.loads(pyproject.read_text(encoding="utf-8"))
+        except (tomlfile.TomlError, UnicodeDecodeError):
             data = {}
         for line in data.get("project", {}).get("dependencies", []):
             try:

@@ -331,6 +331,19 @@ class LookupFailed(SlugslimError):
     title = "A package index lookup failed"
 
 
+class RelockFailed(SlugslimError):
+    """A lock file could not be re-locked for the CPU builds (its locker could not be installed or
+    run, an index did not answer, the re-lock would move other packages); the message names the step
+    and why. The lock swap puts both files back and warns; the fix-up does the work after the install."""
+
+    title = "The lock file could not be re-locked for the CPU builds"
+
+    def __init__(self, step: str, why: str) -> None:
+        super().__init__(f"{step}: {why}")
+        self.step = step
+        self.why = why
+
+
 class StoreError(SlugslimError):
     """A request to the model store failed. The message is safe to print: no secrets, no signed URLs."""
 

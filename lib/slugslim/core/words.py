@@ -1,4 +1,4 @@
-"""The longer warnings the finish steps print, worded in one place (``errors`` words the failures).
+"""The longer warnings the phases print, worded in one place (``errors`` words the failures).
 
 Each function returns the whole warning, first line ``Warning: …``, for ``log.warning``; the
 steps decide when to print it. Written for a Heroku user who has never heard of slugslim.
@@ -85,3 +85,9 @@ def hub_ids_not_loaded(missing: dict[str, list[str]]) -> str:
             f"so dynos still download them from the Hub when they first load them:\n{lines}\n"
             "Add them to hf.models in slugslim.yml to download them at build time, or add the request path that\n"
             "loads them to verify.paths.")
+
+
+def lock_not_swapped(lock: str, manifest: str, why: str) -> str:
+    return (f"Warning: {lock} was not re-locked for the CPU builds: {why}\n"
+            f"{manifest} and {lock} are exactly as you wrote them. The install downloads the GPU builds they\n"
+            "lock, and slugslim replaces them with the CPU builds after it (the build goes on).")

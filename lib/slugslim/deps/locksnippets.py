@@ -1,39 +1,61 @@
-"""The lines to commit so that a uv, Poetry or Pipenv lock asks for PyTorch's CPU build itself.
+"""The lines to commit so that a uv, Poetry or Pipenv lock asks for the CPU builds itself.
 
-A lock cannot be re-locked at build time, so the fix-up replaces the CUDA build after every install
-(with a download of the CPU wheel when the cache is cold). Locking the CPU build at the source ends
-that: each tool has a way to take some packages from one index only.
+The prepare phase re-locks such an app for the CPU builds at build time (``prepare.swap.locks``),
+and the fix-up replaces GPU builds that were installed anyway; either way each push pays for it
+again. Locking the CPU builds at the source ends that: each tool has a way to take some packages
+from one index only, and TensorFlow's CPU build is a package of its own (``tensorflow-cpu``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 INDEX_NAME = "pytorch-cpu"
 RELOCK = {"uv": "uv lock", "poetry": "poetry lock", "pipenv": "pipenv lock"}
 FILES = {"uv": "pyproject.toml", "poetry": "pyproject.toml", "pipenv": "Pipfile"}
+# uv's documented way to drop a dependency: an override whose marker is never true.
+NEVER = "sys_platform == 'never'"
 
 
-def snippet(manager: str, index: str, packages: dict[str, str]) -> list[str]:
-    """Lines for the manager's file; ``packages`` maps each name to its installed public version."""
+def snippet(manager: str, index: str, packages: Mapping[str, str],
+            renamed: Mapping[str, tuple[str, str]] | None = None) -> list[str]:
+    """Lines for the manager's file. ``packages`` maps each torch package to its public version;
+    ``renamed`` each GPU build with another CPU name (tensorflow) to that name and its version."""
     names = sorted(packages)
+    renamed = renamed or {}
+    lines: list[str] = []
     if manager == "uv":
-        return ["[[tool.uv.index]]", f'name = "{INDEX_NAME}"', f'url = "{index}"', "explicit = true", "",
-                "[tool.uv.sources]", *(f'{n} = [{{ index = "{INDEX_NAME}" }}]' for n in names)]
-    if manager == "poetry":
+        if names:
+            lines += ["[[tool.uv.index]]", f'name = "{INDEX_NAME}"', f'url = "{index}"', "explicit = true", "",
+                      "[tool.uv.sources]", *(f'{n} = {{ index = "{INDEX_NAME}" }}' for n in names)]
+        if renamed:
+            overrides = ", ".join(f'"{gpu} ; {NEVER}"' for gpu in sorted(renamed))
+            lines += [*([""] if lines else []), "[tool.uv]", f"override-dependencies = [{overrides}]", "",
+                      "[project]", "dependencies = [",
+                      *(f'    "{cpu}=={version}",' for cpu, version in sorted(renamed.values())),
+                      "    # ...and the dependencies you have", "]"]
+        return lines
+    if manager == "poetry" and names:
         return ["[[tool.poetry.source]]", f'name = "{INDEX_NAME}"', f'url = "{index}"', 'priority = "explicit"', "",
                 "[tool.poetry.dependencies]",
                 *(f'{n} = {{ version = "{packages[n]}", source = "{INDEX_NAME}" }}' for n in names)]
-    if manager == "pipenv":
+    if manager == "pipenv" and names:
         return ["[[source]]", f'name = "{INDEX_NAME}"', f'url = "{index}"', "verify_ssl = true", "",
                 "[packages]", *(f'{n} = {{ version = "=={packages[n]}", index = "{INDEX_NAME}" }}' for n in names)]
     return []
 
 
-def advice(manager: str, index: str, packages: dict[str, str]) -> list[str]:
-    """The build-log lines: what to add to which file, then the command that re-locks."""
-    lines = snippet(manager, index, packages)
+def advice(manager: str, index: str, packages: Mapping[str, str],
+           renamed: Mapping[str, tuple[str, str]] | None = None, *, relocked: bool = False) -> list[str]:
+    """The build-log lines: what to add to which file, then the command that re-locks.
+
+    ``relocked``: slugslim re-locked this build itself, so the lines say how to need no re-lock."""
+    lines = snippet(manager, index, packages, renamed)
     if not lines:
         return []
-    return [f"To lock the CPU build yourself (no fix-up, no second download), add to {FILES[manager]}:",
+    why = ("so that the next push needs no re-lock" if relocked
+           else "no fix-up, no second download")
+    return [f"To lock the CPU build yourself ({why}), add to {FILES[manager]}:",
             *(f"    {line}" if line else "" for line in lines),
             f"then run '{RELOCK[manager]}' and commit both files. A package that only comes in through another "
             "one must be listed as a dependency for its source to apply."]

@@ -2,13 +2,12 @@
 
 ``slugslim.prepare.swap.swap`` plans the changes; this module looks the wheels up on the app's indexes, re-locks
 pip-tools apps (``slugslim.prepare.swap.relock``), writes the files atomically and logs each change. Apps with a
-uv, Poetry or Pipenv lock are left for the finish phase's fix-up (``slugslim.finish.fixup``).
+uv, Poetry or Pipenv lock are re-locked for the CPU builds by ``slugslim.prepare.swap.locks``; what
+either leaves is for the finish phase's fix-up (``slugslim.finish.fixup``).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from slugslim.deps.sources import (
 )
 from slugslim.deps.wheels import Lookup, PipLookup
 from slugslim.prepare.swap import relock
+from slugslim.prepare.swap._write import write_bytes
+from slugslim.prepare.swap.locks import flow
 from slugslim.prepare.swap.plan import Swap, SwapPlan
 from slugslim.prepare.swap.pytorch import TorchIndex
 from slugslim.prepare.swap.swap import build_plan, relative
@@ -63,10 +64,13 @@ class SwapResult:
 
 
 def prepare(build_dir: Path, config: Config, env: dict[str, str], lookup: Lookup | None = None,
-            torch_index: TorchIndex | None = None, python: pyversion.AppPython | None = None) -> SwapResult:
-    """Rewrite requirements.txt (and the files it includes) to the CPU builds. Logs each change.
+            torch_index: TorchIndex | None = None, python: pyversion.AppPython | None = None,
+            cache_dir: Path | None = None) -> SwapResult:
+    """Rewrite requirements.txt (and the files it includes) to the CPU builds, or re-lock a uv, Poetry or
+    Pipenv lock for them (``locks.flow``). Logs each change.
 
-    ``python`` is the app's Python as the prepare phase decided it (``slugslim.deps.pyversion``).
+    ``python`` is the app's Python as the prepare phase decided it (``slugslim.deps.pyversion``);
+    ``cache_dir`` the build cache, where the re-lock's locker and its cache are kept.
     """
     manager = package_manager(build_dir)
     if not config.swap.enabled:
@@ -76,11 +80,8 @@ def prepare(build_dir: Path, config: Config, env: dict[str, str], lookup: Lookup
     python_version, origin = python.minor, python.where
     result = SwapResult(enabled=True, manager=manager, python_version=python_version, python_origin=origin)
     if manager != "pip":
-        if manager != "none":
-            lock = OTHER_MANAGERS[MANAGERS.index(manager)]
-            result.notes.append(f"{lock} cannot be re-locked at build time; any GPU build it installs "
-                                "(TensorFlow, PyTorch, ONNX Runtime) is replaced by the CPU build after the install")
-            log.detail(f"CPU swap: {result.notes[-1]}")
+        if manager in MANAGERS:
+            _swap_lock(build_dir, manager, config, env, python, cache_dir, result)
         return result
     root = build_dir / REQUIREMENTS
     if lookup is None:
@@ -113,6 +114,19 @@ def prepare(build_dir: Path, config: Config, env: dict[str, str], lookup: Lookup
     return result
 
 
+def _swap_lock(build_dir: Path, manager: str, config: Config, env: dict[str, str], python: pyversion.AppPython,
+               cache_dir: Path | None, result: SwapResult) -> None:
+    lock = OTHER_MANAGERS[MANAGERS.index(manager)]
+    if manager not in flow.ADAPTERS or cache_dir is None:
+        result.notes.append(f"{lock} is not re-locked at build time; any GPU build it installs "
+                            "(TensorFlow, PyTorch, ONNX Runtime) is replaced by the CPU build after the install")
+        log.detail(f"CPU swap: {result.notes[-1]}")
+        return
+    done = flow.swap(build_dir, manager, config.swap, env, cache_dir, python)
+    result.swaps, result.files_changed, result.relocked = done.swaps, done.files_changed, done.relocked
+    result.notes.extend(done.notes)
+
+
 def build_plan_or_relock(build_dir: Path, config: SwapConfig, root: Path, python_version: str, lookup: Lookup,
                          torch_index: TorchIndex, relock_input: Path, env: Mapping[str, str],
                          result: SwapResult) -> SwapPlan:
@@ -123,21 +137,3 @@ def build_plan_or_relock(build_dir: Path, config: SwapConfig, root: Path, python
         return plan
     return build_plan(build_dir, config, root=root, python_version=python_version, lookup=lookup,
                       torch_index=torch_index)
-
-
-def write_bytes(path: Path, data: bytes, boundary: Path) -> None:
-    """Replace a file atomically, keeping its mode; never outside the app dir or through a symlink out."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(boundary.resolve()):
-        raise ValueError(f"refusing to write outside the app: {path}")
-    mode = resolved.stat().st_mode & 0o7777
-    handle, temp = tempfile.mkstemp(dir=resolved.parent, prefix=f".{resolved.name}.slugslim-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temp, mode)
-        os.replace(temp, resolved)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-

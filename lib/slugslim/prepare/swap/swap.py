@@ -42,8 +42,9 @@ from slugslim.core.config import SwapConfig
 from slugslim.core.errors import LookupFailed, SwapHashError
 from slugslim.core.frameworks import kept
 from slugslim.deps import pyversion, reqedit, requirements
-from slugslim.deps.sources import REQUIREMENTS
+from slugslim.deps.sources import MANAGERS, OTHER_MANAGERS, REQUIREMENTS, package_manager
 from slugslim.deps.wheels import Lookup, NoLookup
+from slugslim.prepare.swap.locks import flow
 from slugslim.prepare.swap.plan import FilePlan, Swap, SwapPlan, pinned_version, replace_args, without_marker
 from slugslim.prepare.swap.pytorch import TorchIndex, TorchRewrite, is_torch_family
 
@@ -255,12 +256,20 @@ def _look_up(swap: Swap, requirement: Requirement, lookup: Lookup, hash_mode: bo
 
 
 def plan_swaps(app_dir: Path, config: SwapConfig, *, lookup: Lookup | None = None) -> list[Swap]:
-    """Dry run for ``analyze``: what the swap would change in the app's requirements. Writes nothing.
+    """Dry run for ``analyze``: what the swap would change in the app's requirements, or in its uv,
+    Poetry or Pipenv lock (planned from the lock, without running the locker). Writes nothing.
 
     Without a lookup no index is asked, so sizes are unknown and hash mode is only reported.
     """
     if not config.enabled:
         return []
+    manager = package_manager(app_dir)
+    if manager in MANAGERS:
+        try:
+            planned = flow.plan(app_dir, manager, config)
+        except ValueError as exc:
+            return [Swap(file=OTHER_MANAGERS[MANAGERS.index(manager)], line=0, action="warn", old="", reason=str(exc))]
+        return planned.swaps if planned is not None else []
     try:
         return build_plan(app_dir, config, lookup=lookup).swaps
     except SwapHashError as exc:
