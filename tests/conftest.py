@@ -61,6 +61,29 @@ def tools_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tools_wheels(tmp_path_factory)
 
 
+LockerWheels = Callable[[str], Path]
+
+
+@pytest.fixture(scope="session")
+def locker_wheels(stack_python: tuple[str, dict[str, str]]) -> LockerWheels:
+    """uv, Poetry or Pipenv and their dependencies as wheels, from lib/lockers/<manager>.txt for the stack's
+    python3 (which installs them in builds): downloaded from the package index once per machine into
+    .cache/locker-wheels/, so that builds and tests install them offline (PIP_FIND_LINKS)."""
+    version = subprocess.run([stack_python[0], "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+
+    def wheels(manager: str) -> Path:
+        lock = REPO / "lib" / "lockers" / f"{manager}.txt"
+        key = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
+        dest = REPO / ".cache" / "locker-wheels" / f"{manager}-{key}-py{version}"
+        return made_once(dest, lambda scratch: subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+             "--only-binary", ":all:", "--python-version", version, "--require-hashes", "-r", str(lock),
+             "-d", str(scratch)], check=True, env={**os.environ, "PIP_CONFIG_FILE": os.devnull}))
+
+    return wheels
+
+
 @pytest.fixture(scope="session")
 def web_wheels() -> Path:
     """gunicorn, uvicorn and huggingface_hub with their dependencies as wheels (tests/webwheels.py)."""

@@ -2,6 +2,10 @@
 
 Project pages link each file with a ``#sha256=`` fragment, as real indexes do, so pip (and
 pip-compile) learn hashes from the index without downloading; files answer HEAD with their size.
+With ``metadata=True`` each link also says its core metadata is served beside the file (PEP 658,
+``<file>.metadata``), as PyPI and PyTorch's index do, so that resolvers (uv, pip) read a
+dependency's requirements without downloading its wheel. ``requests``, when given, receives the
+path of every request in the order they were answered.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import hashlib
 import html
 import threading
 import urllib.parse
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +27,18 @@ def _project(filename: str) -> str:
     return normalize(filename.split("-", 1)[0])
 
 
+def _core_metadata(wheel: Path) -> bytes:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA")))
+
+
+def _metadata_attributes(wheel: Path) -> str:
+    digest = f"sha256={hashlib.sha256(_core_metadata(wheel)).hexdigest()}"
+    return f' data-core-metadata="{digest}" data-dist-info-metadata="{digest}"'
+
+
 @contextmanager
-def serve(wheel_dir: Path) -> Iterator[str]:
+def serve(wheel_dir: Path, *, metadata: bool = False, requests: list[str] | None = None) -> Iterator[str]:
     """Serve wheel_dir; yields the index URL (``http://127.0.0.1:PORT/simple``)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -39,6 +54,8 @@ def serve(wheel_dir: Path) -> Iterator[str]:
                 self.wfile.write(body)
 
         def _route(self, head: bool) -> None:
+            if requests is not None:
+                requests.append(self.path)
             parts = [urllib.parse.unquote(p) for p in self.path.split("?")[0].split("/") if p]
             files = sorted(p for p in wheel_dir.iterdir() if p.suffix == ".whl")
             if parts == ["simple"]:
@@ -51,9 +68,12 @@ def serve(wheel_dir: Path) -> Iterator[str]:
                     self.send_error(404)
                     return None
                 body = "".join(
-                    f'<a href="/files/{html.escape(f.name)}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">'
-                    f"{html.escape(f.name)}</a>\n" for f in links)
+                    f'<a href="/files/{html.escape(f.name)}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}"'
+                    f"{_metadata_attributes(f) if metadata else ''}>{html.escape(f.name)}</a>\n" for f in links)
                 return self._send(f"<html><body>{body}</body></html>".encode(), "text/html", head)
+            if metadata and len(parts) == 2 and parts[0] == "files" and parts[1].endswith(".whl.metadata") \
+                    and (wheel_dir / parts[1].removesuffix(".metadata")).is_file():
+                return self._send(_core_metadata(wheel_dir / parts[1].removesuffix(".metadata")), "text/plain", head)
             if len(parts) == 2 and parts[0] == "files" and (wheel_dir / parts[1]).is_file():
                 return self._send((wheel_dir / parts[1]).read_bytes(), "application/octet-stream", head)
             self.send_error(404)

@@ -54,20 +54,31 @@ class UvAdapter:
     lock = "uv.lock"
 
     def read_lock(self, text: str) -> dict[str, Locked]:
+        """What the lock installs: a package only reachable through dependencies whose marker is never
+        true (an override that drops it, as the TensorFlow swap's does) is left out, as uv leaves it."""
         data = tomlfile.loads(text)
         packages = data.get("package")
         if not isinstance(packages, list):
             raise ValueError("it has no [[package]] entries")
         found: dict[str, list[Locked]] = {}
+        edges: dict[str, set[str]] = {}
+        roots: set[str] = set()
         for package in packages:
             name = str(canonicalize_name(str(package.get("name", ""))))
             hashes = {str(f["hash"]) for f in [package.get("sdist") or {}, *package.get("wheels", [])]
                       if isinstance(f, dict) and f.get("hash")}
-            requires = {str(canonicalize_name(str(d["name"]))) for d in _dependencies(package) if d.get("name")}
-            source = ", ".join(f"{k} = {v}" for k, v in sorted((package.get("source") or {}).items()))
-            found.setdefault(name, []).append(Locked(str(package.get("version", "")), frozenset(hashes), source,
-                                                     frozenset(requires)))
-        return {name: _merged(entries) for name, entries in found.items()}
+            dependencies = _dependencies(package)
+            requires = {str(canonicalize_name(str(d["name"]))) for d in dependencies if d.get("name")}
+            source = package.get("source") or {}
+            if "virtual" in source or "editable" in source:
+                roots.add(name)
+            edges.setdefault(name, set()).update(str(canonicalize_name(str(d["name"]))) for d in dependencies
+                                                 if d.get("name") and not _never(str(d.get("marker", ""))))
+            found.setdefault(name, []).append(Locked(
+                str(package.get("version", "")), frozenset(hashes),
+                ", ".join(f"{k} = {v}" for k, v in sorted(source.items())), frozenset(requires)))
+        installed = _reachable(roots, edges) if roots else set(found)
+        return {name: _merged(entries) for name, entries in found.items() if name in installed}
 
     def direct(self, manifest_text: str) -> frozenset[str]:
         project = tomlfile.loads(manifest_text).get("project", {})
@@ -138,6 +149,20 @@ def _dependencies(package: dict[str, Any]) -> list[dict[str, Any]]:
         for group in (package.get(table) or {}).values():
             found += [d for d in group if isinstance(d, dict)]
     return found
+
+
+def _never(marker: str) -> bool:
+    """A marker that is never true because a conjunction holds the never-true one slugslim writes."""
+    return locksnippets.NEVER in marker and " or " not in marker
+
+
+def _reachable(roots: set[str], edges: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(roots), list(roots)
+    while todo:
+        for name in edges.get(todo.pop(), set()) - seen:
+            seen.add(name)
+            todo.append(name)
+    return seen
 
 
 def _merged(entries: list[Locked]) -> Locked:

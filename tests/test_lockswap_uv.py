@@ -1,0 +1,363 @@
+"""The CPU swap of a uv lock (prepare.swap.locks with its uv adapter), through the real uv 0.12.5.
+
+Each app is locked first by the real ``uv lock`` against a fake PyPI on 127.0.0.1 (PyPI's Linux torch
+is the CUDA build: its metadata requires fake ``nvidia-*``, ``cuda-*`` and ``triton`` wheels), then
+swapped with a fake PyTorch CPU index beside it. Both indexes serve core metadata (PEP 658) as PyPI
+and PyTorch's index do, and record every request, so the tests see what uv fetched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from slugslim.core.config import SwapConfig
+from slugslim.deps import lockers
+from slugslim.deps.pyversion import AppPython
+from slugslim.prepare.swap import swap as requirements_swap
+from slugslim.prepare.swap.locks import flow, uv
+from slugslim.prepare.swap.locks.model import ManifestChange, Renamed, TorchPin
+from tests import localindex, wheelfactory
+from tests.conftest import LockerWheels
+
+PYTHON = AppPython("3.11", "default")
+CUDA_NAMES = ("nvidia", "triton", "cuda_toolkit", "cuda_bindings")
+
+
+@dataclass
+class Index:
+    url: str
+    requests: list[str]
+
+    def files(self) -> list[str]:
+        """The wheels downloaded (not their metadata)."""
+        return [r.rsplit("/", 1)[1] for r in self.requests if r.startswith("/files/") and r.endswith(".whl")]
+
+    def asked_for(self, *names: str) -> list[str]:
+        return [r for r in self.requests if any(f"/{n}" in r.replace("-", "_") for n in names)]
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Index, Index]]:
+    """A fake PyPI (CUDA torch and its CUDA wheels, the TensorFlow family, flask-fake) and a fake CPU index."""
+    pypi, cpu = tmp_path_factory.mktemp("pypi"), tmp_path_factory.mktemp("cpu-index")
+    wheelfactory.torch_pypi(pypi)
+    wheelfactory.tf_family(pypi)
+    wheelfactory.build_wheel(wheelfactory.WheelSpec(name="flask-fake", version="3.0.0",
+                                                    files={"flask_fake/__init__.py": ""}), pypi)
+    wheelfactory.torch_cpu_index(cpu)
+    pypi_requests: list[str] = []
+    cpu_requests: list[str] = []
+    with localindex.serve(pypi, metadata=True, requests=pypi_requests) as pypi_url, \
+            localindex.serve(cpu, metadata=True, requests=cpu_requests) as cpu_url:
+        yield Index(pypi_url, pypi_requests), Index(cpu_url, cpu_requests)
+
+
+@pytest.fixture(scope="module")
+def build_cache(tmp_path_factory: pytest.TempPathFactory, locker_wheels: LockerWheels) -> Iterator[Path]:
+    """A build cache in which a previous build installed uv 0.12.5 (copied by each test)."""
+    cache = tmp_path_factory.mktemp("build-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        offline(patch, locker_wheels("uv"))
+        lockers.ensure("uv", cache, {})
+    yield cache
+
+
+def offline(patch: pytest.MonkeyPatch, wheels: Path) -> None:
+    """slugslim's pip installs the lockers from ``wheels`` only (as in the emulated builds)."""
+    patch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    patch.setenv("PIP_NO_INDEX", "1")
+    patch.setenv("PIP_FIND_LINKS", str(wheels))
+
+
+@pytest.fixture
+def cache(tmp_path: Path, build_cache: Path, monkeypatch: pytest.MonkeyPatch, locker_wheels: LockerWheels) -> Path:
+    offline(monkeypatch, locker_wheels("uv"))
+    for name in [n for n in os.environ if n.startswith("UV_")]:
+        monkeypatch.delenv(name)
+    copy = tmp_path / "cache"
+    shutil.copytree(build_cache, copy, symlinks=True)
+    return copy
+
+
+def uv_command(cache: Path) -> list[str]:
+    return list(lockers.ensure("uv", cache, {}).command)
+
+
+def locked_app(root: Path, cache: Path, pypi: Index, dependencies: list[str], extra: str = "") -> Path:
+    """An app as its developer pushes it: pyproject.toml and the uv.lock ``uv lock`` wrote on their machine."""
+    root.mkdir(parents=True)
+    deps = "".join(f'    "{d}",\n' for d in dependencies)
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
+        f"# What the app needs\ndependencies = [\n{deps}]\n\n"
+        f'[[tool.uv.index]]\nname = "fake-pypi"\nurl = "{pypi.url}"\ndefault = true\n{extra}', encoding="utf-8")
+    uv_lock(root, cache)
+    return root
+
+
+def uv_lock(app: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "UV_CACHE_DIR": str(app.parent / "developer-uv-cache"),
+           "UV_PYTHON_DOWNLOADS": "never"}
+    return subprocess.run([*uv_command(cache), "lock", "--python", sys.executable, *args], cwd=app, env=env,
+                          capture_output=True, text=True, check=not args)
+
+
+def run_swap(app: Path, cache: Path, torch_index: str, env: dict[str, str] | None = None) -> flow.LockSwap:
+    return flow.swap(app, "uv", SwapConfig(torch_index=torch_index), env or {}, cache, PYTHON)
+
+
+def packages(app: Path) -> dict[str, str]:
+    return {name: locked.version for name, locked in uv.ADAPTER.read_lock((app / "uv.lock").read_text()).items()}
+
+
+def snapshot(app: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(app.iterdir()) if p.is_file()}
+
+
+def test_torch_is_relocked_from_the_cpu_index_and_uv_accepts_the_pair(
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+    pypi, cpu = indexes
+    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0", "flask-fake"])
+    before = packages(app)
+    assert before["torch"] == "2.13.0" and {"triton", "nvidia-cudnn-cu13", "cuda-toolkit"} <= set(before)
+    pypi.requests.clear()
+    cpu.requests.clear()
+
+    done = run_swap(app, cache, cpu.url)
+
+    assert done.relocked and done.files_changed == ["pyproject.toml", "uv.lock"]
+    assert [s.describe() for s in done.swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)"]
+    after = packages(app)
+    assert after == {"app": "0.1.0", "flask-fake": "3.0.0", "filelock-fake": "3.16.1", "torch": "2.13.0+cpu"}
+    text = (app / "pyproject.toml").read_text()
+    assert text.startswith('[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
+                           '# What the app needs\ndependencies = [\n    "torch==2.13.0",\n    "flask-fake",\n]\n')
+    assert f'[[tool.uv.index]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\nexplicit = true\n' in text
+    assert '[tool.uv.sources]\ntorch = { index = "pytorch-cpu" }\n' in text
+    # What heroku/python's `uv sync --locked` checks first: the lock is the one this pyproject.toml makes.
+    assert uv_lock(app, cache, "--locked").returncode == 0
+    # The re-lock never asked for a CUDA wheel, let alone downloaded one.
+    assert not pypi.asked_for(*CUDA_NAMES) and not cpu.asked_for(*CUDA_NAMES)
+    assert not pypi.files() and not cpu.files()
+    out = capsys.readouterr().out
+    assert "CPU swap (uv.lock, re-locked with uv 0.12.5):" in out
+    assert f"  torch 2.13.0 -> 2.13.0+cpu, from {cpu.url}" in out
+    assert ("7 CUDA packages are no longer locked: cuda-bindings, cuda-toolkit, nvidia-cublas, nvidia-cuda-runtime, "
+            "nvidia-cudnn-cu13, nvidia-nccl-cu13, triton") in out
+    assert '           torch = { index = "pytorch-cpu" }' in out and "then run 'uv lock' and commit both files" in out
+
+
+def test_torch_through_another_package_becomes_a_direct_dependency_at_its_locked_version(
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index]) -> None:
+    pypi, cpu = indexes
+    app = locked_app(tmp_path / "app", cache, pypi, ["sentence-transformers==5.0.0"])
+    assert packages(app)["torch"] == "2.13.0"
+
+    done = run_swap(app, cache, cpu.url)
+
+    assert done.relocked
+    assert packages(app) == {"app": "0.1.0", "sentence-transformers": "5.0.0", "filelock-fake": "3.16.1",
+                             "torch": "2.13.0+cpu"}
+    assert 'dependencies = [\n    "sentence-transformers==5.0.0",\n    "torch==2.13.0",\n]\n' in \
+        (app / "pyproject.toml").read_text()
+    assert uv_lock(app, cache, "--locked").returncode == 0
+
+
+def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+    pypi, cpu = indexes
+    app = locked_app(tmp_path / "app", cache, pypi, ["tensorflow[and-cuda]==2.21.0", "tf-keras", "flask-fake"])
+    assert {"tensorflow", "nvidia-cublas-cu12"} <= set(packages(app))
+    pypi.requests.clear()
+
+    done = run_swap(app, cache, cpu.url)
+
+    assert done.relocked
+    assert [s.describe() for s in done.swaps] == ["tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
+    assert packages(app) == {"app": "0.1.0", "flask-fake": "3.0.0", "numpy-fake": "1.26.4",
+                             "tensorflow-cpu": "2.21.0", "tf-keras": "2.21.0"}
+    text = (app / "pyproject.toml").read_text()
+    assert '    "flask-fake",\n    "tensorflow-cpu==2.21.0",\n]\n' in text
+    assert "[tool.uv]\noverride-dependencies = [\"tensorflow ; sys_platform == 'never'\"]\n" in text
+    assert "pytorch-cpu" not in text  # no torch, no index
+    assert uv_lock(app, cache, "--locked").returncode == 0
+    assert not pypi.files() and not pypi.asked_for("nvidia")
+    assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in capsys.readouterr().out
+
+
+def test_an_unreachable_cpu_index_leaves_both_files_as_written(
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+    pypi, _ = indexes
+    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
+    written = snapshot(app)
+
+    done = run_swap(app, cache, "http://127.0.0.1:9/simple")
+
+    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["pyproject.toml", "uv.lock"]
+    assert not done.relocked and not done.swaps and not done.files_changed
+    err = capsys.readouterr().err
+    assert (" !     Warning: uv.lock was not re-locked for the CPU builds: re-locking with uv 0.12.5: "
+            "uv lock failed:") in err
+    assert "127.0.0.1:9" in err
+    assert " !     pyproject.toml and uv.lock are exactly as you wrote them." in err
+
+
+def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
+        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pypi_dir, cpu_dir = tmp_path / "pypi", tmp_path / "cpu"
+    wheelfactory.torch_pypi(pypi_dir)
+    # The CPU build needs a newer filelock-fake than the one locked, which PyPI has by now.
+    cpu_torch = wheelfactory.torch_spec("2.13.0+cpu", "cpu")
+    cpu_torch.requires = ["filelock-fake>=3.17"]
+    wheelfactory.build_wheel(cpu_torch, cpu_dir)
+    with localindex.serve(pypi_dir, metadata=True) as pypi_url, localindex.serve(cpu_dir, metadata=True) as cpu_url:
+        app = locked_app(tmp_path / "app", cache, Index(pypi_url, []), ["torch==2.13.0"])
+        wheelfactory.build_wheel(wheelfactory.WheelSpec(name="filelock-fake", version="3.17.0",
+                                                        files={"filelock_fake/__init__.py": ""}), pypi_dir)
+        written = snapshot(app)
+
+        done = run_swap(app, cache, cpu_url)
+
+    assert snapshot(app) == written and not done.relocked
+    err = capsys.readouterr().err
+    assert ("Warning: uv.lock was not re-locked for the CPU builds: checking the new uv.lock: the re-lock would "
+            "also have moved filelock-fake 3.16.1 -> 3.17.0.") in err
+
+
+def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index]) -> None:
+    pypi, cpu = indexes
+    pushed = locked_app(tmp_path / "pushed", cache, pypi, ["torch==2.13.0", "flask-fake"])
+    results = []
+    for build in ("first", "second"):
+        app = tmp_path / build
+        shutil.copytree(pushed, app)
+        pypi.requests.clear()
+        cpu.requests.clear()
+        assert run_swap(app, cache, cpu.url).relocked
+        results.append((snapshot(app), pypi.files() + cpu.files()))
+    assert results[0][0] == results[1][0]
+    assert results[1][1] == []  # the second build's re-lock read everything from uv's cache in CACHE_DIR
+    assert (cache / "slugslim" / "uv-cache").is_dir()
+
+
+STEPS = {
+    "installing uv 0.12.5": (lockers, "ensure"),
+    "editing pyproject.toml": (uv.UvAdapter, "edit"),
+    "re-locking with uv 0.12.5": (uv.UvAdapter, "relock"),
+    "checking the new uv.lock": (flow, "changes_beyond"),
+}
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_an_exception_in_any_step_leaves_both_files_as_written(
+        step: str, tmp_path: Path, cache: Path, indexes: tuple[Index, Index], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    pypi, cpu = indexes
+    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
+    written = snapshot(app)
+    owner, name = STEPS[step]
+    real = getattr(owner, name)
+
+    def fault(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)  # the step does its work, files and all, then fails
+        (app / "uv.lock").write_text("half written")
+        (app / ".venv").mkdir(exist_ok=True)
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(owner, name, fault)
+    done = run_swap(app, cache, cpu.url)
+
+    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["pyproject.toml", "uv.lock"]
+    assert not done.relocked
+    assert f"uv.lock was not re-locked for the CPU builds: {step}: RuntimeError: injected." in capsys.readouterr().err
+
+
+def test_the_relock_sees_no_config_var(tmp_path: Path, cache: Path, indexes: tuple[Index, Index]) -> None:
+    """heroku/python v351 hands none of the app's config vars to uv (lib/uv.sh), so neither does the re-lock."""
+    pypi, cpu = indexes
+    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
+    nowhere = "http://127.0.0.1:9/simple"
+    config_vars = {"UV_DEFAULT_INDEX": nowhere, "UV_INDEX": nowhere, "UV_INDEX_URL": nowhere, "UV_OFFLINE": "1",
+                   "UV_EXTRA_INDEX_URL": nowhere}
+    assert run_swap(app, cache, cpu.url, config_vars).relocked
+    assert packages(app)["torch"] == "2.13.0+cpu"
+
+
+def test_without_an_interpreter_for_requires_python_the_files_stay(
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+    pypi, cpu = indexes
+    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
+    pyproject = (app / "pyproject.toml").read_text().replace('requires-python = ">=3.10"', 'requires-python = ">=3.99"')
+    (app / "pyproject.toml").write_text(pyproject)
+    written = snapshot(app)
+
+    assert not run_swap(app, cache, cpu.url).relocked
+
+    assert snapshot(app) == written
+    assert "No interpreter found for Python >=3.99" in capsys.readouterr().err
+
+
+def test_analyze_plans_the_swap_from_the_lock_without_running_uv(
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index]) -> None:
+    pypi, cpu = indexes
+    app = locked_app(tmp_path / "app", cache, pypi, ["sentence-transformers==5.0.0", "tensorflow==2.21.0"])
+    written = snapshot(app)
+    swaps = requirements_swap.plan_swaps(app, SwapConfig(torch_index=cpu.url))
+    assert [s.describe() for s in swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)",
+                                             "tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
+    assert snapshot(app) == written
+    assert requirements_swap.plan_swaps(app, SwapConfig(keep=("torch", "tensorflow"))) == []
+
+
+# --- the edit, on text alone -----------------------------------------------------------------
+
+TORCH = ManifestChange("pytorch-cpu", "https://download.pytorch.org/whl/cpu",
+                       torch=(TorchPin("torch", "2.13.0", True), TorchPin("torchvision", "0.28.0", False)))
+TF = ManifestChange("pytorch-cpu", "https://download.pytorch.org/whl/cpu",
+                    renamed=(Renamed("tensorflow", "tensorflow-cpu", "2.21.0", True),))
+
+
+def test_the_edit_keeps_the_users_layout_and_comments() -> None:
+    text = ('[project]  # the app\r\nname = "app"\r\ndependencies = ["torch>=2", "pillow[avif]>=10"]  # ours\r\n\r\n'
+            "[tool.uv]\r\n# keep this\r\noverride-dependencies = [\r\n    \"numpy<3\"  # pinned\r\n]\r\n"
+            '\r\n[tool.uv.sources]\r\nmylib = { path = "lib" }\r\n')
+    edited = uv.ADAPTER.edit(text, TORCH)
+    assert edited == ('[project]  # the app\r\nname = "app"\r\n'
+                      'dependencies = ["torch>=2", "pillow[avif]>=10", "torchvision==0.28.0"]  # ours\r\n\r\n'
+                      "[tool.uv]\r\n# keep this\r\noverride-dependencies = [\r\n    \"numpy<3\"  # pinned\r\n]\r\n"
+                      '\r\n[tool.uv.sources]\r\ntorch = { index = "pytorch-cpu" }\r\n'
+                      'torchvision = { index = "pytorch-cpu" }\r\nmylib = { path = "lib" }\r\n'
+                      '\r\n[[tool.uv.index]]\r\nname = "pytorch-cpu"\r\nurl = "https://download.pytorch.org/whl/cpu"\r\n'
+                      "explicit = true\r\n")
+    edited = uv.ADAPTER.edit(text, TF)
+    assert 'dependencies = ["torch>=2", "pillow[avif]>=10", "tensorflow-cpu==2.21.0"]  # ours\r\n' in edited
+    assert ("override-dependencies = [\r\n    \"numpy<3\",  # pinned\r\n"
+            "    \"tensorflow ; sys_platform == 'never'\",\r\n]\r\n") in edited
+
+
+def test_the_edit_reuses_an_index_at_the_same_url_and_refuses_layouts_it_cannot_add_to() -> None:
+    own = ('[project]\nname = "app"\ndependencies = [\n  "torch==2.13.0",\n]\n'
+           '[[tool.uv.index]]\nname = "torch-cpu"\nurl = "https://download.pytorch.org/whl/cpu/"\n')
+    edited = uv.ADAPTER.edit(own, TORCH)
+    assert edited.count("[[tool.uv.index]]") == 1 and 'torch = { index = "torch-cpu" }' in edited
+    assert '  "torch==2.13.0",\n  "torchvision==0.28.0",\n]' in edited
+    refused = {
+        "inline sources": '[project]\nname = "a"\ndependencies = []\n[tool.uv]\nsources = { x = { path = "x" } }\n',
+        "dynamic": '[project]\nname = "a"\ndynamic = ["dependencies"]\n',
+        "name taken": ('[project]\nname = "a"\ndependencies = []\n'
+                       '[[tool.uv.index]]\nname = "pytorch-cpu"\nurl = "https://example.com/simple"\n'),
+        "other source": '[project]\nname = "a"\ndependencies = []\n[tool.uv.sources]\ntorch = { path = "t.whl" }\n',
+    }
+    for why, text in refused.items():
+        with pytest.raises(ValueError):
+            uv.ADAPTER.edit(text, TORCH)
+            pytest.fail(why)
