@@ -30,11 +30,12 @@ STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
 E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
 	tests/test_failopen.py tests/test_unused.py tests/test_runtime_e2e.py
 
-.PHONY: help test lint pytest test-pythons test-fresh test-docker demo bench bench-torch bench-hub bench-litert docker-compile lock clean
+.PHONY: help test lint pytest test-locks test-pythons test-fresh test-docker demo bench bench-torch bench-hub bench-litert docker-compile lock clean
 
 help:
 	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
 	@echo "make test   lint (shellcheck, ruff, mypy --strict) and run the tests"
+	@echo "make test-locks   uv, Poetry and Pipenv apps re-locked for the CPU builds, through the emulated build"
 	@echo "make test-pythons   the end-to-end build tests with slugslim on each stack's Python (3.10, 3.12, ...)"
 	@echo "make test-fresh   .ci/run and make demo in a clean Debian 12 container (needs a Docker engine)"
 	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor; then bench-litert and bench-hub"
@@ -63,9 +64,15 @@ lint: $(DEV_STAMP)
 pytest: $(DEV_STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m tests.webwheels
 	$(PYTEST_TMP) SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) \
-		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests
+		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --ignore=tests/locks tests
 
 test: lint pytest
+
+# Lock files re-locked for the CPU builds, through the emulated build with the real uv (several builds each,
+# too slow for make test); .ci/run runs it after make test.
+test-locks: $(DEV_STAMP) $(TOOLS_STAMP)
+	$(PYTEST_TMP) SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) \
+		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/locks
 
 # Tool wheels for each Python (pyyaml and tomli are built per version), then the e2e tests with it.
 test-pythons: $(DEV_STAMP)

@@ -63,7 +63,7 @@ class LockPlan:
         lock = self.adapter.lock
         return ([Swap(file=lock, line=0, action="swap", old=f"{p.name}=={p.version}", new=f"{p.name}=={p.version}+cpu",
                       source=p.name, target=p.name, version=f"{p.version}+cpu",
-                      reason=f"from {self.change.index_url}") for p in self.change.torch]
+                      reason=f"from {log.redact(self.change.index_url)}") for p in self.change.torch]
                 + [Swap(file=lock, line=0, action="swap", old=f"{r.gpu}=={r.version}", new=f"{r.cpu}=={r.version}",
                         source=r.gpu, target=r.cpu, version=r.version) for r in self.change.renamed])
 
@@ -229,7 +229,7 @@ def _log(adapter: Adapter, locker: lockers.Locker, change: ManifestChange, befor
          after: Mapping[str, Locked]) -> None:
     log.detail(f"CPU swap ({adapter.lock}, re-locked with {locker.manager} {locker.version}):")
     for pin in change.torch:
-        log.detail(f"  {pin.name} {pin.version} -> {pin.version}+cpu, from {change.index_url}")
+        log.detail(f"  {pin.name} {pin.version} -> {pin.version}+cpu, from {log.redact(change.index_url)}")
     for renamed in change.renamed:
         log.detail(f"  {renamed.gpu} {renamed.version} -> {renamed.cpu} {renamed.version}")
     gone = sorted(n for n in set(before) - set(after) if is_cuda_runtime(n))
