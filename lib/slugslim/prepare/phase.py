@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         state.preflight = checked.to_json()
         if checked.chosen:
             python = pyversion.app_python(build_dir, args.cache_dir)
-        state.swap = rewrite.prepare(build_dir, settings, env, python=python).state()
+        state.swap = rewrite.prepare(build_dir, settings, env, python=python, cache_dir=args.cache_dir).state()
     state.app_python = python.to_json()
 
     if not args.no_hook:
