@@ -68,8 +68,8 @@ pytest: $(DEV_STAMP) $(TOOLS_STAMP)
 
 test: lint pytest
 
-# Lock files re-locked for the CPU builds, through the emulated build with the real uv (several builds each,
-# too slow for make test); .ci/run runs it after make test.
+# Lock files re-locked for the CPU builds with the real uv, alone and through the emulated build (too slow for
+# make test); .ci/run runs it after make test.
 test-locks: $(DEV_STAMP) $(TOOLS_STAMP)
 	$(PYTEST_TMP) SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) \
 		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/locks

@@ -2,7 +2,7 @@
 
 slugslim re-locks the app for the CPU build before heroku/python installs it, so the build installs
 ``torch 2.13.0+cpu`` and no ``nvidia-*``, ``cuda-*`` or ``triton`` file is ever asked for; a cached rebuild
-downloads nothing. Slow (several builds): ``make test-locks`` runs this directory, ``make test`` does not.
+downloads nothing. Slow (two builds): ``make test-locks`` runs tests/locks, ``make test`` does not.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from tests import localindex, wheelfactory
 from tests.conftest import HerokuBuild, LockerWheels, write_app
-from tests.test_lockswap_uv import CUDA_NAMES, Index, locked_app, offline, packages
+from tests.locks.test_uv_lock import CUDA_NAMES, Index, locked_app, offline, packages
 from tests.test_swap_e2e import app_python
 
 TORCH_CHECK = "import importlib.metadata as m, torch; print(torch.BUILD, m.version('torch'))"

@@ -3,7 +3,8 @@
 Each app is locked first by the real ``uv lock`` against a fake PyPI on 127.0.0.1 (PyPI's Linux torch
 is the CUDA build: its metadata requires fake ``nvidia-*``, ``cuda-*`` and ``triton`` wheels), then
 swapped with a fake PyTorch CPU index beside it. Both indexes serve core metadata (PEP 658) as PyPI
-and PyTorch's index do, and record every request, so the tests see what uv fetched.
+and PyTorch's index do, and record every request, so the tests see what uv fetched. Each test runs
+``uv lock`` two or three times: ``make test-locks`` runs tests/locks, ``make test`` does not.
 """
 
 from __future__ import annotations
