@@ -56,12 +56,20 @@ $(TOOLS_STAMP): lib/tools.lock $(DEV_STAMP)
 		--require-hashes -r lib/tools.lock -d $(TOOLS_WHEELS)
 	touch $@
 
+# uv, Poetry and Pipenv at heroku/python's versions, with their dependencies, as wheels: the emulated
+# heroku/python installs lock files with them, offline (tests/heroku/packagemanagers.py). The pins are
+# slugslim's own (lib/lockers/), which the lock swap re-locks with: one lock of each tool.
+PACKAGE_MANAGERS_LOCKS := lib/lockers/uv.txt lib/lockers/poetry.txt lib/lockers/pipenv.txt
+PACKAGE_MANAGERS_STAMP := .cache/package-managers/.complete-$(shell cat $(PACKAGE_MANAGERS_LOCKS) | sha256sum | cut -c1-12)
+$(PACKAGE_MANAGERS_STAMP): $(PACKAGE_MANAGERS_LOCKS) $(DEV_STAMP)
+	$(BIN)/python -m tests.heroku.packagemanagers
+
 lint: $(DEV_STAMP)
 	$(BIN)/shellcheck --external-sources --source-path=SCRIPTDIR $(SHELL_SCRIPTS)
 	$(BIN)/ruff check --config tests/ruff.toml lib tests $(wildcard bench/*.py)
 	$(BIN)/mypy --strict --python-version 3.10 lib/slugslim
 
-pytest: $(DEV_STAMP) $(TOOLS_STAMP)
+pytest: $(DEV_STAMP) $(TOOLS_STAMP) $(PACKAGE_MANAGERS_STAMP)
 	$(BIN)/python -m tests.webwheels
 	$(PYTEST_TMP) SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) \
 		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --ignore=tests/locks tests
@@ -70,12 +78,12 @@ test: lint pytest
 
 # Lock files re-locked for the CPU builds with the real uv, alone and through the emulated build (too slow for
 # make test); .ci/run runs it after make test.
-test-locks: $(DEV_STAMP) $(TOOLS_STAMP)
+test-locks: $(DEV_STAMP) $(TOOLS_STAMP) $(PACKAGE_MANAGERS_STAMP)
 	$(PYTEST_TMP) SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) \
 		$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/locks
 
 # Tool wheels for each Python (pyyaml and tomli are built per version), then the e2e tests with it.
-test-pythons: $(DEV_STAMP)
+test-pythons: $(DEV_STAMP) $(PACKAGE_MANAGERS_STAMP)
 	@test -n "$(STACK_PYTHONS)" || echo "test-pythons: no python3.10/3.12/3.13/3.14 here; nothing to run"
 	for python in $(STACK_PYTHONS); do \
 		version="$$($$python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"; \

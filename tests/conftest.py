@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests import webwheels, wheelfactory
-from tests.heroku import appdir
+from tests.heroku import appdir, packagemanagers
 from tests.heroku.build import BASE_PYTHON, REPO, STACK_PATH, Build, made_once, pip_for, python_runtime, run_build
 
 # Model stores on 127.0.0.1 (moto S3, an HTTP server with PUT) as fixtures for every test module.
@@ -91,6 +91,19 @@ def web_wheels() -> Path:
 
 
 @pytest.fixture(scope="session")
+def package_manager_wheels() -> Path:
+    """uv, Poetry and Pipenv at heroku/python's versions, with their dependencies, as wheels
+    (tests/heroku/packagemanagers.py)."""
+    return packagemanagers.download()
+
+
+@pytest.fixture(scope="session")
+def lockers(package_manager_wheels: Path) -> packagemanagers.Lockers:
+    """uv, Poetry and Pipenv installed on this machine (once), to make the lock files of test apps."""
+    return packagemanagers.lockers(package_manager_wheels)
+
+
+@pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A find-links dir with the fake TensorFlow family and a couple of ordinary packages."""
     house = tmp_path_factory.mktemp("wheelhouse")
@@ -141,15 +154,17 @@ def stack_python(tmp_path_factory: pytest.TempPathFactory, tools_wheels: Path) -
 
 
 @pytest.fixture(scope="session")
-def offline_env(tools_wheels: Path, wheelhouse: Path, python_template: Path,
+def offline_env(tools_wheels: Path, wheelhouse: Path, python_template: Path, package_manager_wheels: Path,
                 stack_python: tuple[str, dict[str, str]]) -> dict[str, str]:
-    """Environment for builds: pip never reaches an index, only our local wheels."""
+    """Environment for builds: pip never reaches an index, only our local wheels; uv, Poetry and Pipenv
+    install from theirs, and a lock file names its own index."""
     return {
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": f"{wheelhouse} {tools_wheels}",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "EMULATED_PYTHON": BASE_PYTHON,
         "EMULATED_PYTHON_TEMPLATE": str(python_template),
+        "EMULATED_PACKAGE_MANAGER_WHEELS": str(package_manager_wheels),
         **stack_python[1],
     }
 

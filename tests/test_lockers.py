@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from slugslim.deps import lockers
-
-# A git directory (or checkout) of heroku/heroku-buildpack-python (README, "Development").
-HEROKU_PYTHON = os.environ.get("HEROKU_PYTHON_BUILDPACK", "")
-
-
-def heroku_python_pin(manager: str) -> str:
-    """The version heroku/python's requirements/<manager>.txt pins."""
-    if Path(HEROKU_PYTHON, ".git").exists() or not Path(HEROKU_PYTHON, "HEAD").is_file():
-        text = Path(HEROKU_PYTHON, "requirements", f"{manager}.txt").read_text(encoding="utf-8")
-    else:
-        text = subprocess.run(["git", "-C", HEROKU_PYTHON, "show", f"HEAD:requirements/{manager}.txt"],
-                              capture_output=True, text=True, check=True).stdout
-    line = next(line for line in text.splitlines() if line.startswith(f"{manager}=="))
-    return line.split("==", 1)[1].strip()
+from tests.heroku import packagemanagers, real
 
 
 @pytest.mark.parametrize("manager", lockers.MANAGERS)
 def test_each_locker_is_pinned_at_heroku_pythons_version(manager: str) -> None:
-    if not HEROKU_PYTHON:
-        pytest.skip("HEROKU_PYTHON_BUILDPACK is not set: the pins are not compared with heroku/python's")
-    assert lockers.pinned_version(manager) == heroku_python_pin(manager)
+    assert lockers.pinned_version(manager) == real.pinned(manager, "the pins are not compared with heroku/python's")
+
+
+@pytest.mark.parametrize("manager", lockers.MANAGERS)
+def test_the_emulated_heroku_python_pins_what_slugslim_pins(manager: str) -> None:
+    # Its tools are installed from slugslim's pins (tests/heroku/packagemanagers.py): one lock of each.
+    assert packagemanagers.versions()[manager] == lockers.pinned_version(manager)
 
 
 @pytest.mark.parametrize("manager", lockers.MANAGERS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +15,13 @@ from slugslim.core.plan import Plan, PruneResult
 from slugslim.core.results import Results
 from slugslim.finish import memory
 from tests.conftest import write_app
+from tests.heroku import real
 from tests.heroku.appdir import at_app
 from tests.heroku.build import REPO
 from tests.sitefactory import pip_install
 from tests.wheelfactory import WheelSpec, build_wheel
 
 EMULATED = REPO / "tests/heroku/python-buildpack/vendor/WEB_CONCURRENCY.sh"
-# A git directory of heroku/heroku-buildpack-python (README, "Development"): the real script is tested too.
-MIRROR = os.environ.get("HEROKU_PYTHON_BUILDPACK", "")
 MIB = 1 << 20
 
 
@@ -32,11 +30,9 @@ def heroku_script(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     """heroku/python's WEB_CONCURRENCY.sh: the tests' restatement, and the real v351 file when it is on this machine."""
     if request.param == "emulated":
         return EMULATED
-    if not MIRROR:
-        pytest.skip("HEROKU_PYTHON_BUILDPACK is not set: the real heroku/python's script is not tested")
+    script = real.read("vendor/WEB_CONCURRENCY.sh", "the real heroku/python's script is not tested")
     target = tmp_path_factory.mktemp("v351") / "WEB_CONCURRENCY.sh"
-    target.write_bytes(subprocess.run(["git", "-C", MIRROR, "show", "HEAD:vendor/WEB_CONCURRENCY.sh"],
-                                      capture_output=True, check=True).stdout)
+    target.write_bytes(script)
     return target
 
 

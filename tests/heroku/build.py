@@ -122,7 +122,7 @@ def _copy_buildpack(source: Path, dest: Path) -> Path:
     """Heroku fetches each buildpack into its own directory; we copy what a buildpack ships."""
     dest.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", ".cache", ".git", "tests", "bench")
-    for name in ("bin", "lib", "vendor", "buildpack.toml"):
+    for name in ("bin", "lib", "vendor", "requirements", "buildpack.toml"):
         if (source / name).is_dir():
             shutil.copytree(source / name, dest / name, ignore=ignore, symlinks=True)
         elif (source / name).is_file():

@@ -6,7 +6,8 @@
 # lib/python3.X/site-packages) with pip in site-packages, copied from the interpreter PYTHON, so
 # that it runs from wherever it is put: no pyvenv.cfg, nothing that points back at PYTHON's own
 # prefix for the stdlib. Slimmed as the real archives are (no stdlib tests, no idle or tkinter,
-# no static library). pip is unpacked from PIP_WHEEL, offline, whether PYTHON has pip or not.
+# no static library). pip is unpacked from PIP_WHEEL, offline, whether PYTHON has pip or not, and
+# PIP_WHEEL is what ensurepip bundles when PYTHON bundles no pip wheel.
 #
 # PYTHON may be a self-contained prefix (pyenv's, python.org's) or a distribution's /usr one.
 # Debian and Ubuntu patch their stdlib for their own layout: site puts dist-packages on sys.path
@@ -47,6 +48,7 @@ mkdir -p "${partial}/${stdlib}/site-packages"
 find "${partial}/lib" -name '*.so*' -type f -exec strip --strip-unneeded {} + 2>/dev/null || true
 
 "${python}" - "${partial}/${stdlib}" "${pip_wheel}" <<'PY'
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -67,6 +69,12 @@ if "'posix_local'" in text:  # Debian's scheme; upstream has posix_prefix
     (debian_site / "heroku-runtime-site-packages.pth").write_text(SITE_PACKAGES_PTH, encoding="utf-8")
 with zipfile.ZipFile(pip_wheel) as wheel:  # no bin/pip, no setuptools
     wheel.extractall(stdlib / "site-packages")
+# CPython bundles a pip wheel in ensurepip, with which heroku/python installs Poetry and Pipenv;
+# a distribution's Python may not (Debian moves it to a package of its own).
+bundled = stdlib / "ensurepip" / "_bundled"
+if not list(bundled.glob("pip-*.whl")):
+    bundled.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pip_wheel, bundled)
 PY
 # heroku/python installs pip with pip, which compiles its bytecode.
 "${partial}/bin/python3" -m compileall -q "${partial}/${stdlib}/site-packages/pip"
