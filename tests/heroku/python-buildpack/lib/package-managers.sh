@@ -90,18 +90,24 @@ function uv::install_dependencies() {
 	fi
 }
 
+# TOOL in a venv of its own at ROOT/venv, ROOT/bin/TOOL a link to its script (so that the rest of the
+# venv's bin/ stays off PATH), unless that link resolves: then the cached one is used.
+function package_manager::venv_tool() {
+	local root="${1}" tool="${2}" name="${3}"
+	if [[ -e "${root}/bin/${tool}" ]]; then
+		step "Using cached ${name} ${tool_version}"
+		return 0
+	fi
+	step "Installing ${name} ${tool_version}"
+	rm -rf "${root}"
+	mkdir -p "${root}/bin"
+	HOME="${TOOL_HOME}" package_manager::venv_install "${root}/venv" "${tool}" "${tool_version}"
+	ln --symbolic --no-target-directory "${root}/venv/bin/${tool}" "${root}/bin/${tool}"
+}
+
 function poetry::install() {
 	local poetry_root="${CACHE_DIR}/.heroku/python-poetry"
-	# -e: the link resolves, so the venv it points into is still where it was made.
-	if [[ -e "${poetry_root}/bin/poetry" ]]; then
-		step "Using cached Poetry ${tool_version}"
-	else
-		step "Installing Poetry ${tool_version}"
-		rm -rf "${poetry_root}"
-		mkdir -p "${poetry_root}/bin"
-		HOME="${TOOL_HOME}" package_manager::venv_install "${poetry_root}/venv" poetry "${tool_version}"
-		ln --symbolic --no-target-directory "${poetry_root}/venv/bin/poetry" "${poetry_root}/bin/poetry"
-	fi
+	package_manager::venv_tool "${poetry_root}" poetry Poetry
 	package_manager::export "PATH=\"${poetry_root}/bin:\${PATH}\"" 'POETRY_VIRTUALENVS_CREATE="false"' \
 		'POETRY_VIRTUALENVS_USE_POETRY_PYTHON="true"'
 }
@@ -118,14 +124,7 @@ function poetry::install_dependencies() {
 function pipenv::install() {
 	# In .heroku/python, through its /app path: apps may run `pipenv` on the dyno.
 	local pipenv_root="${python_home}/pipenv"
-	if [[ -f "${pipenv_root}/bin/pipenv" ]]; then
-		step "Using cached Pipenv ${tool_version}"
-	else
-		step "Installing Pipenv ${tool_version}"
-		mkdir -p "${pipenv_root}/bin"
-		HOME="${TOOL_HOME}" package_manager::venv_install "${pipenv_root}/venv" pipenv "${tool_version}"
-		ln --symbolic --no-target-directory "${pipenv_root}/venv/bin/pipenv" "${pipenv_root}/bin/pipenv"
-	fi
+	package_manager::venv_tool "${pipenv_root}" pipenv Pipenv
 	local settings=("PATH=\"${pipenv_root}/bin:\${PATH}\"" 'PIPENV_SYSTEM="1"' 'PIPENV_VERBOSITY="-1"'
 		"VIRTUAL_ENV=\"${python_home}\"")
 	package_manager::export "${settings[@]}"
