@@ -75,10 +75,24 @@ def follow_settings(cache_dir: Path, config: Config) -> str | None:
     reason = None
     if previous != current and (cached.is_dir() or cached.is_symlink()):
         reason = _why(previous, current)
-        if cached.is_symlink():
-            cached.unlink()
-        else:
-            shutil.rmtree(cached)
+        _drop(cached)
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return reason
+
+
+def clear(cache_dir: Path) -> None:
+    """Forget everything: heroku/python's cached packages and the settings they followed.
+
+    What a ``follow_settings`` that stopped halfway leaves: heroku/python then installs everything
+    afresh, and the next build has no record to compare with, so it clears what this one saves.
+    """
+    _drop(cache_dir / PYTHON_CACHE)
+    (cache_dir / FINGERPRINT).unlink(missing_ok=True)
+
+
+def _drop(cached: Path) -> None:
+    if cached.is_symlink():
+        cached.unlink()
+    elif cached.is_dir():
+        shutil.rmtree(cached)

@@ -12,8 +12,10 @@ class SlugslimError(Exception):
     """Base class. ``title`` is one line; ``detail`` explains why and what to do."""
 
     title = "slugslim failed"
-    # The finish phase fails open: a step that raises is skipped with a warning and the build goes
-    # on. Only these fail the build: invalid settings, and verify.strict / models.strict.
+    # Both phases fail open (``core.failopen``): a step that raises is skipped with a warning and the
+    # build goes on. Only what the user has to fix fails it: invalid settings, what the user made
+    # strict (verify.strict, models.strict, models.lfs: fail), a Python version heroku/python would
+    # reject too, and a pinned Python without a wheel for a framework (pip would fail anyway).
     fails_build = False
 
     def detail(self) -> str:
@@ -249,6 +251,7 @@ class PythonVersionError(SlugslimError):
     """The file that names the app's Python holds something heroku/python would reject too."""
 
     title = "Cannot read your app's Python version"
+    fails_build = True
 
     def __init__(self, file: str, line: int, found: str, fix: str) -> None:
         super().__init__(f"{file} line {line}: {found}")
@@ -270,6 +273,7 @@ class PreflightError(SlugslimError):
     """The app pins a Python for which a framework it requires has no wheel: pip would fail later."""
 
     title = "Your app's Python has no wheel for a framework it requires"
+    fails_build = True
 
     def __init__(self, where: str, python: str, name: str, requirement: str, required_at: str,
                  working: list[str], newest_for_python: str) -> None:
@@ -308,6 +312,7 @@ class LfsPointerError(SlugslimError):
     """models.lfs is 'fail' and the app has Git LFS pointers where files should be."""
 
     title = "Your app has Git LFS pointers instead of files"
+    fails_build = True
 
     def __init__(self, paths: list[str], description: str) -> None:
         super().__init__(", ".join(paths))

@@ -51,3 +51,21 @@ def index_options(tree_files: Iterable[requirements.RequirementsFile]) -> list[s
                     options.append(f"--{option.name}")
     return options
 
+
+
+# What names the app's dependencies, its lock and its Python, besides requirements.txt and its includes:
+# the files a prepare step may rewrite (the swap, the re-lock, the preflight's .python-version).
+DECLARATIONS = (PIP_TOOLS_INPUT, "pyproject.toml", *OTHER_MANAGERS, "Pipfile", ".python-version", "runtime.txt")
+
+
+def declaration_files(app_dir: Path) -> list[Path]:
+    """requirements.txt and every file it includes (-r, -c) inside the app, and ``DECLARATIONS``.
+
+    A tree that cannot be read gives requirements.txt alone: a step that reads it fails before it writes.
+    """
+    root = app_dir / REQUIREMENTS
+    try:
+        tree = [parsed.path for parsed in requirements.read_tree(root, app_dir).files] if root.is_file() else []
+    except Exception:  # what to back up must never be why a build fails
+        tree = []
+    return [root, *tree, *(app_dir / name for name in DECLARATIONS)]

@@ -6,10 +6,11 @@ fix-up of GPU builds, the Hugging Face models (downloaded at build time), the Li
 the checks left under HOME, and last the report, which reads what the others did.
 At the end the app's own bin/post_compile is back as it was.
 
-Every step runs through one guard (``guarded``), because slugslim must never be the reason a deploy
-fails: a step that raises is skipped with a warning that names it, after putting back what it had
-half done (each step undoes its own work on the way out: the quarantines roll back), and the build
-goes on. Only what the user asked to be strict about fails the build (``SlugslimError.fails_build``).
+Every step runs through the one guard of both phases (``core.failopen``), because slugslim must never
+be the reason a deploy fails: a step that raises is skipped with a warning that names it, after putting
+back what it had half done (each step undoes its own work on the way out: the quarantines roll back),
+and the build goes on. Only what the user asked to be strict about fails the build
+(``SlugslimError.fails_build``).
 The whole phase has a time budget (the ``budget`` setting); a step that finds it used up is skipped,
 and the steps pass what is left down to their verification timeouts.
 """
@@ -17,18 +18,16 @@ and the steps pass what is left down to their verification timeouts.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from slugslim.core import config, log
+from slugslim.core import config, failopen, log
 from slugslim.core.arguments import existing_dir
 from slugslim.core.context import FinishContext, app_python, find_site_packages
-from slugslim.core.errors import BudgetError, SlugslimError
+from slugslim.core.errors import BudgetError
 from slugslim.core.state import STATE_DIR, STATE_FILE, read_state
 from slugslim.finish import leftovers, memory
 from slugslim.finish.fixup import fixup
@@ -109,42 +108,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def guarded(ctx: FinishContext, name: str, body: Callable[[], T]) -> T | None:
-    """Run one finish step so that it cannot fail the deploy; close its log step with its duration.
+    """Run one finish step through the guard (``core.failopen``); close its log step with its duration.
 
     ``name`` says in the build log which step was skipped. Errors that ``fails_build`` (invalid
     settings, verify.strict, models.strict) still fail it. Returns the step's result, or None.
     """
     if ctx.time_left() <= 0:
-        _skipped(ctx, name, BudgetError(ctx.config.budget))
+        failopen.skip(name, BudgetError(ctx.config.budget), ctx.env, ctx.results.skipped)
         return None
     opened = log.steps_printed()
     started = time.monotonic()
-    try:
-        result = body()
-    except SlugslimError as exc:
-        if exc.fails_build:
-            raise
-        _skipped(ctx, name, exc)
-        return None
-    except Exception as exc:  # a bug or a broken tree must not cost the user their deploy
-        _skipped(ctx, name, exc)
-        return None
-    if log.steps_printed() > opened:
+    result = failopen.guard(name, body, ctx.env, skipped=ctx.results.skipped)
+    if name not in ctx.results.skipped and log.steps_printed() > opened:
         log.detail(f"Done ({log.seconds(time.monotonic() - started)})")
     return result
-
-
-def _skipped(ctx: FinishContext, name: str, exc: Exception) -> None:
-    ctx.results.skipped[name] = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, SlugslimError):
-        why = exc.render().removeprefix("Error: ")
-    else:
-        why = (f"{type(exc).__name__}: {exc}\n\nThis is a bug in slugslim, or something in the build it did not "
-               "expect. Please report it, with this build log, to the slugslim maintainers.")
-    if os.environ.get("BUILDPACK_XTRACE") == "1" or ctx.env.get("BUILDPACK_XTRACE", "").strip() == "1":
-        why += "\n\n" + "".join(traceback.format_exception(exc)).rstrip()
-    log.warning(f"Warning: slugslim skipped {name}, and the build goes on without it.\n"
-                f"Anything this step had changed was put back. Why it stopped:\n\n{why}")
 
 
 def _cleanup_state(build_dir: Path) -> None:
