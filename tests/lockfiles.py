@@ -53,18 +53,20 @@ def run_tool(command: Sequence[str], app: Path) -> str:
     return done.stdout + done.stderr
 
 
-def _project(dependencies: Sequence[str], tail: str) -> str:
+def _project(dependencies: Sequence[str], tail: str, requires_python: str) -> str:
     listed = "".join(f'    "{dependency}",\n' for dependency in dependencies)
-    return (f'[project]\nname = "app"\nversion = "1.0.0"\nrequires-python = ">={python_major()}"\n'
+    return (f'[project]\nname = "app"\nversion = "1.0.0"\n'
+            f'requires-python = "{requires_python or ">=" + python_major()}"\n'
             f"dependencies = [\n{listed}]\n\n{tail}")
 
 
 def uv_app(root: Path, lockers: Lockers, index: str, dependencies: Sequence[str], *,
-           files: Mapping[str, str] | None = None) -> Path:
-    """pyproject.toml with ``dependencies``, .python-version (heroku/python requires it with uv), and ``uv lock``."""
+           files: Mapping[str, str] | None = None, requires_python: str = "", tail: str = "") -> Path:
+    """pyproject.toml with ``dependencies`` (``requires-python`` from the app's Python on, and ``tail``
+    appended), .python-version (heroku/python requires it with uv), and ``uv lock``."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pyproject.toml").write_text(
-        _project(dependencies, f'[[tool.uv.index]]\nname = "local"\nurl = "{index}"\ndefault = true\n'))
+    (root / "pyproject.toml").write_text(_project(
+        dependencies, f'[[tool.uv.index]]\nname = "local"\nurl = "{index}"\ndefault = true\n\n{tail}', requires_python))
     (root / ".python-version").write_text(f"{python_major()}\n")
     _write(root, files)
     run_tool([*lockers.uv, "lock", "--python", BASE_PYTHON], root)
@@ -72,12 +74,13 @@ def uv_app(root: Path, lockers: Lockers, index: str, dependencies: Sequence[str]
 
 
 def poetry_app(root: Path, lockers: Lockers, index: str, dependencies: Sequence[str], *,
-               files: Mapping[str, str] | None = None) -> Path:
+               files: Mapping[str, str] | None = None, requires_python: str = "") -> Path:
     """pyproject.toml with ``dependencies`` (no package of its own to install), and ``poetry lock``."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(_project(
         dependencies, "[tool.poetry]\npackage-mode = false\n\n"
-                      f'[[tool.poetry.source]]\nname = "local"\nurl = "{index}"\npriority = "primary"\n'))
+                      f'[[tool.poetry.source]]\nname = "local"\nurl = "{index}"\npriority = "primary"\n',
+        requires_python))
     _write(root, files)
     run_tool([*lockers.poetry, "lock", "--no-interaction"], root)
     return root

@@ -102,18 +102,12 @@ def _read_toml_requirements(app_dir: Path) -> list[TopRequirement]:
     result: list[TopRequirement] = []
     pipfile = app_dir / "Pipfile"
     if pipfile.is_file():
-        try:
-            data = tomlfile.loads(pipfile.read_text(encoding="utf-8"))
-        except (tomlfile.TomlError, UnicodeDecodeError):
-            data = {}
+        data = tomlfile.read(pipfile) or {}
         for name in data.get("packages", {}):
             result.append(TopRequirement(canonical(str(name)), frozenset(), "Pipfile [packages]"))
     pyproject = app_dir / "pyproject.toml"
     if pyproject.is_file():
-        try:
-            data = tomlfile.loads(pyproject.read_text(encoding="utf-8"))
-        except (tomlfile.TomlError, UnicodeDecodeError):
-            data = {}
+        data = tomlfile.read(pyproject) or {}
         for line in data.get("project", {}).get("dependencies", []):
             try:
                 req = Requirement(str(line))

@@ -276,8 +276,9 @@ class PreflightError(SlugslimError):
     fails_build = True
 
     def __init__(self, where: str, python: str, name: str, requirement: str, required_at: str,
-                 working: list[str], newest_for_python: str) -> None:
+                 working: list[str], newest_for_python: str, installer: str = "pip") -> None:
         super().__init__(f"{where}: Python {python}; {requirement} ({required_at})")
+        self.installer = installer  # pip, or uv or Poetry installing their lock
         self.where = where
         self.python = python
         self.name = name
@@ -289,10 +290,12 @@ class PreflightError(SlugslimError):
     def detail(self) -> str:
         minor = ".".join(self.python.split(".")[:2])
         name = self.name
+        failure = ("pip would fail with 'No matching distribution found'" if self.installer == "pip"
+                   else f"{self.installer} would find no file of it to install")
         lines = [
             f"{self.where} asks for Python {self.python}, and {self.required_at} asks for",
-            f"{self.requirement}, which has no wheel for Python {minor}. pip would fail with",
-            "'No matching distribution found' after installing Python, so the build stops here.",
+            f"{self.requirement}, which has no wheel for Python {minor}.",
+            f"{failure} after installing Python, so the build stops here.",
             "",
         ]
         if self.working:

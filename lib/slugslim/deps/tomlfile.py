@@ -8,6 +8,7 @@ so that its formatting and comments survive.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 try:
@@ -22,3 +23,11 @@ def loads(text: str) -> dict[str, Any]:
     """The document as plain data; ``TomlError`` (a ValueError) names the line and column."""
     data: dict[str, Any] = _toml.loads(text)
     return data
+
+
+def read(path: Path) -> dict[str, Any] | None:
+    """The file's tables, or None when it is missing or is not TOML (the tool that reads it says why)."""
+    try:
+        return loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, TomlError):
+        return None

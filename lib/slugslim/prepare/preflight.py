@@ -4,7 +4,9 @@ heroku/python picks Python 3.14 for an app that names none, and TensorFlow 2.21.
 wheel, so the first push of a TensorFlow app fails in pip with "No matching distribution found"
 after minutes of work. Before anything is installed, for every framework build the app declares
 (after the swap: what pip will really install), we read the index once and learn which of
-heroku/python's Pythons have a wheel. Then:
+heroku/python's Pythons have a wheel. A uv.lock or a poetry.lock says it without an index: uv and
+Poetry install the lock's own files (``slugslim.deps.locked``), and only Pythons in the lock's
+``requires-python`` (Poetry: ``python-versions``) can be picked. Then:
 
 - the app's Python has one for every build: nothing to do;
 - the app names no Python: write ``.python-version`` with the newest Python that has a wheel for
@@ -33,7 +35,7 @@ from slugslim.core import frameworks, log
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import LookupFailed, PreflightError
 from slugslim.core.frameworks import Framework
-from slugslim.deps import pyversion, requirements, simpleindex
+from slugslim.deps import locked, pyversion, requirements, simpleindex
 from slugslim.deps.sources import REQUIREMENTS, index_options
 from slugslim.prepare.swap import swap
 
@@ -85,11 +87,18 @@ def _installed_name(name: str, config: SwapConfig) -> str:
     return target if target and config.enabled and not frameworks.kept(name, config) else canonicalize_name(name)
 
 
-def declared(app_dir: Path, python: str, config: SwapConfig) -> list[Declared]:
-    """Framework builds in requirements.txt (and its -r files) or Pipfile.lock that apply on a dyno."""
+def declared(app_dir: Path, python: str, config: SwapConfig, lock: locked.Lock | None = None) -> list[Declared]:
+    """Framework builds in requirements.txt (and its -r files), ``lock`` (uv.lock, poetry.lock) or
+    Pipfile.lock that apply on a dyno."""
     found: list[Declared] = []
     root = app_dir / REQUIREMENTS
-    if root.is_file():
+    if lock is not None:  # what the sync installs on a dyno with this Python, as the lock pins it
+        for package in lock.installed(swap.dyno_environment(python)):
+            framework = _framework_of(package.name)
+            if framework is not None:
+                pinned = f"{package.name}=={package.version}"
+                found.append(Declared(framework.name, package.name, f"=={package.version}", lock.file, pinned))
+    elif root.is_file():
         environment = swap.dyno_environment(python)
         for parsed, _, entry in requirements.read_tree(root, app_dir).entries():
             req = entry.requirement
@@ -120,32 +129,38 @@ def declared(app_dir: Path, python: str, config: SwapConfig) -> list[Declared]:
 def check(app_dir: Path, python: pyversion.AppPython, config: SwapConfig, where: simpleindex.Settings) -> Preflight:
     """Decide; writes ``.python-version`` only when the app names no Python. Raises PreflightError."""
     result = Preflight(python=python.minor)
-    builds = declared(app_dir, python.minor, config)
+    lock = locked.read(app_dir)
+    builds = declared(app_dir, python.minor, config, lock)
     if not builds:
         return result
     facts: list[tuple[Declared, simpleindex.Availability]] = []
     for build in builds:
-        try:
-            index_files = simpleindex.files(build.name, where)
-        except LookupFailed as exc:
-            result.status, result.message = "unreachable", str(exc)
-            log.warning(f"Warning: slugslim could not check which Pythons have a {build.name} wheel: {exc}.\n"
-                        "The build goes on unchanged.")
-            return result
-        found = simpleindex.availability(build.name, SpecifierSet(build.specifier), index_files,
-                                         pyversion.SUPPORTED, where.pre)
-        facts.append((build, found))
+        if lock is not None:
+            facts.append((build, _in_lock(lock, build)))
+        else:
+            try:
+                index_files = simpleindex.files(build.name, where)
+            except LookupFailed as exc:
+                result.status, result.message = "unreachable", str(exc)
+                log.warning(f"Warning: slugslim could not check which Pythons have a {build.name} wheel: {exc}.\n"
+                            "The build goes on unchanged.")
+                return result
+            facts.append((build, simpleindex.availability(build.name, SpecifierSet(build.specifier), index_files,
+                                                          pyversion.SUPPORTED, where.pre)))
+        found = facts[-1][1]
         result.builds.append({"framework": build.framework, "requirement": build.requirement, "where": build.where,
                               "pythons": found.pythons()})
     missing = [(b, a) for b, a in facts if python.minor not in a.pythons()]
     if not missing:
         result.status = "ok"
         return result
-    working = [p for p in pyversion.SUPPORTED if all(p in a.pythons() for _, a in facts)]
+    working = [p for p in pyversion.SUPPORTED
+               if (lock is None or lock.allows(p)) and all(p in a.pythons() for _, a in facts)]
     build, found = missing[0]
     if python.named_by_app:
         raise PreflightError(python.where, python.version, build.name, build.asked, build.where, working,
-                             found.newest_any.get(python.minor, ""))
+                             found.newest_any.get(python.minor, ""),
+                             installer=lock.installer if lock else "pip")
     if not working:
         result.status = "no-python"
         result.message = f"no Python that heroku/python offers has a wheel for every one of {_names(facts)}"
@@ -158,6 +173,19 @@ def check(app_dir: Path, python: pyversion.AppPython, config: SwapConfig, where:
                       f"({build.requirement}) has no wheel for Python {python.minor}, {python.where}; commit a "
                       f"{pyversion.VERSION_FILE} containing {result.chosen} to make this explicit")
     log.detail(result.message)
+    return result
+
+
+def _in_lock(lock: locked.Lock, build: Declared) -> simpleindex.Availability:
+    """For each Python, whether what the lock installs of ``build.name`` there has a file for it (a
+    Python for which the lock installs none of it needs none)."""
+    result = simpleindex.Availability(build.requirement)
+    for python in pyversion.SUPPORTED:
+        packages = [p for p in lock.installed(swap.dyno_environment(python)) if p.name == build.name]
+        fits = [p.version for p in packages if p.installable_on(python)]
+        result.by_python[python] = fits if packages else [build.specifier.removeprefix("==")]
+        if fits:
+            result.newest_any[python] = fits[0]
     return result
 
 
