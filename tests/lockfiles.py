@@ -34,13 +34,15 @@ def python_major() -> str:
 
 def tool_env(home: Path) -> dict[str, str]:
     """This machine's environment without its package settings (pip's, uv's, Poetry's, Pipenv's), with
-    caches and configuration under ``home``, no keyring, and no Python downloads."""
+    caches, configuration and temporary files under ``home`` (``pipenv lock`` leaves some behind), no
+    keyring, and no Python downloads."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("PIP_", "UV_", "POETRY_", "PIPENV_", "XDG_")) and name != "VIRTUAL_ENV"}
-    return {**env, "HOME": str(home), "PIP_CONFIG_FILE": os.devnull, "UV_PYTHON_DOWNLOADS": "never",
-            "UV_NO_MANAGED_PYTHON": "1", "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-            "POETRY_VIRTUALENVS_CREATE": "false", "PIPENV_VERBOSITY": "-1", "PIPENV_NOSPIN": "1",
-            "PIPENV_YES": "1"}
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    return {**env, "HOME": str(home), "TMPDIR": str(home / "tmp"), "PIP_CONFIG_FILE": os.devnull,
+            "UV_PYTHON_DOWNLOADS": "never", "UV_NO_MANAGED_PYTHON": "1",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "POETRY_VIRTUALENVS_CREATE": "false",
+            "PIPENV_VERBOSITY": "-1", "PIPENV_NOSPIN": "1", "PIPENV_YES": "1"}
 
 
 def run_tool(command: Sequence[str], app: Path) -> str:
