@@ -61,18 +61,20 @@ def tools_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tools_wheels(tmp_path_factory)
 
 
-LockerWheels = Callable[[str], Path]
+LockerWheels = Callable[..., Path]
 
 
 @pytest.fixture(scope="session")
 def locker_wheels(stack_python: tuple[str, dict[str, str]]) -> LockerWheels:
     """uv, Poetry or Pipenv and their dependencies as wheels, from lib/lockers/<manager>.txt for the stack's
-    python3 (which installs them in builds): downloaded from the package index once per machine into
-    .cache/locker-wheels/, so that builds and tests install them offline (PIP_FIND_LINKS)."""
-    version = subprocess.run([stack_python[0], "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    python3 (which installs them in builds), or for another Python version (``wheels(manager, "3.11")``):
+    downloaded from the package index once per machine into .cache/locker-wheels/, so that builds and
+    tests install them offline (PIP_FIND_LINKS)."""
+    stack = subprocess.run([stack_python[0], "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
 
-    def wheels(manager: str) -> Path:
+    def wheels(manager: str, python: str | None = None) -> Path:
+        version = python or stack
         lock = REPO / "lib" / "lockers" / f"{manager}.txt"
         key = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
         dest = REPO / ".cache" / "locker-wheels" / f"{manager}-{key}-py{version}"

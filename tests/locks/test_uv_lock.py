@@ -13,8 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,66 +25,21 @@ from slugslim.prepare.swap import swap as requirements_swap
 from slugslim.prepare.swap.locks import flow, uv
 from slugslim.prepare.swap.locks.model import ManifestChange, Renamed, TorchPin
 from tests import localindex, wheelfactory
-from tests.conftest import LockerWheels
+from tests.locks.conftest import CUDA_NAMES, Index, snapshot
 
 PYTHON = AppPython("3.11", "default")
-CUDA_NAMES = ("nvidia", "triton", "cuda_toolkit", "cuda_bindings")
-
-
-@dataclass
-class Index:
-    url: str
-    requests: list[str]
-
-    def files(self) -> list[str]:
-        """The wheels downloaded (not their metadata)."""
-        return [r.rsplit("/", 1)[1] for r in self.requests if r.startswith("/files/") and r.endswith(".whl")]
-
-    def asked_for(self, *names: str) -> list[str]:
-        return [r for r in self.requests if any(f"/{n}" in r.replace("-", "_") for n in names)]
-
-
-@pytest.fixture(scope="module")
-def indexes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Index, Index]]:
-    """A fake PyPI (CUDA torch and its CUDA wheels, the TensorFlow family, flask-fake) and a fake CPU index."""
-    pypi, cpu = tmp_path_factory.mktemp("pypi"), tmp_path_factory.mktemp("cpu-index")
-    wheelfactory.torch_pypi(pypi)
-    wheelfactory.tf_family(pypi)
-    wheelfactory.build_wheel(wheelfactory.WheelSpec(name="flask-fake", version="3.0.0",
-                                                    files={"flask_fake/__init__.py": ""}), pypi)
-    wheelfactory.torch_cpu_index(cpu)
-    pypi_requests: list[str] = []
-    cpu_requests: list[str] = []
-    with localindex.serve(pypi, metadata=True, requests=pypi_requests) as pypi_url, \
-            localindex.serve(cpu, metadata=True, requests=cpu_requests) as cpu_url:
-        yield Index(pypi_url, pypi_requests), Index(cpu_url, cpu_requests)
-
-
-@pytest.fixture(scope="module")
-def build_cache(tmp_path_factory: pytest.TempPathFactory, locker_wheels: LockerWheels) -> Iterator[Path]:
-    """A build cache in which a previous build installed uv 0.12.5 (copied by each test)."""
-    cache = tmp_path_factory.mktemp("build-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        offline(patch, locker_wheels("uv"))
-        lockers.ensure("uv", cache, {})
-    yield cache
-
-
-def offline(patch: pytest.MonkeyPatch, wheels: Path) -> None:
-    """slugslim's pip installs the lockers from ``wheels`` only (as in the emulated builds)."""
-    patch.setenv("PIP_CONFIG_FILE", "/dev/null")
-    patch.setenv("PIP_NO_INDEX", "1")
-    patch.setenv("PIP_FIND_LINKS", str(wheels))
 
 
 @pytest.fixture
-def cache(tmp_path: Path, build_cache: Path, monkeypatch: pytest.MonkeyPatch, locker_wheels: LockerWheels) -> Path:
-    offline(monkeypatch, locker_wheels("uv"))
+def cache(build_cache: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in [n for n in os.environ if n.startswith("UV_")]:
         monkeypatch.delenv(name)
-    copy = tmp_path / "cache"
-    shutil.copytree(build_cache, copy, symlinks=True)
-    return copy
+    return build_cache("uv")
+
+
+@pytest.fixture(scope="module")
+def indexes(lock_indexes: tuple[Index, Index]) -> tuple[Index, Index]:
+    return lock_indexes
 
 
 def uv_command(cache: Path) -> list[str]:
@@ -118,9 +72,6 @@ def run_swap(app: Path, cache: Path, torch_index: str, env: dict[str, str] | Non
 def packages(app: Path) -> dict[str, str]:
     return {name: locked.version for name, locked in uv.ADAPTER.read_lock((app / "uv.lock").read_text()).items()}
 
-
-def snapshot(app: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(app.iterdir()) if p.is_file()}
 
 
 def test_torch_is_relocked_from_the_cpu_index_and_uv_accepts_the_pair(

@@ -14,7 +14,8 @@ import pytest
 
 from tests import localindex, wheelfactory
 from tests.conftest import HerokuBuild, LockerWheels, write_app
-from tests.locks.test_uv_lock import CUDA_NAMES, Index, locked_app, offline, packages
+from tests.locks.conftest import CUDA_NAMES, Index, offline
+from tests.locks.test_uv_lock import locked_app, packages
 from tests.test_swap_e2e import app_python
 
 TORCH_CHECK = "import importlib.metadata as m, torch; print(torch.BUILD, m.version('torch'))"

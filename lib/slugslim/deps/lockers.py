@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,30 @@ class Locker:
     version: str
     command: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)  # PYTHONPATH for the Python ones
+    python: str = ""  # the interpreter of the Python ones (Poetry, Pipenv), for their own virtualenvs and tools
+
+
+def last_lines(output: str) -> str:
+    """The last lines a locker printed, joined: where most say why they failed."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return " / ".join(lines[-4:])
+
+
+def run(locker: Locker, command: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float,
+        why: Callable[[str], str] = last_lines) -> None:
+    """Run the locker's re-lock, ``command`` (``env`` the whole environment), in ``cwd``.
+
+    Raises ``RelockFailed`` naming the step when it cannot run, times out or fails; ``why`` picks the
+    reason from what it printed.
+    """
+    step = f"re-locking with {locker.manager} {locker.version}"
+    try:
+        done = subprocess.run(list(command), cwd=cwd, env=dict(env), capture_output=True, text=True, check=False,
+                              timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RelockFailed(step, str(exc)) from exc
+    if done.returncode != 0:
+        raise RelockFailed(step, f"{locker.manager} lock failed: {why(done.stderr + done.stdout)}")
 
 
 def lock_file(manager: str) -> Path:
@@ -106,4 +130,4 @@ def _locker(manager: str, target: Path) -> Locker:
     if manager == "uv":
         return Locker(manager, version, (str(target / "bin" / "uv"),))
     # Poetry and Pipenv are Python packages: run by slugslim's python3 with the install on its path.
-    return Locker(manager, version, (sys.executable, "-m", manager), {"PYTHONPATH": str(target)})
+    return Locker(manager, version, (sys.executable, "-m", manager), {"PYTHONPATH": str(target)}, sys.executable)

@@ -108,12 +108,21 @@ def plan(app_dir: Path, manager: str, config: SwapConfig) -> LockPlan | None:
             continue
         if is_torch_family(name):
             torch.append(TorchPin(name, locked.version, name in direct))
-        else:
+        elif adapter.overrides or (name in direct and not _required_by(name, before)):
             renamed.append(Renamed(name, framework.builds[name], locked.version, name in direct))
+        else:
+            through = ", ".join(_required_by(name, before)) or "another package"
+            result.notes.append(f"{name} {locked.version} is required by {through}, and {adapter.manifest} cannot "
+                                f"replace a package that another one requires; it is replaced by "
+                                f"{framework.builds[name]} after the install")
     if torch or renamed:
         result.change = ManifestChange(index_name=locksnippets.INDEX_NAME, index_url=config.torch_index.rstrip("/"),
                                        torch=tuple(torch), renamed=tuple(renamed))
     return result
+
+
+def _required_by(name: str, locked: Mapping[str, Locked]) -> list[str]:
+    return sorted(other for other, entry in locked.items() if other != name and name in entry.requires)
 
 
 def swap(build_dir: Path, manager: str, config: SwapConfig, env: Mapping[str, str], cache_dir: Path,

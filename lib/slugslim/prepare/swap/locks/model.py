@@ -8,10 +8,13 @@ minimally, so that the user's formatting and comments survive) and runs the mana
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from slugslim.deps.lockers import Locker
 from slugslim.deps.pyversion import AppPython
@@ -30,6 +33,15 @@ class Locked:
     def same(self, other: Locked) -> bool:
         """Nothing the install would notice moved: version, hashes and index."""
         return (self.version, self.hashes, self.source) == (other.version, other.hashes, other.source)
+
+    @staticmethod
+    def merged(entries: Sequence[Locked]) -> Locked:
+        """A name's entries (one per fork, group or category) as one: the same ones count once."""
+        unique = list(dict.fromkeys(entries))
+        if len(unique) == 1:
+            return unique[0]
+        return Locked(", ".join(sorted({e.version for e in unique})), frozenset().union(*(e.hashes for e in unique)),
+                      ", ".join(sorted({e.source for e in unique})), frozenset().union(*(e.requires for e in unique)))
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,9 @@ class Adapter(Protocol):
     manager: str  # uv, poetry, pipenv (deps.sources.MANAGERS)
     manifest: str  # pyproject.toml, Pipfile
     lock: str  # uv.lock, poetry.lock, Pipfile.lock
+    # The manifest can drop a package however it comes in (uv's override-dependencies); without that, a
+    # renamed GPU build (tensorflow) that another package requires is left to the fix-up.
+    overrides: bool
 
     def read_lock(self, text: str) -> dict[str, Locked]:
         """Canonical name -> what the lock holds. Raises ValueError for a lock it cannot read."""
@@ -96,3 +111,11 @@ class Adapter(Protocol):
     def relock(self, run: Relock) -> None:
         """Re-lock in ``run.app_dir``; raise ``RelockFailed`` naming why when the locker fails."""
         ...
+
+
+def requirement_name(line: object) -> str:
+    """The canonical name of a PEP 508 requirement (``[project] dependencies``), or "" for what is not one."""
+    try:
+        return str(canonicalize_name(Requirement(str(line)).name))
+    except InvalidRequirement:
+        return ""

@@ -30,17 +30,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from slugslim.core.errors import RelockFailed
-from slugslim.deps import locksnippets, tomlfile
-from slugslim.prepare.swap.locks.model import Locked, ManifestChange, Relock
+from slugslim.deps import lockers, locksnippets, tomlfile
+from slugslim.prepare.swap.locks.model import Locked, ManifestChange, Relock, requirement_name
 from slugslim.prepare.swap.pytorch import same_index
 
 # The process environment's settings that would make ``uv lock`` do something else than lock.
@@ -52,6 +49,7 @@ class UvAdapter:
     manager = "uv"
     manifest = "pyproject.toml"
     lock = "uv.lock"
+    overrides = True
 
     def read_lock(self, text: str) -> dict[str, Locked]:
         """What the lock installs: a package only reachable through dependencies whose marker is never
@@ -78,11 +76,11 @@ class UvAdapter:
                 str(package.get("version", "")), frozenset(hashes),
                 ", ".join(f"{k} = {v}" for k, v in sorted(source.items())), frozenset(requires)))
         installed = _reachable(roots, edges) if roots else set(found)
-        return {name: _merged(entries) for name, entries in found.items() if name in installed}
+        return {name: Locked.merged(entries) for name, entries in found.items() if name in installed}
 
     def direct(self, manifest_text: str) -> frozenset[str]:
         project = tomlfile.loads(manifest_text).get("project", {})
-        return frozenset(_name(line) for line in project.get("dependencies", []) if _name(line))
+        return frozenset(n for n in (requirement_name(line) for line in project.get("dependencies", [])) if n)
 
     def edit(self, manifest_text: str, change: ManifestChange) -> str:
         data = tomlfile.loads(manifest_text)
@@ -129,15 +127,7 @@ class UvAdapter:
         env.update(run.locker.env)
         env.update({"UV_CACHE_DIR": str(run.cache_dir), "UV_PYTHON_DOWNLOADS": "never",
                     "UV_NO_MANAGED_PYTHON": "1"})
-        step = f"re-locking with uv {run.locker.version}"
-        try:
-            done = subprocess.run(command, cwd=run.app_dir, env=env, capture_output=True, text=True, check=False,
-                                  timeout=run.timeout)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RelockFailed(step, str(exc)) from exc
-        if done.returncode != 0:
-            lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-            raise RelockFailed(step, "uv lock failed: " + " / ".join(lines[-4:]))
+        lockers.run(run.locker, command, run.app_dir, env, run.timeout)
 
 
 ADAPTER = UvAdapter()
@@ -164,19 +154,6 @@ def _reachable(roots: set[str], edges: dict[str, set[str]]) -> set[str]:
             todo.append(name)
     return seen
 
-
-def _merged(entries: list[Locked]) -> Locked:
-    if len(entries) == 1:
-        return entries[0]
-    return Locked(", ".join(sorted({e.version for e in entries})), frozenset().union(*(e.hashes for e in entries)),
-                  ", ".join(sorted({e.source for e in entries})), frozenset().union(*(e.requires for e in entries)))
-
-
-def _name(line: object) -> str:
-    try:
-        return str(canonicalize_name(Requirement(str(line)).name))
-    except InvalidRequirement:
-        return ""
 
 
 def _has_index(uv: dict[str, Any], url: str) -> bool:

@@ -1,0 +1,117 @@
+"""What the lock swap tests of uv, Poetry and Pipenv share: a fake PyPI and a fake PyTorch CPU index on
+127.0.0.1, and a build cache in which a previous build installed the manager's pinned locker.
+
+The fake PyPI holds PyPI's Linux torch, the CUDA build (its metadata requires fake ``nvidia-*``,
+``cuda-*`` and ``triton`` wheels), the TensorFlow family, ``flask-fake`` and ``tfuser`` (a package
+that requires ``tensorflow``); the CPU index holds the ``+cpu`` builds. Both serve core metadata
+(PEP 658) as PyPI and PyTorch's index do, and record every request, so tests see what a locker fetched.
+
+Fixtures for tests/locks, which ``make test-locks`` runs (``make test`` does not: each test runs a locker).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from slugslim.deps import lockers
+from tests import localindex, wheelfactory
+
+# Wheel-file prefixes of what only a GPU build needs.
+CUDA_NAMES = ("nvidia", "triton", "cuda_toolkit", "cuda_bindings")
+# This process's Python, which runs the lockers that the tests call in-process (as the stack's python3 does).
+HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+@dataclass
+class Index:
+    url: str
+    requests: list[str]
+
+    def files(self) -> list[str]:
+        """The wheels downloaded (not their metadata)."""
+        return [r.rsplit("/", 1)[1] for r in self.requests if r.startswith("/files/") and r.endswith(".whl")]
+
+    def asked_for(self, *names: str) -> list[str]:
+        return [r for r in self.requests if any(f"/{n}" in r.replace("-", "_") for n in names)]
+
+    def sha256(self, project: str, filename: str) -> str:
+        """``sha256:<hex>`` of a file, as the project's page links it."""
+        with urllib.request.urlopen(f"{self.url}/{project}/") as page:
+            found = re.search(rf'href="[^"#]*/{re.escape(filename)}#sha256=([0-9a-f]{{64}})"', page.read().decode())
+        assert found, f"{filename} is not on {self.url}/{project}/"
+        return f"sha256:{found.group(1)}"
+
+
+def fake_pypi(out: Path) -> Path:
+    wheelfactory.torch_pypi(out)
+    wheelfactory.tf_family(out)
+    for spec in (wheelfactory.WheelSpec(name="flask-fake", version="3.0.0", files={"flask_fake/__init__.py": ""}),
+                 wheelfactory.WheelSpec(name="tfuser", version="1.0.0", requires=["tensorflow==2.21.0"],
+                                        files={"tfuser/__init__.py": "import tensorflow\n"})):
+        wheelfactory.build_wheel(spec, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lock_indexes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Index, Index]]:
+    """The fake PyPI and the fake CPU index, served for the test module."""
+    pypi, cpu = fake_pypi(tmp_path_factory.mktemp("pypi")), tmp_path_factory.mktemp("cpu-index")
+    wheelfactory.torch_cpu_index(cpu)
+    pypi_requests: list[str] = []
+    cpu_requests: list[str] = []
+    with localindex.serve(pypi, metadata=True, requests=pypi_requests) as pypi_url, \
+            localindex.serve(cpu, metadata=True, requests=cpu_requests) as cpu_url:
+        yield Index(pypi_url, pypi_requests), Index(cpu_url, cpu_requests)
+
+
+def offline(patch: pytest.MonkeyPatch, wheels: Path) -> None:
+    """slugslim's pip installs the lockers from ``wheels`` only (as in the emulated builds)."""
+    patch.setenv("PIP_CONFIG_FILE", os.devnull)
+    patch.setenv("PIP_NO_INDEX", "1")
+    patch.setenv("PIP_FIND_LINKS", str(wheels))
+
+
+@pytest.fixture(scope="session")
+def installed_lockers(tmp_path_factory: pytest.TempPathFactory,
+                      locker_wheels: Callable[..., Path]) -> Callable[[str], Path]:
+    """A build cache per manager in which a previous build installed its locker, for this process's Python."""
+    made: dict[str, Path] = {}
+
+    def cache(manager: str) -> Path:
+        if manager not in made:
+            made[manager] = tmp_path_factory.mktemp(f"{manager}-build-cache")
+            with pytest.MonkeyPatch.context() as patch:
+                offline(patch, locker_wheels(manager, HERE))
+                lockers.ensure(manager, made[manager], {})
+        return made[manager]
+
+    return cache
+
+
+@pytest.fixture
+def build_cache(tmp_path: Path, installed_lockers: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch,
+                locker_wheels: Callable[..., Path]) -> Callable[[str], Path]:
+    """This test's build cache, with the manager's locker installed (the installation itself is shared)."""
+
+    def cache(manager: str) -> Path:
+        offline(monkeypatch, locker_wheels(manager, HERE))
+        installed = lockers.install_dir(manager, installed_lockers(manager))
+        mine = lockers.install_dir(manager, tmp_path / "cache")
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        mine.symlink_to(installed, target_is_directory=True)
+        return tmp_path / "cache"
+
+    return cache
+
+
+def snapshot(app: Path) -> dict[str, bytes]:
+    """Every file of the app, by name."""
+    return {p.name: p.read_bytes() for p in sorted(app.iterdir()) if p.is_file()}
