@@ -1,0 +1,400 @@
+"""The CPU swap of a Poetry lock (prepare.swap.locks with its Poetry adapter), through the real Poetry 2.4.1.
+
+Each app is locked first by the real ``poetry lock`` command line against the fake PyPI of
+tests/locks/conftest.py (its primary source), as its developer would, then swapped with the fake
+PyTorch CPU index beside it. Both indexes record every request. Each test runs Poetry two or three
+times: ``make test-locks`` runs tests/locks, ``make test`` does not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from slugslim.core.config import SwapConfig
+from slugslim.deps import lockers, tomlfile
+from slugslim.deps.pyversion import AppPython
+from slugslim.deps.tomledit import TomlEditError
+from slugslim.prepare.swap.locks import flow, poetry
+from slugslim.prepare.swap.locks.model import ManifestChange, Relock, Renamed, TorchPin
+from tests import localindex, wheelfactory
+from tests.locks.conftest import CUDA_NAMES, Index, snapshot
+
+PYTHON = AppPython("3.11", ".python-version", 1)
+HEAD = '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
+
+
+@pytest.fixture
+def cache(build_cache: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in [n for n in os.environ if n.startswith("POETRY_")]:
+        monkeypatch.delenv(name)
+    return build_cache("poetry")
+
+
+def poetry_cli(app: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The developer's ``poetry`` on their machine: its own HOME and cache, the python3 on PATH."""
+    locker = lockers.ensure("poetry", cache, {})
+    home = app.parent / f"{app.name}-developer"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "POETRY_CACHE_DIR": str(home / "cache"),
+           "POETRY_VIRTUALENVS_CREATE": "false", "POETRY_KEYRING_ENABLED": "false", **locker.env}
+    return subprocess.run([*locker.command, *args, "--no-interaction", "--no-ansi"], cwd=app, env=env,
+                          capture_output=True, text=True, check=False)
+
+
+def source(pypi: Index) -> str:
+    return f'[[tool.poetry.source]]\nname = "fake-pypi"\nurl = "{pypi.url}"\npriority = "primary"\n'
+
+
+def pep621_app(root: Path, cache: Path, pypi: Index, dependencies: list[str]) -> Path:
+    """[project] dependencies, and [tool.poetry] for what Poetry adds (no package of the app's own)."""
+    deps = "".join(f'    "{d}",\n' for d in dependencies)
+    return locked(root, cache, f"{HEAD}# What the app needs\ndependencies = [\n{deps}]\n\n"
+                               f"[tool.poetry]\npackage-mode = false\n\n{source(pypi)}")
+
+
+def classic_app(root: Path, cache: Path, pypi: Index, dependencies: dict[str, str]) -> Path:
+    """Poetry 1's layout, which Poetry 2 still reads: everything in [tool.poetry.dependencies]."""
+    deps = "".join(f"{name} = {value}  # needed\n" for name, value in dependencies.items())
+    return locked(root, cache, '[tool.poetry]\nname = "app"\nversion = "0.1.0"\ndescription = ""\n'
+                               f'package-mode = false\n\n[tool.poetry.dependencies]\npython = "^3.10"\n{deps}\n'
+                               f"{source(pypi)}")
+
+
+def locked(root: Path, cache: Path, pyproject: str) -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    done = poetry_cli(root, cache, "lock")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def developer_locks(tmp_path_factory: pytest.TempPathFactory, lock_indexes: tuple[Index, Index],
+                    installed_lockers: Callable[[str], Path]) -> Callable[..., Path]:
+    """Apps locked by the developer against the module's fake PyPI, once each (tests take copies)."""
+    made: dict[str, Path] = {}
+
+    def locked(dependencies: list[str] | dict[str, str]) -> Path:
+        key = repr(dependencies)
+        if key not in made:
+            root, cache = tmp_path_factory.mktemp("developer") / "app", installed_lockers("poetry")
+            made[key] = (pep621_app(root, cache, lock_indexes[0], dependencies) if isinstance(dependencies, list)
+                         else classic_app(root, cache, lock_indexes[0], dependencies))
+        return made[key]
+
+    return locked
+
+
+@pytest.fixture
+def app_of(developer_locks: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+    """A copy of the app, as its developer locked it, at ``tmp_path/name``: a list of dependencies is a
+    PEP 621 [project], a mapping Poetry's own [tool.poetry.dependencies]."""
+
+    def copy(dependencies: list[str] | dict[str, str], name: str = "app") -> Path:
+        return Path(shutil.copytree(developer_locks(dependencies), tmp_path / name))
+
+    return copy
+
+
+AppOf = Callable[..., Path]
+
+
+def run_swap(app: Path, cache: Path, torch_index: str, env: dict[str, str] | None = None) -> flow.LockSwap:
+    return flow.swap(app, "poetry", SwapConfig(torch_index=torch_index), env or {}, cache, PYTHON)
+
+
+def packages(app: Path) -> dict[str, tuple[str, str]]:
+    """name -> (version, the source's URL or "" for PyPI) as poetry.lock holds them."""
+    return {name: (locked.version, locked.source)
+            for name, locked in poetry.ADAPTER.read_lock((app / "poetry.lock").read_text()).items()}
+
+
+def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
+        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    pypi, cpu = lock_indexes
+    app = app_of(["torch==2.13.0", "flask-fake"])
+    before = poetry.ADAPTER.read_lock((app / "poetry.lock").read_text())
+    assert before["torch"].version == "2.13.0" and before["torch"].source == pypi.url
+    assert {"triton", "nvidia-cudnn-cu13", "cuda-toolkit"} <= before["torch"].requires
+    assert before["torch"].hashes == {pypi.sha256("torch", "torch-2.13.0-py3-none-any.whl")}
+    original = (app / "pyproject.toml").read_text()
+    pypi.requests.clear()
+    cpu.requests.clear()
+
+    done = run_swap(app, cache, cpu.url)
+
+    assert done.relocked and done.files_changed == ["pyproject.toml", "poetry.lock"]
+    assert packages(app) == {"flask-fake": ("3.0.0", pypi.url), "filelock-fake": ("3.16.1", pypi.url),
+                             "torch": ("2.13.0+cpu", cpu.url)}
+    assert (app / "pyproject.toml").read_text() == original + (
+        f'\n[[tool.poetry.source]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\npriority = "explicit"\n'
+        '\n[tool.poetry.dependencies]\ntorch = { version = "2.13.0", source = "pytorch-cpu" }\n')
+    # What heroku/python's `poetry sync` checks first: the lock is the one this pyproject.toml makes.
+    check = poetry_cli(app, cache, "check", "--lock")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert not pypi.asked_for(*CUDA_NAMES) and not cpu.asked_for(*CUDA_NAMES)
+    assert not pypi.files() and not cpu.files()  # core metadata (PEP 658) was enough
+    out = capsys.readouterr().out
+    assert "CPU swap (poetry.lock, re-locked with poetry 2.4.1):" in out
+    assert f"  torch 2.13.0 -> 2.13.0+cpu, from {cpu.url}" in out
+    assert "7 CUDA packages are no longer locked: cuda-bindings, cuda-toolkit, nvidia-cublas" in out
+    assert "then run 'poetry lock' and commit both files" in out
+
+
+@pytest.mark.parametrize("layout", ["pep621", "classic"])
+def test_torch_through_another_package_is_added_at_its_locked_version(
+        layout: str, tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+    pypi, cpu = lock_indexes
+    if layout == "pep621":
+        app = app_of(["sentence-transformers==5.0.0"])
+    else:
+        app = app_of({"sentence-transformers": '"5.0.0"'})
+    original = (app / "pyproject.toml").read_text()
+    assert packages(app)["torch"] == ("2.13.0", pypi.url)
+
+    assert run_swap(app, cache, cpu.url).relocked
+
+    assert packages(app) == {"sentence-transformers": ("5.0.0", pypi.url), "filelock-fake": ("3.16.1", pypi.url),
+                             "torch": ("2.13.0+cpu", cpu.url)}
+    text = (app / "pyproject.toml").read_text()
+    pinned = 'torch = { version = "2.13.0", source = "pytorch-cpu" }\n'
+    if layout == "pep621":  # Poetry reads [tool.poetry.dependencies] only for what [project] lists
+        assert text == original.replace('"sentence-transformers==5.0.0",\n', '"sentence-transformers==5.0.0",\n'
+                                        '    "torch==2.13.0",\n') + (
+            f'\n[[tool.poetry.source]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\npriority = "explicit"\n'
+            f"\n[tool.poetry.dependencies]\n{pinned}")
+    else:
+        assert text == original.replace('sentence-transformers = "5.0.0"  # needed\n',
+                                        f'sentence-transformers = "5.0.0"  # needed\n{pinned}') + (
+            f'\n[[tool.poetry.source]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\npriority = "explicit"\n')
+    assert poetry_cli(app, cache, "check", "--lock").returncode == 0
+
+
+def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
+        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    pypi, cpu = lock_indexes
+    app = app_of({
+        "tensorflow": '{ version = "2.21.0", extras = ["and-cuda"] }', "flask-fake": '"3.0.0"'})
+    assert {"tensorflow", "nvidia-cublas-cu12", "nvidia-cudnn-cu12"} <= set(packages(app))
+    original = (app / "pyproject.toml").read_text()
+    pypi.requests.clear()
+
+    done = run_swap(app, cache, cpu.url)
+
+    assert done.relocked
+    assert [s.describe() for s in done.swaps] == ["tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
+    assert {name: version for name, (version, _) in packages(app).items()} == {
+        "flask-fake": "3.0.0", "numpy-fake": "1.26.4", "tensorflow-cpu": "2.21.0"}
+    assert (app / "pyproject.toml").read_text() == original.replace(
+        'tensorflow = { version = "2.21.0", extras = ["and-cuda"] }', 'tensorflow-cpu = { version = "2.21.0" }')
+    assert poetry_cli(app, cache, "check", "--lock").returncode == 0
+    assert not pypi.files() and not pypi.asked_for("nvidia")
+    assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("dependencies", "requirer"), [(["tfuser==1.0.0"], "tfuser"),
+                                                        (["tensorflow==2.21.0", "tf-keras"], "tf-keras")])
+def test_tensorflow_that_another_package_requires_is_left_to_the_fixup(
+        dependencies: list[str], requirer: str, tmp_path: Path, app_of: AppOf, cache: Path,
+        lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+    """Poetry has no override: swapping a tensorflow that another package requires would lock both builds."""
+    _, cpu = lock_indexes
+    app = app_of(dependencies)
+    written = snapshot(app)
+
+    done = run_swap(app, cache, cpu.url)
+
+    assert snapshot(app) == written and not done.relocked and not done.swaps
+    assert done.notes == [f"tensorflow 2.21.0 is required by {requirer}, and pyproject.toml cannot replace a "
+                          "package that another one requires; it is replaced by tensorflow-cpu after the install"]
+    assert f"CPU swap: {done.notes[0]}" in capsys.readouterr().out
+
+
+def test_an_unreachable_cpu_index_leaves_both_files_as_written(
+        tmp_path: Path, app_of: AppOf, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = app_of(["torch==2.13.0"])
+    written = snapshot(app)
+
+    done = run_swap(app, cache, "http://127.0.0.1:9/simple")
+
+    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["poetry.lock", "pyproject.toml"]
+    assert not done.relocked and not done.swaps and not done.files_changed
+    err = capsys.readouterr().err
+    assert (" !     Warning: poetry.lock was not re-locked for the CPU builds: re-locking with poetry 2.4.1: "
+            "poetry lock failed:") in err
+    assert "poetry lock failed: All attempts to connect to 127.0.0.1:9 failed." in err
+    assert " !     pyproject.toml and poetry.lock are exactly as you wrote them." in err
+
+
+def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
+        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pypi_dir, cpu_dir = tmp_path / "pypi", tmp_path / "cpu"
+    wheelfactory.torch_pypi(pypi_dir)
+    # The CPU build needs a newer filelock-fake than the one locked, which PyPI has by now.
+    cpu_torch = wheelfactory.torch_spec("2.13.0+cpu", "cpu")
+    cpu_torch.requires = ["filelock-fake>=3.17"]
+    wheelfactory.build_wheel(cpu_torch, cpu_dir)
+    with localindex.serve(pypi_dir, metadata=True) as pypi_url, localindex.serve(cpu_dir, metadata=True) as cpu_url:
+        app = pep621_app(tmp_path / "app", cache, Index(pypi_url, []), ["torch==2.13.0"])
+        wheelfactory.build_wheel(wheelfactory.WheelSpec(name="filelock-fake", version="3.17.0",
+                                                        files={"filelock_fake/__init__.py": ""}), pypi_dir)
+        written = snapshot(app)
+
+        done = run_swap(app, cache, cpu_url)
+
+    assert snapshot(app) == written and not done.relocked
+    err = capsys.readouterr().err
+    assert ("Warning: poetry.lock was not re-locked for the CPU builds: checking the new poetry.lock: the re-lock "
+            "would also have moved filelock-fake 3.16.1 -> 3.17.0.") in err
+
+
+def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
+        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+    pypi, cpu = lock_indexes
+    pushed = app_of(["torch==2.13.0", "flask-fake"], "pushed")
+    results = []
+    for build in ("first", "second"):
+        app = tmp_path / build
+        shutil.copytree(pushed, app)
+        pypi.requests.clear()
+        cpu.requests.clear()
+        assert run_swap(app, cache, cpu.url).relocked
+        results.append((snapshot(app), pypi.files() + cpu.files()))
+    assert results[0][0] == results[1][0]
+    assert results[1][1] == []
+    assert (cache / "slugslim" / "poetry-cache").is_dir()
+
+
+def test_the_relock_is_the_lock_poetrys_command_line_writes(
+        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+    """poetry_lock_tool.py runs Poetry's own lock command: where an interpreter fits the project, the
+    command line writes the very same poetry.lock."""
+    _, cpu = lock_indexes
+    app = app_of(["sentence-transformers==5.0.0", "flask-fake"])
+    assert run_swap(app, cache, cpu.url).relocked
+    by_hand = tmp_path / "by-hand"
+    shutil.copytree(app, by_hand)
+    (by_hand / "poetry.lock").unlink()
+    shutil.copy(app.parent / "app" / "poetry.lock", tmp_path / "ours.lock")
+    assert poetry_cli(by_hand, cache, "lock").returncode == 0
+    assert (by_hand / "poetry.lock").read_text() == (tmp_path / "ours.lock").read_text()
+
+
+def test_the_relock_needs_no_interpreter_of_the_apps_python(
+        tmp_path: Path, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+    """A project for Python 3.14 only, on a machine without one: Poetry's command line refuses to lock it,
+    the re-lock does not need to."""
+    pypi, cpu = lock_indexes
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "pyproject.toml").write_text(HEAD.replace(">=3.10", "~=3.14.0") + 'dependencies = ["torch==2.13.0"]\n\n'
+                                        f"[tool.poetry]\npackage-mode = false\n\n{source(pypi)}")
+    refused = poetry_cli(app, cache, "lock")
+    assert refused.returncode != 0 and "3.14" in refused.stdout + refused.stderr
+    locker = lockers.ensure("poetry", cache, {})
+    poetry.ADAPTER.relock(Relock(app, locker, tmp_path / "poetry-cache", {}, AppPython("3.14", "default")))
+    assert packages(app)["torch"] == ("2.13.0", pypi.url)  # the developer's lock, made for 3.14
+
+    assert flow.swap(app, "poetry", SwapConfig(torch_index=cpu.url), {}, cache, AppPython("3.14", "default")).relocked
+    assert packages(app)["torch"] == ("2.13.0+cpu", cpu.url)
+    assert 'python-versions = "~=3.14.0"' in (app / "poetry.lock").read_text()
+
+
+STEPS = {
+    "installing poetry 2.4.1": (lockers, "ensure"),
+    "editing pyproject.toml": (poetry.PoetryAdapter, "edit"),
+    "re-locking with poetry 2.4.1": (poetry.PoetryAdapter, "relock"),
+    "checking the new poetry.lock": (flow, "changes_beyond"),
+}
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_an_exception_in_any_step_leaves_both_files_as_written(
+        step: str, tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _, cpu = lock_indexes
+    app = app_of(["torch==2.13.0"])
+    written = snapshot(app)
+    owner, name = STEPS[step]
+    real = getattr(owner, name)
+
+    def fault(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)  # the step does its work, files and all, then fails
+        (app / "poetry.lock").write_text("half written")
+        (app / ".venv").mkdir(exist_ok=True)
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(owner, name, fault)
+    done = run_swap(app, cache, cpu.url)
+
+    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["poetry.lock", "pyproject.toml"]
+    assert not done.relocked
+    assert f"poetry.lock was not re-locked for the CPU builds: {step}: RuntimeError: injected." in \
+        capsys.readouterr().err
+
+
+def test_the_relock_sees_no_config_var(
+        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+    """heroku/python v351 hands none of the app's config vars to Poetry (lib/poetry.sh), so neither does the re-lock."""
+    _, cpu = lock_indexes
+    app = app_of(["torch==2.13.0"])
+    nowhere = "http://127.0.0.1:9/simple"
+    config_vars = {"POETRY_REPOSITORIES_FAKE_PYPI_URL": nowhere, "POETRY_SOURCES": nowhere, "POETRY_OFFLINE": "1",
+                   "PIP_INDEX_URL": nowhere, "PIP_EXTRA_INDEX_URL": nowhere}
+    assert run_swap(app, cache, cpu.url, config_vars).relocked
+    assert packages(app)["torch"] == ("2.13.0+cpu", cpu.url)
+
+
+# --- the edit, on text alone -----------------------------------------------------------------
+
+URL = "https://download.pytorch.org/whl/cpu"
+TORCH = ManifestChange("pytorch-cpu", URL, torch=(TorchPin("torch", "2.13.0", True),
+                                                  TorchPin("torchvision", "0.28.0", False)))
+TF = ManifestChange("pytorch-cpu", URL, renamed=(Renamed("tensorflow", "tensorflow-cpu", "2.21.0", True),))
+
+
+def test_the_edit_keeps_the_users_layout_and_comments() -> None:
+    text = ('[tool.poetry]  # the app\r\nname = "app"\r\n\r\n[tool.poetry.dependencies]\r\npython = "^3.11"\r\n'
+            "Torch = { version = \">=2\", markers = \"sys_platform == 'linux'\" }  # ours\r\n"
+            'TensorFlow = { version = "^2.21", extras = ["and-cuda"], optional = true }\r\n\r\n'
+            '[[tool.poetry.source]]\r\nname = "mirror"\r\nurl = "https://example.org/simple"\r\n')
+    assert poetry.ADAPTER.edit(text, TORCH) == (
+        '[tool.poetry]  # the app\r\nname = "app"\r\n\r\n[tool.poetry.dependencies]\r\npython = "^3.11"\r\n'
+        "Torch = { version = \"2.13.0\", markers = \"sys_platform == 'linux'\", source = \"pytorch-cpu\" }  # ours\r\n"
+        'TensorFlow = { version = "^2.21", extras = ["and-cuda"], optional = true }\r\n'
+        'torchvision = { version = "0.28.0", source = "pytorch-cpu" }\r\n\r\n'
+        '[[tool.poetry.source]]\r\nname = "mirror"\r\nurl = "https://example.org/simple"\r\n'
+        f'\r\n[[tool.poetry.source]]\r\nname = "pytorch-cpu"\r\nurl = "{URL}"\r\npriority = "explicit"\r\n')
+    assert 'tensorflow-cpu = { version = "2.21.0", optional = true }\r\n' in poetry.ADAPTER.edit(text, TF)
+    pep621 = '[project]\nname = "app"\ndependencies = ["tensorflow[and-cuda] >= 2.20 ; python_version < \'3.13\'"]\n'
+    assert poetry.ADAPTER.edit(pep621, TF) == pep621.replace(
+        "\"tensorflow[and-cuda] >= 2.20 ; python_version < '3.13'\"",
+        "\"tensorflow-cpu==2.21.0; python_version < \\\"3.13\\\"\"")
+
+
+@pytest.mark.parametrize(("why", "text"), [
+    ("another source of that name", '[tool.poetry.dependencies]\ntorch = "*"\n'
+                                    '[[tool.poetry.source]]\nname = "pytorch-cpu"\nurl = "https://example.com/s"\n'),
+    ("several constraints", '[tool.poetry.dependencies]\ntorch = [{ version = "2.13.0", python = ">=3.11" }, '
+                            '{ version = "2.12.0", python = "<3.11" }]\n'),
+    ("a table of its own", '[tool.poetry.dependencies]\n[tool.poetry.dependencies.torch]\nversion = "2.13.0"\n'),
+    ("from a path", '[tool.poetry.dependencies]\ntorch = { path = "wheels/torch.whl" }\n'),
+])
+def test_the_edit_refuses_what_it_cannot_change_safely(why: str, text: str) -> None:
+    with pytest.raises(TomlEditError):
+        poetry.ADAPTER.edit(text, TORCH)
+    assert tomlfile.loads(text)  # the input itself is valid TOML
+
+
+def test_direct_dependencies_are_the_main_ones_of_either_layout() -> None:
+    assert poetry.ADAPTER.direct('[project]\ndependencies = ["Torch>=2", "flask"]\n[tool.poetry.dependencies]\n'
+                                 'numpy = { source = "x" }\n') == {"torch", "flask"}
+    assert poetry.ADAPTER.direct('[tool.poetry.dependencies]\npython = "^3.11"\nSentence_Transformers = "*"\n'
+                                 '[tool.poetry.group.dev.dependencies]\npytest = "*"\n') == {"sentence-transformers"}
