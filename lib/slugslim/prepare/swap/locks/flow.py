@@ -37,12 +37,12 @@ from slugslim.core.frameworks import framework_of, is_cuda_runtime, is_gpu_build
 from slugslim.deps import lockers, locksnippets
 from slugslim.deps.pyversion import AppPython
 from slugslim.prepare.swap._write import write_bytes
-from slugslim.prepare.swap.locks import poetry, uv
+from slugslim.prepare.swap.locks import pipenv, poetry, uv
 from slugslim.prepare.swap.locks.model import Adapter, Locked, ManifestChange, Relock, Renamed, TorchPin
 from slugslim.prepare.swap.plan import Swap
 from slugslim.prepare.swap.pytorch import is_torch_family
 
-ADAPTERS: dict[str, Adapter] = {"uv": uv.ADAPTER, "poetry": poetry.ADAPTER}
+ADAPTERS: dict[str, Adapter] = {"uv": uv.ADAPTER, "poetry": poetry.ADAPTER, "pipenv": pipenv.ADAPTER}
 
 
 @dataclass
