@@ -177,7 +177,9 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
         'tensorflow = {extras = ["and-cuda"], version = "==2.21.0"}', 'tensorflow-cpu = {version = "==2.21.0"}')
     assert deploys(app, cache)
     assert not pypi.asked_for("nvidia")
-    assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in out
+    assert '           [packages]\n           tensorflow-cpu = "==2.21.0"  # instead of tensorflow\n' in out
 
 
 def test_tensorflow_through_another_package_is_left_to_the_fixup(

@@ -196,7 +196,10 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
         'tensorflow = { version = "2.21.0", extras = ["and-cuda"] }', 'tensorflow-cpu = { version = "2.21.0" }')
     assert poetry_cli(app, cache, "check", "--lock").returncode == 0
     assert not pypi.files() and not pypi.asked_for("nvidia")
-    assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in out
+    assert ('    tensorflow-cpu = "2.21.0"  # instead of tensorflow (with [project] dependencies: '
+            '"tensorflow-cpu==2.21.0" there)') in out
 
 
 @pytest.mark.parametrize(("dependencies", "requirer"), [(["tfuser==1.0.0"], "tfuser"),

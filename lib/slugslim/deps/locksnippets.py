@@ -35,13 +35,21 @@ def snippet(manager: str, index: str, packages: Mapping[str, str],
                       *(f'    "{cpu}=={version}",' for cpu, version in sorted(renamed.values())),
                       "    # ...and the dependencies you have", "]"]
         return lines
-    if manager == "poetry" and names:
-        return ["[[tool.poetry.source]]", f'name = "{INDEX_NAME}"', f'url = "{index}"', 'priority = "explicit"', "",
-                "[tool.poetry.dependencies]",
-                *(f'{n} = {{ version = "{packages[n]}", source = "{INDEX_NAME}" }}' for n in names)]
-    if manager == "pipenv" and names:
-        return ["[[source]]", f'name = "{INDEX_NAME}"', f'url = "{index}"', "verify_ssl = true", "",
-                "[packages]", *(f'{n} = {{ version = "=={packages[n]}", index = "{INDEX_NAME}" }}' for n in names)]
+    # Poetry and Pipenv have no override: the CPU build replaces the GPU build's own line.
+    instead = [f'{cpu} = "=={version}"  # instead of {gpu}' if manager == "pipenv" else
+               f'{cpu} = "{version}"  # instead of {gpu} (with [project] dependencies: "{cpu}=={version}" there)'
+               for gpu, (cpu, version) in sorted(renamed.items())]
+    if manager == "poetry" and (names or instead):
+        if names:
+            lines += ["[[tool.poetry.source]]", f'name = "{INDEX_NAME}"', f'url = "{index}"', 'priority = "explicit"',
+                      ""]
+        return [*lines, "[tool.poetry.dependencies]",
+                *(f'{n} = {{ version = "{packages[n]}", source = "{INDEX_NAME}" }}' for n in names), *instead]
+    if manager == "pipenv" and (names or instead):
+        if names:
+            lines += ["[[source]]", f'name = "{INDEX_NAME}"', f'url = "{index}"', "verify_ssl = true", ""]
+        return [*lines, "[packages]",
+                *(f'{n} = {{ version = "=={packages[n]}", index = "{INDEX_NAME}" }}' for n in names), *instead]
     return []
 
 
