@@ -33,8 +33,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from slugslim.deps import tomlfile
-from slugslim.deps import simpleindex
+from slugslim.deps import simpleindex, tomlfile
 from slugslim.deps.sources import package_manager
 
 LOCKS = {"uv": "uv.lock", "poetry": "poetry.lock"}
