@@ -89,10 +89,19 @@ def test_crlf_files_keep_their_line_endings() -> None:
     assert added == '[packages]\r\nflask = "*"\r\ntorch = "==2.13.0"\r\n'
 
 
-def test_a_table_made_by_dotted_keys_is_not_edited() -> None:
+def test_a_table_made_by_dotted_keys_is_not_edited_one_made_by_sub_tables_gets_a_header() -> None:
     doc = Document('[tool.poetry]\ndependencies.flask = "^3"\n')
     with pytest.raises(TomlEditError, match="without a header"):
         doc.insert_entry(("tool", "poetry", "dependencies"), 'torch = "2.13.0"')
+    doc = Document('[[tool.uv.index]]\nname = "a"\n\n\n')
+    added = doc.insert_entry(("tool", "uv"), "x = 1", first=True)
+    assert added == '[[tool.uv.index]]\nname = "a"\n\n\n[tool.uv]\nx = 1\n'  # the blank lines stay as they were
+
+
+def test_keys_go_first_in_their_table_when_asked() -> None:
+    doc = Document('[tool.uv.sources]  # ours\nmylib = { path = "lib" }\n')
+    assert doc.insert_entry(("tool", "uv", "sources"), "a = 1", "b = 2", first=True) == (
+        '[tool.uv.sources]  # ours\na = 1\nb = 2\nmylib = { path = "lib" }\n')
 
 
 def test_values_are_written_as_toml() -> None:

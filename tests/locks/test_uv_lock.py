@@ -293,7 +293,7 @@ def test_the_edit_keeps_the_users_layout_and_comments() -> None:
     edited = uv.ADAPTER.edit(text, TF)
     assert 'dependencies = ["torch>=2", "pillow[avif]>=10", "tensorflow-cpu==2.21.0"]  # ours\r\n' in edited
     assert ("override-dependencies = [\r\n    \"numpy<3\",  # pinned\r\n"
-            "    \"tensorflow ; sys_platform == 'never'\",\r\n]\r\n") in edited
+            "    \"tensorflow ; sys_platform == 'never'\"\r\n]\r\n") in edited
 
 
 def test_the_edit_reuses_an_index_at_the_same_url_and_refuses_layouts_it_cannot_add_to() -> None:

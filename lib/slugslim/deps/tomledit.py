@@ -90,27 +90,36 @@ class Document:
             raise TomlEditError(f"'{'.'.join(statement.key)}' is a dotted key")
         return self.replace(statement.key_span, dump_key(new_key))
 
-    def insert_entry(self, table: tuple[str, ...], line: str) -> str:
-        """``line`` (``key = value``) as the last key of ``[table]``; the table is appended when there is none."""
+    def insert_entry(self, table: tuple[str, ...], *lines: str, first: bool = False) -> str:
+        """``lines`` (``key = value``) as the last keys of ``[table]`` (the first, with ``first``); the table is
+        appended at the end of the file when there is none."""
         if not self.has_header(table):
-            if _lookup(self.data, table) is not None:
-                raise TomlEditError(f"[{'.'.join(table)}] is written without a header of its own")
-            return self.append_block([f"[{'.'.join(dump_key(k) for k in table)}]", line])
+            # A table that only sub-tables made may get its own header; one made by dotted keys or written
+            # inline may not, and TOML says so.
+            appended = self.append_block([f"[{'.'.join(dump_key(k) for k in table)}]", *lines])
+            try:
+                tomlfile.loads(appended)
+            except tomlfile.TomlError as exc:
+                raise TomlEditError(f"[{'.'.join(table)}] is written without a header of its own") from exc
+            return appended
         header = next(i for i, s in enumerate(self.statements) if s.header == "[" and s.table == table)
         at = self.statements[header].end
-        for statement in self.statements[header + 1:]:
+        for statement in [] if first else self.statements[header + 1:]:
             if statement.header:
                 break
             if statement.key:
                 at = statement.end
         prefix = "" if at == 0 or self.text[at - 1] == "\n" else self.newline
-        return self.text[:at] + prefix + line + self.newline + self.text[at:]
+        return self.text[:at] + prefix + "".join(line + self.newline for line in lines) + self.text[at:]
 
     def append_block(self, lines: Sequence[str]) -> str:
-        """Lines at the end of the file, after one blank line."""
-        text = self.text.rstrip(" \t\r\n")
-        separator = self.newline * 2 if text else ""
-        return text + separator + self.newline.join(lines) + self.newline
+        """Lines at the end of the file, after a blank line."""
+        text = self.text
+        if text and not text.endswith("\n"):
+            text += self.newline
+        if text.strip() and not text.endswith(self.newline * 2):
+            text += self.newline
+        return text + "".join(line + self.newline for line in lines)
 
     def append_item(self, statement: Statement, item: str) -> str:
         """An item (TOML text) appended to an array value, in the array's own layout."""
@@ -155,15 +164,6 @@ def dumps(value: object, spaced: bool = True) -> str:
         body = ", ".join(f"{dump_key(str(k))} = {dumps(v, spaced)}" for k, v in value.items())
         return ("{ " + body + " }" if body else "{}") if spaced else "{" + body + "}"
     raise TomlEditError(f"cannot write {type(value).__name__} values")
-
-
-def _lookup(data: Mapping[str, object], path: tuple[str, ...]) -> object | None:
-    node: object = data
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
 
 
 def _indent_of(text: str, position: int) -> str:

@@ -1,4 +1,5 @@
-"""Edits shared by the Poetry and Pipenv manifests: a table of packages, and an array of sources.
+"""Edits shared by the manifests: a table of packages and an array of sources (Poetry, Pipenv), and
+``[project] dependencies`` (uv, Poetry).
 
 ``[tool.poetry.dependencies]`` and the Pipfile's ``[packages]`` both map a package name to a version
 string or an inline table (``{ version = "...", source = "..." }``, ``{version = "...", index = "..."}``);

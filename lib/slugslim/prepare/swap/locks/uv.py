@@ -11,10 +11,10 @@ The edit is the one uv's documentation gives for CPU-only PyTorch, plus TensorFl
   ``tensorflow`` with a marker that is never true, and ``tensorflow-cpu==<locked version>`` becomes
   a direct dependency.
 
-The text is edited line by line, never re-serialised, so the user's layout and comments stay; the
-result is parsed again to check that it says what was meant. A layout this cannot edit (sources
-as an inline table, dynamic dependencies, an index of that name elsewhere) is a ValueError: the
-files stay as written.
+The text is edited where each thing is written (``deps.tomledit``), never re-serialised, so the
+user's layout and comments stay; the result is parsed again to check that it says what was meant.
+A layout this cannot edit (sources as an inline table, dynamic dependencies, an index of that name
+elsewhere) is a ValueError: the files stay as written.
 
 ``uv lock`` resolves for every platform, but it still wants an interpreter inside the project's
 ``requires-python`` (it never downloads one here: ``UV_PYTHON_DOWNLOADS=never``). The app's Python
@@ -29,7 +29,6 @@ fetches no file again.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any
 
@@ -37,12 +36,13 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from slugslim.deps import lockers, locksnippets, tomlfile
+from slugslim.deps.tomledit import Document, dumps
+from slugslim.prepare.swap.locks import _manifest
 from slugslim.prepare.swap.locks.model import Locked, ManifestChange, Relock, requirement_name
 from slugslim.prepare.swap.pytorch import same_index
 
 # The process environment's settings that would make ``uv lock`` do something else than lock.
 NOT_FOR_LOCK = ("UV_LOCKED", "UV_FROZEN", "UV_PROJECT_ENVIRONMENT", "VIRTUAL_ENV", "UV_PYTHON")
-HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
 class UvAdapter:
@@ -83,39 +83,36 @@ class UvAdapter:
         return frozenset(n for n in (requirement_name(line) for line in project.get("dependencies", [])) if n)
 
     def edit(self, manifest_text: str, change: ManifestChange) -> str:
-        data = tomlfile.loads(manifest_text)
-        lines = manifest_text.splitlines(keepends=True)
-        newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
-        if lines and not lines[-1].endswith(("\n", "\r")):
-            lines[-1] += newline
-        uv = data.get("tool", {}).get("uv", {})
-        index_name = _index_name(uv, lines, change)
+        doc = Document(manifest_text)
+        uv = doc.data.get("tool", {}).get("uv", {})
+        index_name = _index_name(uv, doc, change)
         added = [f"{p.name}=={p.version}" for p in change.torch if not p.direct]
         added += [f"{r.cpu}=={r.version}" for r in change.renamed]
-        if added:
-            _add_dependencies(data, lines, added, newline)
-        tail: list[str] = []
+        text = _add_dependencies(doc, added) if added else manifest_text
         if change.torch and index_name == change.index_name and not _has_index(uv, change.index_url):
-            tail += ["", "[[tool.uv.index]]", f'name = "{index_name}"', f'url = "{change.index_url}"',
-                     "explicit = true"]
-        sources = [f'{p.name} = {{ index = "{index_name}" }}' for p in change.torch
-                   if uv.get("sources", {}).get(p.name) != {"index": index_name}]
+            text = Document(text).append_block(["[[tool.uv.index]]", f'name = "{index_name}"',
+                                                f'url = "{change.index_url}"', "explicit = true"])
         for pin in change.torch:
             if pin.name in uv.get("sources", {}) and uv["sources"][pin.name] != {"index": index_name}:
                 raise ValueError(f"[tool.uv.sources] already names a source for {pin.name}")
-        if sources and not _insert_after_header(lines, "tool.uv.sources", sources, newline):
-            if "sources" in uv:
-                raise ValueError("[tool.uv] sets 'sources' in a form slugslim cannot add to")
-            tail += ["", "[tool.uv.sources]", *sources]
+        sources = [f'{p.name} = {{ index = "{index_name}" }}' for p in change.torch
+                   if uv.get("sources", {}).get(p.name) != {"index": index_name}]
+        if sources:
+            text = Document(text).insert_entry(("tool", "uv", "sources"), *sources, first=True)
         if change.renamed:
             overrides = [f'"{r.gpu} ; {locksnippets.NEVER}"' for r in change.renamed]
-            if "override-dependencies" in uv:
-                if not _extend_array(lines, "tool.uv", "override-dependencies", overrides, newline):
-                    raise ValueError("[tool.uv] sets 'override-dependencies' in a form slugslim cannot add to")
-            elif not _insert_after_header(lines, "tool.uv", [f"override-dependencies = [{', '.join(overrides)}]"],
-                                          newline):
-                tail += ["", "[tool.uv]", f"override-dependencies = [{', '.join(overrides)}]"]
-        text = "".join(lines) + "".join(f"{line}{newline}" for line in tail)
+            doc = Document(text)
+            declared = next((s for s in doc.entries(("tool", "uv")) if s.key == ("override-dependencies",)), None)
+            if declared is not None:
+                for override in overrides:
+                    doc = Document(doc.append_item(declared, override))
+                    declared = next(s for s in doc.entries(("tool", "uv")) if s.key == ("override-dependencies",))
+                text = doc.text
+            elif "override-dependencies" in uv:
+                raise ValueError("[tool.uv] sets 'override-dependencies' in a form slugslim cannot add to")
+            else:
+                text = doc.insert_entry(("tool", "uv"), f"override-dependencies = [{', '.join(overrides)}]",
+                                        first=True)
         _check(text, change, index_name)
         return text
 
@@ -160,7 +157,7 @@ def _has_index(uv: dict[str, Any], url: str) -> bool:
     return any(same_index(str(i.get("url", "")), url) for i in uv.get("index", []) if isinstance(i, dict))
 
 
-def _index_name(uv: dict[str, Any], lines: list[str], change: ManifestChange) -> str:
+def _index_name(uv: dict[str, Any], doc: Document, change: ManifestChange) -> str:
     """The name of the index at ``change.index_url``: the app's own when it has one, else pytorch-cpu."""
     indexes = [i for i in uv.get("index", []) if isinstance(i, dict)]
     for index in indexes:
@@ -168,108 +165,24 @@ def _index_name(uv: dict[str, Any], lines: list[str], change: ManifestChange) ->
             return str(index["name"])
     if any(i.get("name") == change.index_name for i in indexes):
         raise ValueError(f"[[tool.uv.index]] already has an index named {change.index_name} at another URL")
-    if indexes and not any(_header(line) == "tool.uv.index" for line in lines):
+    if indexes and not any(s.header == "[[" and s.table == ("tool", "uv", "index") for s in doc.statements):
         raise ValueError("[tool.uv] sets 'index' in a form slugslim cannot add to")
     return change.index_name
 
 
-def _header(line: str) -> str | None:
-    found = HEADER.match(line)
-    return re.sub(r"\s*\.\s*", ".", found.group(1)).replace('"', "") if found else None
-
-
-def _table(lines: list[str], name: str) -> tuple[int, int] | None:
-    """The lines of table ``name``: (its header's index, the next header's index or the end)."""
-    start = next((i for i, line in enumerate(lines) if _header(line) == name and not line.lstrip().startswith("[[")),
-                 None)
-    if start is None:
-        return None
-    end = next((i for i in range(start + 1, len(lines)) if _header(lines[i]) is not None), len(lines))
-    return start, end
-
-
-def _insert_after_header(lines: list[str], table: str, new: list[str], newline: str) -> bool:
-    found = _table(lines, table)
-    if found is None:
-        return False
-    lines[found[0] + 1:found[0] + 1] = [f"{line}{newline}" for line in new]
-    return True
-
-
-def _extend_array(lines: list[str], table: str, key: str, items: list[str], newline: str) -> bool:
-    """Add ``items`` to the array ``key = [...]`` of ``table``, after its last item, in its layout."""
-    found = _table(lines, table)
-    if found is None:
-        return False
-    for i in range(found[0] + 1, found[1]):
-        opening = re.match(rf"^\s*{re.escape(key)}\s*=\s*\[", lines[i])
-        if opening is None:
-            continue
-        text = "".join(lines[i:found[1]])
-        close, last = _closing_bracket(text, opening.end())
-        if close is None or last is None:
-            return False
-        line_end = text.find("\n", last)
-        if text[last] == "[":
-            text = text[:last + 1] + ", ".join(items) + text[last + 1:]
-        elif 0 <= line_end < close:  # one item a line: ours go on lines of their own, indented alike
-            line_start = text.rfind("\n", 0, last) + 1
-            indent = text[line_start:len(text) - len(text[line_start:].lstrip(" \t"))]
-            comma = "" if text[last] == "," else ","
-            text = (text[:last + 1] + comma + text[last + 1:line_end + 1]
-                    + "".join(f"{indent}{item},{newline}" for item in items) + text[line_end + 1:])
-        else:
-            comma = "" if text[last] == "," else ","
-            text = text[:last + 1] + comma + " " + ", ".join(items) + text[last + 1:]
-        lines[i:found[1]] = text.splitlines(keepends=True)
-        return True
-    return False
-
-
-def _closing_bracket(text: str, start: int) -> tuple[int | None, int | None]:
-    """Where the array opened just before ``start`` closes, and its last character that is not
-    blank or comment (the ``[`` itself when empty): strings and comments may hold brackets."""
-    depth, i, last = 1, start, start - 1
-    while i < len(text):
-        char = text[i]
-        if char in "\"'":
-            triple = text[i:i + 3] == char * 3
-            quote = char * 3 if triple else char
-            end = i + len(quote)
-            while end < len(text) and text[end:end + len(quote)] != quote:
-                end += 2 if char == '"' and text[end] == "\\" else 1
-            i = end + len(quote)
-            last = i - 1
-            continue
-        if char == "#":
-            i = text.find("\n", i)
-            if i < 0:
-                return None, None
-            continue
-        if char == "[":
-            depth += 1
-        elif char == "]":
-            depth -= 1
-            if depth == 0:
-                return i, last
-        if not char.isspace():
-            last = i
-        i += 1
-    return None, None
-
-
-def _add_dependencies(data: dict[str, Any], lines: list[str], added: list[str], newline: str) -> None:
-    project = data.get("project")
+def _add_dependencies(doc: Document, added: list[str]) -> str:
+    project = doc.data.get("project")
     if not isinstance(project, dict):
         raise ValueError("it has no [project] table")
     if "dependencies" in project.get("dynamic", []):
         raise ValueError("its [project] dependencies are dynamic")
-    quoted = [f'"{item}"' for item in added]
-    if "dependencies" in project:
-        if not _extend_array(lines, "project", "dependencies", quoted, newline):
-            raise ValueError("[project] sets 'dependencies' in a form slugslim cannot add to")
-    elif not _insert_after_header(lines, "project", [f"dependencies = [{', '.join(quoted)}]"], newline):
-        raise ValueError("[project] is not a table slugslim can add to")
+    if "dependencies" not in project:
+        return doc.insert_entry(("project",), f"dependencies = [{', '.join(dumps(item) for item in added)}]",
+                                first=True)
+    for item in added:
+        doc = Document(doc.append_item(_manifest.listed(doc), dumps(item)))
+    return doc.text
+
 
 
 def _check(text: str, change: ManifestChange, index_name: str) -> None:
