@@ -16,6 +16,7 @@ import re
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,3 +116,36 @@ def build_cache(tmp_path: Path, installed_lockers: Callable[[str], Path], monkey
 def snapshot(app: Path) -> dict[str, bytes]:
     """Every file of the app, by name."""
     return {p.name: p.read_bytes() for p in sorted(app.iterdir()) if p.is_file()}
+
+
+@contextmanager
+def cpu_torch_needing_a_newer_filelock(root: Path) -> Iterator[tuple[str, str, Callable[[], None]]]:
+    """A fake PyPI and CPU index where the CPU build requires ``filelock-fake>=3.17`` while PyPI's CUDA
+    build locks 3.16.1: yields both URLs and ``release``, which puts 3.17.0 on PyPI (after the app is locked),
+    so that a re-lock for the CPU build would move filelock-fake."""
+    pypi_dir, cpu_dir = root / "pypi", root / "cpu"
+    wheelfactory.torch_pypi(pypi_dir)
+    cpu_torch = wheelfactory.torch_spec("2.13.0+cpu", "cpu")
+    cpu_torch.requires = ["filelock-fake>=3.17"]
+    wheelfactory.build_wheel(cpu_torch, cpu_dir)
+
+    def release() -> None:
+        wheelfactory.build_wheel(wheelfactory.WheelSpec(name="filelock-fake", version="3.17.0",
+                                                        files={"filelock_fake/__init__.py": ""}), pypi_dir)
+
+    with localindex.serve(pypi_dir, metadata=True) as pypi_url, localindex.serve(cpu_dir, metadata=True) as cpu_url:
+        yield pypi_url, cpu_url, release
+
+
+def inject_fault(patch: pytest.MonkeyPatch, owner: object, name: str, lock: Path) -> None:
+    """``owner.name`` does its work, files and all, then leaves a half-written lock and a virtualenv in the
+    app and raises."""
+    real = getattr(owner, name)
+
+    def fault(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)
+        lock.write_text("half written")
+        (lock.parent / ".venv").mkdir(exist_ok=True)
+        raise RuntimeError("injected")
+
+    patch.setattr(owner, name, fault)

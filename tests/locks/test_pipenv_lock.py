@@ -24,7 +24,7 @@ from slugslim.deps.tomledit import TomlEditError
 from slugslim.prepare.swap.locks import flow, pipenv
 from slugslim.prepare.swap.locks.model import ManifestChange, Renamed, TorchPin
 from tests import localindex, wheelfactory
-from tests.locks.conftest import CUDA_NAMES, HERE, Index, snapshot
+from tests.locks.conftest import CUDA_NAMES, HERE, Index, inject_fault, snapshot
 
 PYTHON = AppPython(HERE, "Pipfile.lock")
 
@@ -108,8 +108,7 @@ def deploys(app: Path, cache: Path) -> bool:
 
 
 def test_torch_is_relocked_from_the_cpu_index_and_pipenv_accepts_the_pair(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
-        capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
     pypi, cpu = lock_indexes
     app = app_of({"torch": '"==2.13.0"', "flask-fake": '"==3.0.0"'})
     before = pipenv.ADAPTER.read_lock((app / "Pipfile.lock").read_text())
@@ -141,7 +140,7 @@ def test_torch_is_relocked_from_the_cpu_index_and_pipenv_accepts_the_pair(
 
 
 def test_torch_through_another_package_is_added_at_its_locked_version(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
     _, cpu = lock_indexes
     app = app_of({"sentence-transformers": '"==5.0.0"'})
     original = (app / "Pipfile").read_text()
@@ -158,8 +157,7 @@ def test_torch_through_another_package_is_added_at_its_locked_version(
 
 
 def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
-        capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
     pypi, cpu = lock_indexes
     app = app_of({
         "tensorflow": '{extras = ["and-cuda"], version = "==2.21.0"}', "flask-fake": '"*"'})
@@ -183,8 +181,7 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
 
 
 def test_tensorflow_through_another_package_is_left_to_the_fixup(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
-        capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
     _, cpu = lock_indexes
     app = app_of({"tfuser": '"==1.0.0"'})
     written = snapshot(app)
@@ -198,7 +195,7 @@ def test_tensorflow_through_another_package_is_left_to_the_fixup(
 
 
 def test_an_unreachable_cpu_index_leaves_both_files_as_written(
-        tmp_path: Path, app_of: AppOf, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     app = app_of({"torch": '"==2.13.0"'})
     written = snapshot(app)
 
@@ -257,21 +254,12 @@ STEPS = {
 
 @pytest.mark.parametrize("step", list(STEPS))
 def test_an_exception_in_any_step_leaves_both_files_as_written(
-        step: str, tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        step: str, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     _, cpu = lock_indexes
     app = app_of({"torch": '"==2.13.0"'})
     written = snapshot(app)
-    owner, name = STEPS[step]
-    real = getattr(owner, name)
-
-    def fault(*args: object, **kwargs: object) -> object:
-        real(*args, **kwargs)  # the step does its work, files and all, then fails
-        (app / "Pipfile.lock").write_text("half written")
-        (app / ".venv").mkdir(exist_ok=True)
-        raise RuntimeError("injected")
-
-    monkeypatch.setattr(owner, name, fault)
+    inject_fault(monkeypatch, *STEPS[step], app / "Pipfile.lock")
     done = run_swap(app, cache, cpu.url)
 
     assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["Pipfile", "Pipfile.lock"]
@@ -281,7 +269,7 @@ def test_an_exception_in_any_step_leaves_both_files_as_written(
 
 
 def test_the_relock_sees_only_the_config_var_heroku_pythons_pipenv_sees(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
     """heroku/python v351 hands PIP_EXTRA_INDEX_URL to `pipenv install` (lib/pipenv.sh), and no other config var."""
     _, cpu = lock_indexes
     app = app_of({"torch": '"==2.13.0"'})

@@ -22,8 +22,7 @@ from slugslim.deps.pyversion import AppPython
 from slugslim.deps.tomledit import TomlEditError
 from slugslim.prepare.swap.locks import flow, poetry
 from slugslim.prepare.swap.locks.model import ManifestChange, Relock, Renamed, TorchPin
-from tests import localindex, wheelfactory
-from tests.locks.conftest import CUDA_NAMES, Index, snapshot
+from tests.locks.conftest import CUDA_NAMES, Index, cpu_torch_needing_a_newer_filelock, inject_fault, snapshot
 
 PYTHON = AppPython("3.11", ".python-version", 1)
 HEAD = '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
@@ -115,8 +114,7 @@ def packages(app: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
-        capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
     pypi, cpu = lock_indexes
     app = app_of(["torch==2.13.0", "flask-fake"])
     before = poetry.ADAPTER.read_lock((app / "poetry.lock").read_text())
@@ -149,7 +147,7 @@ def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
 
 @pytest.mark.parametrize("layout", ["pep621", "classic"])
 def test_torch_through_another_package_is_added_at_its_locked_version(
-        layout: str, tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+        layout: str, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
     pypi, cpu = lock_indexes
     if layout == "pep621":
         app = app_of(["sentence-transformers==5.0.0"])
@@ -177,8 +175,7 @@ def test_torch_through_another_package_is_added_at_its_locked_version(
 
 
 def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
-        capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
     pypi, cpu = lock_indexes
     app = app_of({
         "tensorflow": '{ version = "2.21.0", extras = ["and-cuda"] }', "flask-fake": '"3.0.0"'})
@@ -205,8 +202,8 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
 @pytest.mark.parametrize(("dependencies", "requirer"), [(["tfuser==1.0.0"], "tfuser"),
                                                         (["tensorflow==2.21.0", "tf-keras"], "tf-keras")])
 def test_tensorflow_that_another_package_requires_is_left_to_the_fixup(
-        dependencies: list[str], requirer: str, tmp_path: Path, app_of: AppOf, cache: Path,
-        lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        dependencies: list[str], requirer: str, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
+        capsys: pytest.CaptureFixture[str]) -> None:
     """Poetry has no override: swapping a tensorflow that another package requires would lock both builds."""
     _, cpu = lock_indexes
     app = app_of(dependencies)
@@ -221,7 +218,7 @@ def test_tensorflow_that_another_package_requires_is_left_to_the_fixup(
 
 
 def test_an_unreachable_cpu_index_leaves_both_files_as_written(
-        tmp_path: Path, app_of: AppOf, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     app = app_of(["torch==2.13.0"])
     written = snapshot(app)
 
@@ -238,16 +235,9 @@ def test_an_unreachable_cpu_index_leaves_both_files_as_written(
 
 def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
         tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pypi_dir, cpu_dir = tmp_path / "pypi", tmp_path / "cpu"
-    wheelfactory.torch_pypi(pypi_dir)
-    # The CPU build needs a newer filelock-fake than the one locked, which PyPI has by now.
-    cpu_torch = wheelfactory.torch_spec("2.13.0+cpu", "cpu")
-    cpu_torch.requires = ["filelock-fake>=3.17"]
-    wheelfactory.build_wheel(cpu_torch, cpu_dir)
-    with localindex.serve(pypi_dir, metadata=True) as pypi_url, localindex.serve(cpu_dir, metadata=True) as cpu_url:
+    with cpu_torch_needing_a_newer_filelock(tmp_path) as (pypi_url, cpu_url, release):
         app = pep621_app(tmp_path / "app", cache, Index(pypi_url, []), ["torch==2.13.0"])
-        wheelfactory.build_wheel(wheelfactory.WheelSpec(name="filelock-fake", version="3.17.0",
-                                                        files={"filelock_fake/__init__.py": ""}), pypi_dir)
+        release()
         written = snapshot(app)
 
         done = run_swap(app, cache, cpu_url)
@@ -320,21 +310,12 @@ STEPS = {
 
 @pytest.mark.parametrize("step", list(STEPS))
 def test_an_exception_in_any_step_leaves_both_files_as_written(
-        step: str, tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index],
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        step: str, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     _, cpu = lock_indexes
     app = app_of(["torch==2.13.0"])
     written = snapshot(app)
-    owner, name = STEPS[step]
-    real = getattr(owner, name)
-
-    def fault(*args: object, **kwargs: object) -> object:
-        real(*args, **kwargs)  # the step does its work, files and all, then fails
-        (app / "poetry.lock").write_text("half written")
-        (app / ".venv").mkdir(exist_ok=True)
-        raise RuntimeError("injected")
-
-    monkeypatch.setattr(owner, name, fault)
+    inject_fault(monkeypatch, *STEPS[step], app / "poetry.lock")
     done = run_swap(app, cache, cpu.url)
 
     assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["poetry.lock", "pyproject.toml"]
@@ -343,8 +324,7 @@ def test_an_exception_in_any_step_leaves_both_files_as_written(
         capsys.readouterr().err
 
 
-def test_the_relock_sees_no_config_var(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+def test_the_relock_sees_no_config_var(app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
     """heroku/python v351 hands none of the app's config vars to Poetry (lib/poetry.sh), so neither does the re-lock."""
     _, cpu = lock_indexes
     app = app_of(["torch==2.13.0"])

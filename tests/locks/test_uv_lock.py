@@ -24,8 +24,7 @@ from slugslim.deps.pyversion import AppPython
 from slugslim.prepare.swap import swap as requirements_swap
 from slugslim.prepare.swap.locks import flow, uv
 from slugslim.prepare.swap.locks.model import ManifestChange, Renamed, TorchPin
-from tests import localindex, wheelfactory
-from tests.locks.conftest import CUDA_NAMES, Index, snapshot
+from tests.locks.conftest import CUDA_NAMES, Index, cpu_torch_needing_a_newer_filelock, inject_fault, snapshot
 
 PYTHON = AppPython("3.11", "default")
 
@@ -164,16 +163,9 @@ def test_an_unreachable_cpu_index_leaves_both_files_as_written(
 
 def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
         tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pypi_dir, cpu_dir = tmp_path / "pypi", tmp_path / "cpu"
-    wheelfactory.torch_pypi(pypi_dir)
-    # The CPU build needs a newer filelock-fake than the one locked, which PyPI has by now.
-    cpu_torch = wheelfactory.torch_spec("2.13.0+cpu", "cpu")
-    cpu_torch.requires = ["filelock-fake>=3.17"]
-    wheelfactory.build_wheel(cpu_torch, cpu_dir)
-    with localindex.serve(pypi_dir, metadata=True) as pypi_url, localindex.serve(cpu_dir, metadata=True) as cpu_url:
+    with cpu_torch_needing_a_newer_filelock(tmp_path) as (pypi_url, cpu_url, release):
         app = locked_app(tmp_path / "app", cache, Index(pypi_url, []), ["torch==2.13.0"])
-        wheelfactory.build_wheel(wheelfactory.WheelSpec(name="filelock-fake", version="3.17.0",
-                                                        files={"filelock_fake/__init__.py": ""}), pypi_dir)
+        release()
         written = snapshot(app)
 
         done = run_swap(app, cache, cpu_url)
@@ -216,16 +208,7 @@ def test_an_exception_in_any_step_leaves_both_files_as_written(
     pypi, cpu = indexes
     app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
     written = snapshot(app)
-    owner, name = STEPS[step]
-    real = getattr(owner, name)
-
-    def fault(*args: object, **kwargs: object) -> object:
-        real(*args, **kwargs)  # the step does its work, files and all, then fails
-        (app / "uv.lock").write_text("half written")
-        (app / ".venv").mkdir(exist_ok=True)
-        raise RuntimeError("injected")
-
-    monkeypatch.setattr(owner, name, fault)
+    inject_fault(monkeypatch, *STEPS[step], app / "uv.lock")
     done = run_swap(app, cache, cpu.url)
 
     assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["pyproject.toml", "uv.lock"]
