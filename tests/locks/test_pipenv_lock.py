@@ -21,6 +21,7 @@ from slugslim.core.config import SwapConfig
 from slugslim.deps import lockers
 from slugslim.deps.pyversion import AppPython
 from slugslim.deps.tomledit import TomlEditError
+from slugslim.prepare.swap import swap as requirements_swap
 from slugslim.prepare.swap.locks import flow, pipenv
 from slugslim.prepare.swap.locks.model import ManifestChange, Renamed, TorchPin
 from tests import localindex, wheelfactory
@@ -313,3 +314,14 @@ def test_the_edit_refuses_what_it_cannot_change_safely() -> None:
     with pytest.raises(TomlEditError, match="another package"):
         pipenv.ADAPTER.edit('[packages]\nflask = "*"\n', ManifestChange(
             "pytorch-cpu", URL, renamed=(Renamed("tensorflow", "tensorflow-cpu", "2.21.0", False),)))
+
+
+def test_analyze_plans_the_swap_from_the_lock_without_running_pipenv(
+        app_of: AppOf, lock_indexes: tuple[Index, Index]) -> None:
+    _, cpu = lock_indexes
+    app = app_of({"sentence-transformers": '"==5.0.0"', "tensorflow": '"==2.21.0"'})
+    written = snapshot(app)
+    swaps = requirements_swap.plan_swaps(app, SwapConfig(torch_index=cpu.url))
+    assert [s.describe() for s in swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)",
+                                             "tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
+    assert snapshot(app) == written

@@ -20,6 +20,7 @@ from slugslim.core.config import SwapConfig
 from slugslim.deps import lockers, tomlfile
 from slugslim.deps.pyversion import AppPython
 from slugslim.deps.tomledit import TomlEditError
+from slugslim.prepare.swap import swap as requirements_swap
 from slugslim.prepare.swap.locks import flow, poetry
 from slugslim.prepare.swap.locks.model import ManifestChange, Relock, Renamed, TorchPin
 from tests.locks.conftest import CUDA_NAMES, Index, cpu_torch_needing_a_newer_filelock, inject_fault, snapshot
@@ -381,3 +382,14 @@ def test_direct_dependencies_are_the_main_ones_of_either_layout() -> None:
                                  'numpy = { source = "x" }\n') == {"torch", "flask"}
     assert poetry.ADAPTER.direct('[tool.poetry.dependencies]\npython = "^3.11"\nSentence_Transformers = "*"\n'
                                  '[tool.poetry.group.dev.dependencies]\npytest = "*"\n') == {"sentence-transformers"}
+
+
+def test_analyze_plans_the_swap_from_the_lock_without_running_poetry(
+        app_of: AppOf, lock_indexes: tuple[Index, Index]) -> None:
+    _, cpu = lock_indexes
+    app = app_of(["sentence-transformers==5.0.0", "tensorflow==2.21.0"])
+    written = snapshot(app)
+    swaps = requirements_swap.plan_swaps(app, SwapConfig(torch_index=cpu.url))
+    assert [s.describe() for s in swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)",
+                                             "tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
+    assert snapshot(app) == written
