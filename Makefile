@@ -28,7 +28,7 @@ STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
 	ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python3 2>/dev/null | tail -n 1 | grep . \
 	|| command -v python$$v 2>/dev/null; done)
 E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
-	tests/test_failopen.py tests/test_failopen_prepare.py tests/test_preflight_locks.py tests/test_unused.py tests/test_runtime_e2e.py
+	tests/test_failopen.py tests/test_failopen_prepare.py tests/locks/test_preflight_locks.py tests/test_unused.py tests/test_runtime_e2e.py
 
 .PHONY: help test lint pytest test-locks test-pythons test-fresh test-docker demo bench bench-torch bench-hub bench-litert docker-compile lock clean
 

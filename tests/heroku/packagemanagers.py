@@ -2,7 +2,7 @@
 installs lock files with them as the real one does, and for the tests that make those lock files.
 
 The versions are the emulation's own ``python-buildpack/requirements/{uv,poetry,pipenv}.txt``, as in
-heroku/python (``tests/test_emulated_lockfiles.py`` compares them with a real checkout). Their wheels,
+heroku/python (``tests/locks/test_emulated_lockfiles.py`` compares them with a real checkout). Their wheels,
 with every dependency, come from slugslim's own hashed pins of the three (``lib/lockers/``, which the
 lock swap re-locks with; a test checks that both name the same versions) and are downloaded once per
 machine into ``.cache/package-managers`` (`make test` does it before pytest starts:

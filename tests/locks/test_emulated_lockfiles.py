@@ -16,6 +16,7 @@ from tests.conftest import HerokuBuild
 from tests.heroku import packagemanagers, real
 from tests.heroku.build import Build
 from tests.heroku.packagemanagers import Lockers
+from tests.test_swap_e2e import CHECK, app_python, dists, find_links, without
 
 pytestmark = pytest.mark.slow
 
@@ -98,3 +99,33 @@ def test_a_lock_file_is_installed_by_its_tool_a_cached_rebuild_downloads_nothing
     stale = heroku_build(app, env=env, slug=False)
     assert not stale.ok
     assert f"Error: Unable to install dependencies using {name}." in stale.log
+
+
+def test_a_uv_lock_of_gpu_tensorflow_is_fixed_and_the_next_sync_fetches_nothing(
+        tmp_path: Path, heroku_build: HerokuBuild, wheelhouse: Path, offline_env: dict[str, str],
+        lockers: Lockers) -> None:
+    served = tmp_path / "served"  # the index the lock names; what it lacks, a sync cannot fetch
+    shutil.copytree(wheelhouse, served)
+    with localindex.serve(served) as index:
+        app = lockfiles.uv_app(tmp_path / "app", lockers, index, ["tensorflow[and-cuda]==2.21.0", "flask-fake==3.0.0"])
+        first = heroku_build(app, slug=False)
+        assert first.ok, first.log
+        assert "-----> Installing dependencies using 'uv sync --locked --no-default-groups'" in first.log
+        assert "uv.lock was not re-locked for the CPU builds" in first.log
+        assert "nvidia-cublas-cu12 12.5.3.2 removed" in first.log
+        site = first.site_packages()
+        assert not (site / "nvidia").exists()
+        assert "tensorflow_cpu-2.21.0.dist-info" not in dists(first)  # uv would remove what its lock lacks
+        assert (site / "tensorflow-2.21.0.dist-info" / "SLUGSLIM").is_file()
+        assert app_python(first, CHECK) == "cpu 2.21.0"
+
+        for prefix in ("tensorflow", "tensorflow_cpu", "nvidia_cublas_cu12", "nvidia_cudnn_cu12"):
+            for path in served.glob(f"{prefix}-*.whl"):
+                path.unlink()
+        bare = without(wheelhouse, tmp_path, "tensorflow", "tensorflow_cpu", "nvidia_cublas_cu12", "nvidia_cudnn_cu12")
+        second = heroku_build(app, env=find_links(offline_env, wheelhouse, bare), slug=False)
+    assert second.ok, second.log
+    assert "-----> Restoring cache" in second.log
+    assert "GPU builds found" not in second.log
+    assert app_python(second, CHECK) == "cpu 2.21.0"
+    assert (second.build_dir / "uv.lock").read_bytes() == (app / "uv.lock").read_bytes()
