@@ -114,6 +114,28 @@ def test_poetry_keeps_the_locked_version_and_gets_its_snippet(tmp_path: Path, py
     assert app.pip("check").returncode == 0
 
 
+def test_pipenv_keeps_the_cuda_wheels_metadata_so_the_next_install_of_its_lock_downloads_nothing(
+        tmp_path: Path, pypi_dir: Path, indexes: tuple[str, str]) -> None:
+    # `pipenv install --deploy` on a cached build installs every package Pipfile.lock pins that is missing:
+    # with the CUDA wheels gone whole, each later build downloaded them again and shipped them (2.2 GB for
+    # PyPI's torch 2.13.0, seen with the real heroku/python).
+    app = App(tmp_path, pypi_dir)
+    app.install("torch==2.13.0")
+    pins = [f"{name}=={version}" for name, version in json.loads(app.run(
+        "import importlib.metadata as m, json; print(json.dumps([(d.metadata['Name'], d.version) "
+        "for d in m.distributions()]))")) if name in CUDA_RUNTIME | {"torch"}]
+    result = fixup.run(context(app, indexes, manager="pipenv"))
+    assert result.layout == "stand-in" and check(app)[:2] == ("cpu", "2.13.0+cpu")
+    assert not (app.site / "nvidia").exists() and not (app.site / "triton").exists()
+
+    again = app.pip("install", "--no-deps", *pins)  # what Pipenv's pip is asked for on the next build
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Successfully installed" not in again.stdout, again.stdout
+    assert not (app.site / "nvidia").exists() and not (app.site / "triton").exists()
+    assert check(app)[:2] == ("cpu", "2.13.0+cpu")
+
+
 def test_the_pipenv_snippet_names_the_index_per_package() -> None:
     lines = locksnippets.advice("pipenv", "https://download.pytorch.org/whl/cpu", {"torch": "2.13.0",
                                                                                   "torchvision": "0.28.0"})

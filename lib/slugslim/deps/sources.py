@@ -19,6 +19,9 @@ OTHER_MANAGERS = ("uv.lock", "poetry.lock", "Pipfile.lock")
 MANAGERS = ("uv", "poetry", "pipenv")
 # These sync site-packages exactly to their lock: a distribution the lock does not list is uninstalled.
 EXACT_SYNC_MANAGERS = frozenset({"uv", "poetry"})
+# All three install every package their lock lists on each build, the cached ones too: a CUDA wheel the
+# fix-up takes out must leave its metadata behind, or the next build downloads and ships it again.
+LOCK_MANAGERS = frozenset(MANAGERS)
 
 
 def package_manager(app_dir: Path) -> str:

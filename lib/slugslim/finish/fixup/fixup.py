@@ -59,7 +59,14 @@ from slugslim.core.frameworks import (
 from slugslim.core.installed import Dist, read_dists, requirers
 from slugslim.core.results import FixupResult, snapshot
 from slugslim.deps import locksnippets, requirements
-from slugslim.deps.sources import EXACT_SYNC_MANAGERS, MANAGERS, REQUIREMENTS, index_options, package_manager
+from slugslim.deps.sources import (
+    EXACT_SYNC_MANAGERS,
+    LOCK_MANAGERS,
+    MANAGERS,
+    REQUIREMENTS,
+    index_options,
+    package_manager,
+)
 from slugslim.finish.fixup import pytorch
 from slugslim.finish.fixup.sitefiles import (
     Quarantine,
@@ -114,7 +121,7 @@ def run(ctx: FinishContext) -> FixupResult:
             dists = read_dists(site)
         for dist in plugged:
             # jax[cuda12]: jax itself is the CPU build; only the CUDA plugins its extra pulled in go.
-            remove_cuda(ctx, dist, dists, quarantine, result, stub=manager in EXACT_SYNC_MANAGERS)
+            remove_cuda(ctx, dist, dists, quarantine, result, stub=manager in LOCK_MANAGERS)
             replaced.append(dist)
             dists = read_dists(site)
         _verify(ctx, replaced, dists, before)
@@ -190,7 +197,7 @@ def _replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str
         merge_into_gpu_name(site, gpu, cpu, quarantine)
     else:
         stand_in(gpu, target, quarantine)
-    remove_cuda(ctx, gpu, fresh, quarantine, result, stub=merged)
+    remove_cuda(ctx, gpu, fresh, quarantine, result, stub=manager in LOCK_MANAGERS)
 
 
 def _pip_install(ctx: FinishContext, pip_run: tuple[list[str], dict[str, str]], args: list[str]) -> None:

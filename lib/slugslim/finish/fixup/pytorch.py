@@ -32,7 +32,7 @@ from slugslim.core.errors import FixupError
 from slugslim.core.installed import Dist, read_dists, requirers
 from slugslim.core.results import FixupResult
 from slugslim.deps.simpleindex import index_answers
-from slugslim.deps.sources import EXACT_SYNC_MANAGERS
+from slugslim.deps.sources import EXACT_SYNC_MANAGERS, LOCK_MANAGERS
 from slugslim.finish.fixup.sitefiles import (
     Quarantine,
     merge_into_gpu_name,
@@ -97,7 +97,7 @@ def replace(ctx: FinishContext, gpu: Dist, dists: dict[str, Dist], manager: str,
         merge_into_gpu_name(site, gpu, cpu, quarantine)
     result.add("installed", gpu.name, f"{gpu.name} {gpu.version} ({why}, the CUDA build) → {gpu.name} {version}, "
                f"installed with --no-deps from {index or 'PyPI'}", version=version, replaced=gpu.name)
-    remove_cuda(ctx, gpu, read_dists(site), quarantine, result, stub=merged)
+    remove_cuda(ctx, gpu, read_dists(site), quarantine, result, stub=manager in LOCK_MANAGERS)
     return True
 
 
