@@ -1,4 +1,8 @@
-"""What a uv.lock or a poetry.lock installs on a dyno, read before the install (the wheel preflight).
+"""The one reader of lock files: uv.lock, poetry.lock and Pipfile.lock, and what the first two install on a dyno.
+
+The wheel preflight reads what a uv.lock or a poetry.lock installs (``read``, ``Lock.installed``);
+the lock swap (``prepare.swap.locks``) reads every package of the three, with its hashes and index
+(``loads``).
 
 heroku/python runs ``uv sync --locked --no-default-groups`` and ``poetry sync --only main``, which
 install the lock's own files and ask no index what else exists, so the lock's file names say for
@@ -9,10 +13,14 @@ which Pythons a locked package can be installed.
   by extra, ``resolution-markers`` when the lock forks by environment, ``wheels`` (each with its
   ``url``) and maybe an ``sdist``. What is installed is the project (``source = { virtual = "." }``
   or ``{ editable = "." }``) and what its dependencies reach through edges whose marker holds;
-  dependency groups are not (``--no-default-groups``).
+  dependency groups (``dev-dependencies``) are not (``--no-default-groups``).
+- Pipfile.lock (JSON): ``_meta``, then per category (``default``, ``develop``) each package's
+  ``version`` (``==2.13.0``), ``hashes``, ``markers`` and the source name (``index``) of those the
+  Pipfile names. It records no dependency graph and no file names.
 - poetry.lock: ``[metadata] python-versions``; each ``[[package]]`` has ``name``, ``version``,
   ``python-versions``, ``groups``, ``markers`` (one string, or one per group), ``optional`` (only
-  with extras, which heroku/python does not ask for) and ``files`` (each with its ``file`` name).
+  with extras, which heroku/python does not ask for), ``files`` (each with its ``file`` name and
+  ``hash``), ``dependencies`` (a table by name) and maybe a ``source`` (``url``, ``reference``).
   Poetry's own constraints (``^3.11``, ``~3.11``, ``a || b``) are read as Poetry reads them.
 
 A marker that cannot be decided counts as holding, and a package with an sdist as installable on
@@ -21,6 +29,7 @@ every Python (it may build): the preflight stops a build only on what the lock s
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -36,7 +45,10 @@ from packaging.version import InvalidVersion, Version
 from slugslim.deps import simpleindex, tomlfile
 from slugslim.deps.sources import package_manager
 
-LOCKS = {"uv": "uv.lock", "poetry": "poetry.lock"}
+LOCKS = {"uv": "uv.lock", "poetry": "poetry.lock"}  # what the preflight reads as installed files
+PIPFILE_LOCK = "Pipfile.lock"
+# The group each manager installs on a dyno: heroku/python's ``poetry sync --only main``, ``pipenv install``.
+_INSTALLED_GROUP = {LOCKS["poetry"]: "main", PIPFILE_LOCK: "default"}
 
 
 @dataclass(frozen=True)
@@ -52,11 +64,28 @@ class LockedPackage:
     name: str  # canonical
     version: str
     files: tuple[str, ...] = ()  # file names: wheels, and sdists
+    hashes: frozenset[str] = frozenset()  # of its files, as the lock records them (sha256:...)
+    source: str = ""  # where it comes from, as the lock says: uv's source table, Poetry's source URL or
+    # name, Pipfile.lock's index name ("" for the default index)
     python_versions: str = ""  # Poetry's python-versions of the package
     markers: tuple[str, ...] = ()  # it is installed where any holds (none: everywhere)
-    dependencies: tuple[Edge, ...] = ()
+    groups: tuple[str, ...] = ()  # Poetry's groups; Pipfile.lock's category
+    optional: bool = False  # Poetry: only installed for an extra
+    dependencies: tuple[Edge, ...] = ()  # Poetry: names only
     extras: Mapping[str, tuple[Edge, ...]] = field(default_factory=dict)
-    root: bool = False  # uv: the app's own project
+    dev: Mapping[str, tuple[Edge, ...]] = field(default_factory=dict)  # uv: dependency groups
+    project: str = ""  # uv: the directory of a project of the app's workspace (virtual or editable)
+
+    @property
+    def root(self) -> bool:
+        """uv: the app's own project."""
+        return self.project == "."
+
+    @property
+    def edges(self) -> tuple[Edge, ...]:
+        """Every dependency, whatever its marker, extra or group."""
+        return (*self.dependencies, *(e for es in self.extras.values() for e in es),
+                *(e for es in self.dev.values() for e in es))
 
     def installable_on(self, python: str) -> bool:
         """A file of it installs on a dyno running ``python`` (``3.13``): a wheel it accepts, or an sdist."""
@@ -76,20 +105,22 @@ class LockedPackage:
 
 @dataclass(frozen=True)
 class Lock:
-    file: str  # uv.lock or poetry.lock
+    file: str  # uv.lock, poetry.lock or Pipfile.lock
     requires_python: str  # the project's Python range, as the lock records it ("" when it does not)
     packages: tuple[LockedPackage, ...]
 
     @property
     def installer(self) -> str:
-        return "uv" if self.file == LOCKS["uv"] else "Poetry"
+        return {LOCKS["uv"]: "uv", LOCKS["poetry"]: "Poetry"}.get(self.file, "Pipenv")
 
     def allows(self, python: str) -> bool:
         return allows(self.requires_python, python)
 
     def installed(self, environment: Mapping[str, str]) -> list[LockedPackage]:
         """What the sync installs on a dyno whose PEP 508 marker values are ``environment``."""
-        present = [p for p in self.packages if not p.markers or any(_holds(m, environment) for m in p.markers)]
+        group = _INSTALLED_GROUP.get(self.file)
+        present = [p for p in self.packages if not p.optional and not (group and p.groups and group not in p.groups)
+                   and (not p.markers or any(_holds(m, environment) for m in p.markers))]
         roots = [p for p in present if p.root]
         if self.file != LOCKS["uv"] or not roots:
             return [p for p in present if not p.root]
@@ -120,6 +151,20 @@ def read(app_dir: Path) -> Lock | None:
     return _uv(data) if manager == "uv" else _poetry(data)
 
 
+def loads(file: str, text: str) -> Lock:
+    """The lock ``file`` (uv.lock, poetry.lock, Pipfile.lock) whose text is ``text``, every package of it;
+    ValueError, saying why, for one that cannot be read."""
+    if file == PIPFILE_LOCK:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("_meta"), dict):
+            raise ValueError("it has no _meta section")
+        return _pipenv(data)
+    data = tomlfile.loads(text)
+    if not isinstance(data.get("package"), list):
+        raise ValueError("it has no [[package]] entries")
+    return _uv(data) if file == LOCKS["uv"] else _poetry(data)
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -141,29 +186,52 @@ def _uv(data: dict[str, Any]) -> Lock:
         urls = [str(_table(w).get("url", "")) for w in _list(entry.get("wheels"))]
         if entry.get("sdist"):
             urls.append(str(_table(entry["sdist"]).get("url", "") or "source.tar.gz"))
+        stored = [f for f in [_table(entry.get("sdist")), *map(_table, _list(entry.get("wheels")))] if f.get("hash")]
         packages.append(LockedPackage(
             canonicalize_name(str(entry.get("name", ""))), str(entry.get("version", "")),
             tuple(urllib.parse.unquote(urllib.parse.urlsplit(u).path.rsplit("/", 1)[-1]) for u in urls),
+            hashes=frozenset(str(f["hash"]) for f in stored),
+            source=", ".join(f"{k} = {v}" for k, v in sorted(source.items())),
             markers=tuple(str(m) for m in _list(entry.get("resolution-markers"))),
             dependencies=_edges(entry.get("dependencies")),
             extras={str(k): _edges(v) for k, v in _table(entry.get("optional-dependencies")).items()},
-            root=source.get("virtual") == "." or source.get("editable") == "."))
+            dev={str(k): _edges(v) for k, v in _table(entry.get("dev-dependencies")).items()},
+            project=str(source.get("virtual", source.get("editable", "")))))
     return Lock(LOCKS["uv"], str(data.get("requires-python", "")), tuple(packages))
 
 
 def _poetry(data: dict[str, Any]) -> Lock:
     packages = []
     for entry in map(_table, _list(data.get("package"))):
-        groups = [str(g) for g in _list(entry.get("groups"))]
-        if entry.get("optional") is True or (groups and "main" not in groups):
-            continue
         markers = entry.get("markers", "")
         marker = str(_table(markers).get("main", "")) if isinstance(markers, dict) else str(markers)
+        files = list(map(_table, _list(entry.get("files"))))
+        source = _table(entry.get("source"))
         packages.append(LockedPackage(
             canonicalize_name(str(entry.get("name", ""))), str(entry.get("version", "")),
-            tuple(str(_table(f).get("file", "")) for f in _list(entry.get("files"))),
-            python_versions=str(entry.get("python-versions", "")), markers=(marker,) if marker else ()))
+            tuple(str(f.get("file", "")) for f in files),
+            hashes=frozenset(str(f["hash"]) for f in files if f.get("hash")),
+            source=str(source.get("url") or source.get("reference") or ""),
+            python_versions=str(entry.get("python-versions", "")), markers=(marker,) if marker else (),
+            groups=tuple(str(g) for g in _list(entry.get("groups"))), optional=entry.get("optional") is True,
+            dependencies=tuple(Edge(canonicalize_name(str(d))) for d in _table(entry.get("dependencies")))))
     return Lock(LOCKS["poetry"], str(_table(data.get("metadata")).get("python-versions", "")), tuple(packages))
+
+
+def _pipenv(data: dict[str, Any]) -> Lock:
+    packages = []
+    for category, entries in data.items():
+        if category == "_meta" or not isinstance(entries, dict):
+            continue
+        for name, entry in entries.items():
+            if not isinstance(entry, dict):
+                continue
+            marker = str(entry.get("markers") or "")
+            packages.append(LockedPackage(
+                canonicalize_name(str(name)), str(entry.get("version", "")).removeprefix("=="),
+                hashes=frozenset(str(h) for h in _list(entry.get("hashes"))), source=str(entry.get("index", "")),
+                markers=(marker,) if marker else (), groups=(str(category),)))
+    return Lock(PIPFILE_LOCK, "", tuple(packages))  # its _meta names the Pipfile's Python, not a range
 
 
 def _holds(marker: str, environment: Mapping[str, str]) -> bool:

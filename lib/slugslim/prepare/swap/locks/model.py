@@ -1,14 +1,15 @@
 """The lock swap's data, and the adapter each package manager implements (``locks.uv``, ...).
 
-An adapter knows one manager's two files: it reads the lock (``read_lock``) and the manifest's
-direct dependencies (``direct``), edits the manifest's text for a ``ManifestChange`` (``edit``,
-minimally, so that the user's formatting and comments survive) and runs the manager's re-lock
-(``relock``). ``locks.flow`` does the rest, the same for every manager.
+An adapter knows one manager's two files: it reads the lock (``read_lock``, from what ``deps.locked``,
+the one reader of each lock format, gives) and the manifest's direct dependencies (``direct``), edits
+the manifest's text for a ``ManifestChange`` (``edit``, minimally, so that the user's formatting and
+comments survive) and runs the manager's re-lock (``relock``). ``locks.flow`` does the rest, the same
+for every manager.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,6 +17,7 @@ from typing import Protocol
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from slugslim.deps.locked import LockedPackage
 from slugslim.deps.lockers import Locker
 from slugslim.deps.pyversion import AppPython
 
@@ -42,6 +44,17 @@ class Locked:
             return unique[0]
         return Locked(", ".join(sorted({e.version for e in unique})), frozenset().union(*(e.hashes for e in unique)),
                       ", ".join(sorted({e.source for e in unique})), frozenset().union(*(e.requires for e in unique)))
+
+
+def by_name(packages: Iterable[LockedPackage],
+            requires: Callable[[LockedPackage], frozenset[str]] | None = None) -> dict[str, Locked]:
+    """Canonical name -> what a lock (``deps.locked``) holds of it; ``requires`` when the lock's own edges
+    do not say what a package requires."""
+    found: dict[str, list[Locked]] = {}
+    for package in packages:
+        needs = requires(package) if requires else frozenset(e.name for e in package.edges)
+        found.setdefault(package.name, []).append(Locked(package.version, package.hashes, package.source, needs))
+    return {name: Locked.merged(entries) for name, entries in found.items()}
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ Pipfile's sources only, so it does not change the lock.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,16 +42,14 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from slugslim.core import frameworks, pip
-from slugslim.deps import lockers, tomlfile
+from slugslim.deps import locked, lockers, tomlfile
 from slugslim.deps.tomledit import TomlEditError
 from slugslim.prepare.swap.locks import _manifest
-from slugslim.prepare.swap.locks.model import Locked, ManifestChange, Relock
+from slugslim.prepare.swap.locks.model import Locked, ManifestChange, Relock, by_name
 from slugslim.prepare.swap.pytorch import is_torch_family, same_index
 
 PACKAGES = ("packages",)
 SOURCES = ("source",)
-# Pipfile.lock's sections that are not categories of packages.
-NOT_PACKAGES = frozenset({"_meta"})
 
 
 class PipenvAdapter:
@@ -62,21 +59,9 @@ class PipenvAdapter:
     overrides = False
 
     def read_lock(self, text: str) -> dict[str, Locked]:
-        data = json.loads(text)
-        if not isinstance(data, dict) or not isinstance(data.get("_meta"), dict):
-            raise ValueError("it has no _meta section")
-        found: dict[str, list[dict[str, Any]]] = {}
-        for category, packages in data.items():
-            if category in NOT_PACKAGES or not isinstance(packages, dict):
-                continue
-            for name, entry in packages.items():
-                if isinstance(entry, dict):
-                    found.setdefault(str(canonicalize_name(name)), []).append(entry)
-        cuda = frozenset(name for name in found if frameworks.is_cuda_runtime(name))
-        return {name: Locked.merged([Locked(str(e.get("version", "")).removeprefix("=="),
-                                            frozenset(str(h) for h in e.get("hashes", [])), str(e.get("index", "")),
-                                            cuda if is_torch_family(name) else frozenset()) for e in entries])
-                for name, entries in found.items()}
+        packages = locked.loads(self.lock, text).packages
+        cuda = frozenset(p.name for p in packages if frameworks.is_cuda_runtime(p.name))
+        return by_name(packages, lambda p: cuda if is_torch_family(p.name) else frozenset())
 
     def direct(self, manifest_text: str) -> frozenset[str]:
         packages = tomlfile.loads(manifest_text).get("packages", {})

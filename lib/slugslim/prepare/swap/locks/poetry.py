@@ -42,10 +42,18 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from slugslim.core import pip
-from slugslim.deps import lockers, tomlfile
+from slugslim.deps import locked, lockers, tomlfile
 from slugslim.deps.tomledit import Document, TomlEditError, dumps
 from slugslim.prepare.swap.locks import _manifest
-from slugslim.prepare.swap.locks.model import Locked, ManifestChange, Relock, Renamed, TorchPin, requirement_name
+from slugslim.prepare.swap.locks.model import (
+    Locked,
+    ManifestChange,
+    Relock,
+    Renamed,
+    TorchPin,
+    by_name,
+    requirement_name,
+)
 from slugslim.prepare.swap.pytorch import same_index
 
 DEPENDENCIES = ("tool", "poetry", "dependencies")
@@ -60,19 +68,7 @@ class PoetryAdapter:
     overrides = False
 
     def read_lock(self, text: str) -> dict[str, Locked]:
-        packages = tomlfile.loads(text).get("package")
-        if not isinstance(packages, list):
-            raise ValueError("it has no [[package]] entries")
-        found: dict[str, list[Locked]] = {}
-        for package in packages:
-            name = str(canonicalize_name(str(package.get("name", ""))))
-            hashes = {str(f["hash"]) for f in package.get("files", []) if isinstance(f, dict) and f.get("hash")}
-            requires = {str(canonicalize_name(d)) for d in (package.get("dependencies") or {})}
-            source = package.get("source") or {}
-            where = str(source.get("url") or source.get("reference") or "")
-            found.setdefault(name, []).append(Locked(str(package.get("version", "")), frozenset(hashes), where,
-                                                     frozenset(requires)))
-        return {name: Locked.merged(entries) for name, entries in found.items()}
+        return by_name(locked.loads(self.lock, text).packages)
 
     def direct(self, manifest_text: str) -> frozenset[str]:
         data = tomlfile.loads(manifest_text)

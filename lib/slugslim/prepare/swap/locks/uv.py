@@ -33,12 +33,11 @@ import sys
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
 
-from slugslim.deps import lockers, locksnippets, tomlfile
+from slugslim.deps import locked, lockers, locksnippets, tomlfile
 from slugslim.deps.tomledit import Document, dumps
 from slugslim.prepare.swap.locks import _manifest
-from slugslim.prepare.swap.locks.model import Locked, ManifestChange, Relock, requirement_name
+from slugslim.prepare.swap.locks.model import Locked, ManifestChange, Relock, by_name, requirement_name
 from slugslim.prepare.swap.pytorch import same_index
 
 # The process environment's settings that would make ``uv lock`` do something else than lock.
@@ -54,29 +53,13 @@ class UvAdapter:
     def read_lock(self, text: str) -> dict[str, Locked]:
         """What the lock installs: a package only reachable through dependencies whose marker is never
         true (an override that drops it, as the TensorFlow swap's does) is left out, as uv leaves it."""
-        data = tomlfile.loads(text)
-        packages = data.get("package")
-        if not isinstance(packages, list):
-            raise ValueError("it has no [[package]] entries")
-        found: dict[str, list[Locked]] = {}
+        packages = locked.loads(self.lock, text).packages
         edges: dict[str, set[str]] = {}
-        roots: set[str] = set()
         for package in packages:
-            name = str(canonicalize_name(str(package.get("name", ""))))
-            hashes = {str(f["hash"]) for f in [package.get("sdist") or {}, *package.get("wheels", [])]
-                      if isinstance(f, dict) and f.get("hash")}
-            dependencies = _dependencies(package)
-            requires = {str(canonicalize_name(str(d["name"]))) for d in dependencies if d.get("name")}
-            source = package.get("source") or {}
-            if "virtual" in source or "editable" in source:
-                roots.add(name)
-            edges.setdefault(name, set()).update(str(canonicalize_name(str(d["name"]))) for d in dependencies
-                                                 if d.get("name") and not _never(str(d.get("marker", ""))))
-            found.setdefault(name, []).append(Locked(
-                str(package.get("version", "")), frozenset(hashes),
-                ", ".join(f"{k} = {v}" for k, v in sorted(source.items())), frozenset(requires)))
-        installed = _reachable(roots, edges) if roots else set(found)
-        return {name: Locked.merged(entries) for name, entries in found.items() if name in installed}
+            edges.setdefault(package.name, set()).update(e.name for e in package.edges if not _never(e.marker))
+        roots = {p.name for p in packages if p.project}
+        installed = _reachable(roots, edges) if roots else set(edges)
+        return by_name(p for p in packages if p.name in installed)
 
     def direct(self, manifest_text: str) -> frozenset[str]:
         project = tomlfile.loads(manifest_text).get("project", {})
@@ -128,14 +111,6 @@ class UvAdapter:
 
 
 ADAPTER = UvAdapter()
-
-
-def _dependencies(package: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [d for d in package.get("dependencies", []) if isinstance(d, dict)]
-    for table in ("optional-dependencies", "dev-dependencies"):
-        for group in (package.get(table) or {}).values():
-            found += [d for d in group if isinstance(d, dict)]
-    return found
 
 
 def _never(marker: str) -> bool:
