@@ -21,7 +21,6 @@ lookup there already stops a pin that has no ``+cpu`` wheel for the app's Python
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,22 +106,23 @@ def declared(app_dir: Path, python: str, config: SwapConfig, lock: locked.Lock |
                 where = f"{parsed.path.relative_to(app_dir).as_posix()} line {entry.lineno}"
                 found.append(Declared(framework.name, _installed_name(req.name, config), str(req.specifier), where,
                                       f"{canonicalize_name(req.name)}{req.specifier}"))
-    elif (app_dir / "Pipfile.lock").is_file():
+    elif (app_dir / locked.PIPFILE_LOCK).is_file():
         # Pipenv installs the lock as written; the finish phase swaps the build after the install.
         try:
-            default = json.loads((app_dir / "Pipfile.lock").read_text(encoding="utf-8")).get("default", {})
-        except (ValueError, AttributeError):
+            text = (app_dir / locked.PIPFILE_LOCK).read_text(encoding="utf-8")
+            pipfile_lock = locked.loads(locked.PIPFILE_LOCK, text)
+        except ValueError:  # also a text that is not UTF-8
             return found
-        for name, body in sorted(default.items() if isinstance(default, dict) else []):
-            framework = _framework_of(name)
-            version = body.get("version", "") if isinstance(body, dict) else ""
-            if framework is not None:
+        for package in sorted(pipfile_lock.packages, key=lambda p: p.name):
+            framework = _framework_of(package.name)
+            if framework is not None and "default" in package.groups:
                 try:
-                    specifier = str(Requirement(f"{name}{version}").specifier)
+                    pinned = f"{package.name}=={package.version}" if package.version else package.name
+                    specifier = str(Requirement(pinned).specifier)
                 except InvalidRequirement:
                     continue
-                found.append(Declared(framework.name, canonicalize_name(name), specifier, "Pipfile.lock",
-                                      f"{canonicalize_name(name)}{specifier}"))
+                found.append(Declared(framework.name, package.name, specifier, locked.PIPFILE_LOCK,
+                                      f"{package.name}{specifier}"))
     return found
 
 
