@@ -45,12 +45,17 @@ def tool_env(home: Path) -> dict[str, str]:
             "PIPENV_VERBOSITY": "-1", "PIPENV_NOSPIN": "1", "PIPENV_YES": "1"}
 
 
-def run_tool(command: Sequence[str], app: Path) -> str:
-    """Run a locker in ``app`` (HOME beside it); its output, or an AssertionError that shows it."""
+def tool(command: Sequence[str], app: Path) -> subprocess.CompletedProcess[str]:
+    """Run a tool in ``app`` as its developer would on their machine (HOME beside it), whatever it exits with."""
     home = app.parent / f".{app.name}-home"
     home.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(command, cwd=app, env=tool_env(home), capture_output=True, text=True, check=False,
+    return subprocess.run(command, cwd=app, env=tool_env(home), capture_output=True, text=True, check=False,
                           timeout=300)
+
+
+def run_tool(command: Sequence[str], app: Path) -> str:
+    """Run a tool in ``app`` (HOME beside it); its output, or an AssertionError that shows it."""
+    done = tool(command, app)
     assert done.returncode == 0, f"{' '.join(command)} failed in {app}:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -75,14 +80,21 @@ def uv_app(root: Path, lockers: Lockers, index: str, dependencies: Sequence[str]
     return root
 
 
-def poetry_app(root: Path, lockers: Lockers, index: str, dependencies: Sequence[str], *,
+def poetry_app(root: Path, lockers: Lockers, index: str, dependencies: Sequence[str] | Mapping[str, str], *,
                files: Mapping[str, str] | None = None, requires_python: str = "") -> Path:
-    """pyproject.toml with ``dependencies`` (no package of its own to install), and ``poetry lock``."""
+    """pyproject.toml with ``dependencies`` (no package of its own to install), and ``poetry lock``: a list
+    is ``[project] dependencies``, a mapping (name: TOML value) Poetry 1's ``[tool.poetry.dependencies]``,
+    which Poetry 2 still reads."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pyproject.toml").write_text(_project(
-        dependencies, "[tool.poetry]\npackage-mode = false\n\n"
-                      f'[[tool.poetry.source]]\nname = "local"\nurl = "{index}"\npriority = "primary"\n',
-        requires_python))
+    source = f'[[tool.poetry.source]]\nname = "local"\nurl = "{index}"\npriority = "primary"\n'
+    if isinstance(dependencies, Mapping):
+        listed = "".join(f"{name} = {value}  # needed\n" for name, value in dependencies.items())
+        python = requires_python or f">={python_major()}"
+        pyproject = ('[tool.poetry]\nname = "app"\nversion = "1.0.0"\ndescription = ""\npackage-mode = false\n\n'
+                     f'[tool.poetry.dependencies]\npython = "{python}"\n{listed}\n{source}')
+    else:
+        pyproject = _project(dependencies, f"[tool.poetry]\npackage-mode = false\n\n{source}", requires_python)
+    (root / "pyproject.toml").write_text(pyproject)
     _write(root, files)
     run_tool([*lockers.poetry, "lock", "--no-interaction"], root)
     return root
@@ -90,9 +102,9 @@ def poetry_app(root: Path, lockers: Lockers, index: str, dependencies: Sequence[
 
 def pipenv_app(root: Path, lockers: Lockers, index: str, packages: Mapping[str, str], *,
                files: Mapping[str, str] | None = None) -> Path:
-    """A Pipfile with ``packages`` (name: specifier) and the app's Python, and ``pipenv lock``."""
+    """A Pipfile with ``packages`` (name: TOML value) and the app's Python, and ``pipenv lock``."""
     root.mkdir(parents=True, exist_ok=True)
-    listed = "".join(f'{name} = "{specifier}"\n' for name, specifier in packages.items())
+    listed = "".join(f"{name} = {value}\n" for name, value in packages.items())
     (root / "Pipfile").write_text(f'[[source]]\nurl = "{index}"\nverify_ssl = false\nname = "local"\n\n'
                                   f'[packages]\n{listed}\n[requires]\npython_version = "{python_major()}"\n')
     _write(root, files)

@@ -34,7 +34,7 @@ def poetry(root: Path, lockers: Lockers, index: str) -> Path:
 
 
 def pipenv(root: Path, lockers: Lockers, index: str) -> Path:
-    return lockfiles.pipenv_app(root, lockers, index, {"flask-fake": "==3.0.0"}, files={"app.py": APP_PY})
+    return lockfiles.pipenv_app(root, lockers, index, {"flask-fake": '"==3.0.0"'}, files={"app.py": APP_PY})
 
 
 MANAGERS: dict[str, tuple[Make, str, str]] = {  # how to make the app, the tool's name in the log, its command

@@ -10,18 +10,15 @@ runs tests/locks, ``make test`` does not.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from slugslim.deps import lockers
-from tests import localindex, wheelfactory
+from slugslim.deps import lockers as installer
+from tests import localindex, lockfiles, wheelfactory
 from tests.conftest import HerokuBuild, LockerWheels, write_app
+from tests.heroku.packagemanagers import Lockers
 from tests.locks.conftest import CUDA_NAMES, HERE, Index, offline
-from tests.locks.test_pipenv_lock import pipenv_app
-from tests.locks.test_poetry_lock import pep621_app
-from tests.locks.test_uv_lock import locked_app
 from tests.test_swap_e2e import app_python
 
 TORCH_CHECK = "import importlib.metadata as m, torch; print(torch.BUILD, m.version('torch'))"
@@ -29,19 +26,19 @@ FILES = {"uv": ("pyproject.toml", "uv.lock"), "poetry": ("pyproject.toml", "poet
          "pipenv": ("Pipfile", "Pipfile.lock")}
 
 
-def developer_app(manager: str, root: Path, cache: Path, pypi: Index) -> Path:
+def developer_app(manager: str, root: Path, lockers: Lockers, pypi: Index) -> Path:
     """The app as its developer pushes it: torch==2.13.0 and flask-fake, locked against the fake PyPI."""
     if manager == "uv":
-        return locked_app(root, cache, pypi, ["torch==2.13.0", "flask-fake"])
+        return lockfiles.uv_app(root, lockers, pypi.url, ["torch==2.13.0", "flask-fake"])
     if manager == "poetry":
-        return pep621_app(root, cache, pypi, ["torch==2.13.0", "flask-fake"])
-    return pipenv_app(root, cache, pypi.url, {"torch": '"==2.13.0"', "flask-fake": '"*"'})
+        return lockfiles.poetry_app(root, lockers, pypi.url, ["torch==2.13.0", "flask-fake"])
+    return lockfiles.pipenv_app(root, lockers, pypi.url, {"torch": '"==2.13.0"', "flask-fake": '"*"'})
 
 
 @pytest.mark.parametrize("manager", list(FILES))
 def test_the_build_installs_cpu_torch_and_no_cuda_file_is_ever_asked_for(
         manager: str, tmp_path: Path, heroku_build: HerokuBuild, offline_env: dict[str, str],
-        installed_lockers: Callable[[str], Path], locker_wheels: LockerWheels,
+        lockers: Lockers, locker_wheels: LockerWheels,
         monkeypatch: pytest.MonkeyPatch) -> None:
     pypi_dir, cpu_dir = tmp_path / "pypi", tmp_path / "cpu"
     wheelfactory.torch_pypi(pypi_dir)
@@ -54,7 +51,7 @@ def test_the_build_installs_cpu_torch_and_no_cuda_file_is_ever_asked_for(
         # there by a previous build.
         env = {"PIP_NO_INDEX": "0", "PIP_FIND_LINKS": ""}
         offline(monkeypatch, locker_wheels(manager, HERE))
-        lockers.ensure(manager, tmp_path / "cache", {})
+        installer.ensure(manager, tmp_path / "cache", {})
     else:  # slugslim installs the locker in the build, from the locker's wheels
         env = {"PIP_FIND_LINKS": f"{offline_env['PIP_FIND_LINKS']} {locker_wheels(manager)}"}
     manifest, lock = FILES[manager]
@@ -63,7 +60,7 @@ def test_the_build_installs_cpu_torch_and_no_cuda_file_is_ever_asked_for(
     with localindex.serve(pypi_dir, metadata=True, requests=pypi_requests) as pypi_url, \
             localindex.serve(cpu_dir, metadata=True, requests=cpu_requests) as cpu_url:
         pypi, cpu = Index(pypi_url, pypi_requests), Index(cpu_url, cpu_requests)
-        app = developer_app(manager, tmp_path / "app", installed_lockers(manager), pypi)
+        app = developer_app(manager, tmp_path / "app", lockers, pypi)
         assert "triton" in (app / lock).read_text() and "nvidia-cudnn-cu13" in (app / lock).read_text()
         write_app(app, {".python-version": f"{sys.version_info[0]}.{sys.version_info[1]}\n",
                         "slugslim.yml": f"swap:\n  torch_index: {cpu_url}\n"})

@@ -11,20 +11,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from slugslim.core.config import SwapConfig
-from slugslim.deps import lockers
+from slugslim.deps import lockers as installer
 from slugslim.deps.pyversion import AppPython
 from slugslim.deps.tomledit import TomlEditError
 from slugslim.prepare.swap import swap as requirements_swap
 from slugslim.prepare.swap.locks import flow, pipenv
 from slugslim.prepare.swap.locks.model import ManifestChange, Renamed, TorchPin
-from tests import localindex, wheelfactory
+from tests import localindex, lockfiles, wheelfactory
+from tests.heroku.packagemanagers import Lockers
 from tests.locks.conftest import CUDA_NAMES, HERE, Index, inject_fault, snapshot
 
 PYTHON = AppPython(HERE, "Pipfile.lock")
@@ -40,41 +40,17 @@ def cache(build_cache: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -
     return installed
 
 
-def pipenv_cli(app: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The developer's ``pipenv`` on their machine: its own HOME (virtualenvs, caches)."""
-    locker = lockers.ensure("pipenv", cache, {})
-    home = app.parent / f"{app.name}-developer"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8", "PIP_CONFIG_FILE": os.devnull,
-           "PIPENV_PYTHON": locker.python, "PIPENV_VERBOSITY": "-1", "PIPENV_NOSPIN": "1",
-           "VIRTUALENV_NO_SEED": "1", **locker.env}
-    return subprocess.run([*locker.command, *args], cwd=app, env=env, capture_output=True, text=True, check=False)
-
-
-def pipfile(pypi: str, packages: dict[str, str]) -> str:
-    listed = "".join(f"{name} = {value}\n" for name, value in packages.items())
-    return (f'[[source]]\nurl = "{pypi}"\nverify_ssl = true\nname = "pypi"\n\n'
-            f'# What the app needs\n[packages]\n{listed}\n[dev-packages]\n\n[requires]\npython_version = "{HERE}"\n')
-
-
-def pipenv_app(root: Path, cache: Path, pypi: str, packages: dict[str, str]) -> Path:
-    root.mkdir(parents=True)
-    (root / "Pipfile").write_text(pipfile(pypi, packages), encoding="utf-8")
-    done = pipenv_cli(root, cache, "lock")
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root
-
-
 @pytest.fixture(scope="module")
 def developer_locks(tmp_path_factory: pytest.TempPathFactory, lock_indexes: tuple[Index, Index],
-                    installed_lockers: Callable[[str], Path]) -> Callable[[dict[str, str]], Path]:
+                    lockers: Lockers) -> Callable[[dict[str, str]], Path]:
     """Apps locked by the developer against the module's fake PyPI, once each (tests take copies)."""
     made: dict[str, Path] = {}
 
     def locked(packages: dict[str, str]) -> Path:
         key = repr(sorted(packages.items()))
         if key not in made:
-            made[key] = pipenv_app(tmp_path_factory.mktemp("developer") / "app", installed_lockers("pipenv"),
-                                   lock_indexes[0].url, packages)
+            made[key] = lockfiles.pipenv_app(tmp_path_factory.mktemp("developer") / "app", lockers,
+                                             lock_indexes[0].url, packages)
         return made[key]
 
     return locked
@@ -103,19 +79,20 @@ def packages(app: Path) -> dict[str, tuple[str, str]]:
             for name, locked in pipenv.ADAPTER.read_lock((app / "Pipfile.lock").read_text()).items()}
 
 
-def deploys(app: Path, cache: Path) -> bool:
+def deploys(app: Path, lockers: Lockers) -> bool:
     """What ``pipenv install --deploy`` checks first: Pipfile.lock's _meta hash is the Pipfile's."""
-    return pipenv_cli(app, cache, "verify").returncode == 0
+    return lockfiles.tool([*lockers.pipenv, "verify"], app).returncode == 0
 
 
 def test_torch_is_relocked_from_the_cpu_index_and_pipenv_accepts_the_pair(
-        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        lockers: Lockers) -> None:
     pypi, cpu = lock_indexes
     app = app_of({"torch": '"==2.13.0"', "flask-fake": '"==3.0.0"'})
     before = pipenv.ADAPTER.read_lock((app / "Pipfile.lock").read_text())
-    assert before["torch"].version == "2.13.0" and before["torch"].source == "pypi"
+    assert before["torch"].version == "2.13.0" and before["torch"].source == "local"
     assert before["torch"].hashes == {pypi.sha256("torch", "torch-2.13.0-py3-none-any.whl")}
-    assert {"triton", "nvidia-cudnn-cu13", "cuda-toolkit"} <= set(before) and deploys(app, cache)
+    assert {"triton", "nvidia-cudnn-cu13", "cuda-toolkit"} <= set(before) and deploys(app, lockers)
     original = (app / "Pipfile").read_text()
     pypi.requests.clear()
     cpu.requests.clear()
@@ -123,7 +100,7 @@ def test_torch_is_relocked_from_the_cpu_index_and_pipenv_accepts_the_pair(
     done = run_swap(app, cache, cpu.url)
 
     assert done.relocked and done.files_changed == ["Pipfile", "Pipfile.lock"]
-    assert packages(app) == {"flask-fake": ("3.0.0", "pypi"), "filelock-fake": ("3.16.1", ""),
+    assert packages(app) == {"flask-fake": ("3.0.0", "local"), "filelock-fake": ("3.16.1", ""),
                              "torch": ("2.13.0+cpu", "pytorch-cpu")}
     assert (app / "Pipfile").read_text() == original.replace(
         'torch = "==2.13.0"', 'torch = { version = "==2.13.0", index = "pytorch-cpu" }') + (
@@ -131,7 +108,7 @@ def test_torch_is_relocked_from_the_cpu_index_and_pipenv_accepts_the_pair(
     lock = json.loads((app / "Pipfile.lock").read_text())
     assert lock["_meta"]["sources"][1] == {"name": "pytorch-cpu", "url": cpu.url, "verify_ssl": False}
     assert lock["default"]["torch"]["hashes"] == [cpu.sha256("torch", "torch-2.13.0+cpu-py3-none-any.whl")]
-    assert deploys(app, cache)
+    assert deploys(app, lockers)
     assert not pypi.asked_for(*CUDA_NAMES) and not cpu.asked_for(*CUDA_NAMES)
     assert not [f for f in pypi.files() + cpu.files() if f.startswith(CUDA_NAMES)]
     out = capsys.readouterr().out
@@ -141,24 +118,25 @@ def test_torch_is_relocked_from_the_cpu_index_and_pipenv_accepts_the_pair(
 
 
 def test_torch_through_another_package_is_added_at_its_locked_version(
-        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], lockers: Lockers) -> None:
     _, cpu = lock_indexes
     app = app_of({"sentence-transformers": '"==5.0.0"'})
     original = (app / "Pipfile").read_text()
 
     assert run_swap(app, cache, cpu.url).relocked
 
-    assert packages(app) == {"sentence-transformers": ("5.0.0", "pypi"), "filelock-fake": ("3.16.1", ""),
+    assert packages(app) == {"sentence-transformers": ("5.0.0", "local"), "filelock-fake": ("3.16.1", ""),
                              "torch": ("2.13.0+cpu", "pytorch-cpu")}
     assert (app / "Pipfile").read_text() == original.replace(
         'sentence-transformers = "==5.0.0"\n',
         'sentence-transformers = "==5.0.0"\ntorch = { version = "==2.13.0", index = "pytorch-cpu" }\n') + (
         f'\n[[source]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\nverify_ssl = false\n')
-    assert deploys(app, cache)
+    assert deploys(app, lockers)
 
 
 def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
-        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        lockers: Lockers) -> None:
     pypi, cpu = lock_indexes
     app = app_of({
         "tensorflow": '{extras = ["and-cuda"], version = "==2.21.0"}', "flask-fake": '"*"'})
@@ -174,7 +152,7 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
         "flask-fake": "3.0.0", "numpy-fake": "1.26.4", "tensorflow-cpu": "2.21.0"}
     assert (app / "Pipfile").read_text() == original.replace(
         'tensorflow = {extras = ["and-cuda"], version = "==2.21.0"}', 'tensorflow-cpu = {version = "==2.21.0"}')
-    assert deploys(app, cache)
+    assert deploys(app, lockers)
     assert not pypi.asked_for("nvidia")
     out = capsys.readouterr().out
     assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in out
@@ -211,7 +189,7 @@ def test_an_unreachable_cpu_index_leaves_both_files_as_written(
 
 
 def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
-        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str], lockers: Lockers) -> None:
     """pipenv lock resolves everything again: a package the Pipfile leaves open moves to its newest release."""
     pypi_dir, cpu_dir = tmp_path / "pypi", tmp_path / "cpu"
     wheelfactory.torch_pypi(pypi_dir)
@@ -219,7 +197,7 @@ def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
     flask = wheelfactory.WheelSpec(name="flask-fake", version="3.0.0", files={"flask_fake/__init__.py": ""})
     wheelfactory.build_wheel(flask, pypi_dir)
     with localindex.serve(pypi_dir, metadata=True) as pypi_url, localindex.serve(cpu_dir, metadata=True) as cpu_url:
-        app = pipenv_app(tmp_path / "app", cache, pypi_url, {"torch": '"==2.13.0"', "flask-fake": '"*"'})
+        app = lockfiles.pipenv_app(tmp_path / "app", lockers, pypi_url, {"torch": '"==2.13.0"', "flask-fake": '"*"'})
         flask.version = "3.1.0"  # released since the app was locked
         wheelfactory.build_wheel(flask, pypi_dir)
         written = snapshot(app)
@@ -246,7 +224,7 @@ def test_the_same_app_relocks_to_the_same_files(
 
 
 STEPS = {
-    "installing pipenv 2026.7.1": (lockers, "ensure"),
+    "installing pipenv 2026.7.1": (installer, "ensure"),
     "editing Pipfile": (pipenv.PipenvAdapter, "edit"),
     "re-locking with pipenv 2026.7.1": (pipenv.PipenvAdapter, "relock"),
     "checking the new Pipfile.lock": (flow, "changes_beyond"),

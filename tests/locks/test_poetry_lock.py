@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from slugslim.core.config import SwapConfig
-from slugslim.deps import lockers, tomlfile
+from slugslim.deps import lockers as installer
+from slugslim.deps import tomlfile
 from slugslim.deps.pyversion import AppPython
 from slugslim.deps.tomledit import TomlEditError
 from slugslim.prepare.swap import swap as requirements_swap
 from slugslim.prepare.swap.locks import flow, poetry
 from slugslim.prepare.swap.locks.model import ManifestChange, Relock, Renamed, TorchPin
+from tests import lockfiles
+from tests.heroku.packagemanagers import Lockers
 from tests.locks.conftest import CUDA_NAMES, Index, cpu_torch_needing_a_newer_filelock, inject_fault, snapshot
 
 PYTHON = AppPython("3.11", ".python-version", 1)
-HEAD = '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
 
 
 @pytest.fixture
@@ -36,55 +37,22 @@ def cache(build_cache: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -
     return build_cache("poetry")
 
 
-def poetry_cli(app: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The developer's ``poetry`` on their machine: its own HOME and cache, the python3 on PATH."""
-    locker = lockers.ensure("poetry", cache, {})
-    home = app.parent / f"{app.name}-developer"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "POETRY_CACHE_DIR": str(home / "cache"),
-           "POETRY_VIRTUALENVS_CREATE": "false", "POETRY_KEYRING_ENABLED": "false", **locker.env}
-    return subprocess.run([*locker.command, *args, "--no-interaction", "--no-ansi"], cwd=app, env=env,
-                          capture_output=True, text=True, check=False)
-
-
-def source(pypi: Index) -> str:
-    return f'[[tool.poetry.source]]\nname = "fake-pypi"\nurl = "{pypi.url}"\npriority = "primary"\n'
-
-
-def pep621_app(root: Path, cache: Path, pypi: Index, dependencies: list[str]) -> Path:
-    """[project] dependencies, and [tool.poetry] for what Poetry adds (no package of the app's own)."""
-    deps = "".join(f'    "{d}",\n' for d in dependencies)
-    return locked(root, cache, f"{HEAD}# What the app needs\ndependencies = [\n{deps}]\n\n"
-                               f"[tool.poetry]\npackage-mode = false\n\n{source(pypi)}")
-
-
-def classic_app(root: Path, cache: Path, pypi: Index, dependencies: dict[str, str]) -> Path:
-    """Poetry 1's layout, which Poetry 2 still reads: everything in [tool.poetry.dependencies]."""
-    deps = "".join(f"{name} = {value}  # needed\n" for name, value in dependencies.items())
-    return locked(root, cache, '[tool.poetry]\nname = "app"\nversion = "0.1.0"\ndescription = ""\n'
-                               f'package-mode = false\n\n[tool.poetry.dependencies]\npython = "^3.10"\n{deps}\n'
-                               f"{source(pypi)}")
-
-
-def locked(root: Path, cache: Path, pyproject: str) -> Path:
-    root.mkdir(parents=True)
-    (root / "pyproject.toml").write_text(pyproject, encoding="utf-8")
-    done = poetry_cli(root, cache, "lock")
-    assert done.returncode == 0, done.stdout + done.stderr
-    return root
+def poetry_accepts(app: Path, lockers: Lockers) -> bool:
+    """What heroku/python's ``poetry sync`` checks first: the lock is the one this pyproject.toml makes."""
+    return lockfiles.tool([*lockers.poetry, "check", "--lock", "--no-interaction"], app).returncode == 0
 
 
 @pytest.fixture(scope="module")
 def developer_locks(tmp_path_factory: pytest.TempPathFactory, lock_indexes: tuple[Index, Index],
-                    installed_lockers: Callable[[str], Path]) -> Callable[..., Path]:
+                    lockers: Lockers) -> Callable[..., Path]:
     """Apps locked by the developer against the module's fake PyPI, once each (tests take copies)."""
     made: dict[str, Path] = {}
 
     def locked(dependencies: list[str] | dict[str, str]) -> Path:
         key = repr(dependencies)
         if key not in made:
-            root, cache = tmp_path_factory.mktemp("developer") / "app", installed_lockers("poetry")
-            made[key] = (pep621_app(root, cache, lock_indexes[0], dependencies) if isinstance(dependencies, list)
-                         else classic_app(root, cache, lock_indexes[0], dependencies))
+            made[key] = lockfiles.poetry_app(tmp_path_factory.mktemp("developer") / "app", lockers,
+                                             lock_indexes[0].url, dependencies)
         return made[key]
 
     return locked
@@ -115,7 +83,8 @@ def packages(app: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
-        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        lockers: Lockers) -> None:
     pypi, cpu = lock_indexes
     app = app_of(["torch==2.13.0", "flask-fake"])
     before = poetry.ADAPTER.read_lock((app / "poetry.lock").read_text())
@@ -134,9 +103,7 @@ def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
     assert (app / "pyproject.toml").read_text() == original + (
         f'\n[[tool.poetry.source]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\npriority = "explicit"\n'
         '\n[tool.poetry.dependencies]\ntorch = { version = "2.13.0", source = "pytorch-cpu" }\n')
-    # What heroku/python's `poetry sync` checks first: the lock is the one this pyproject.toml makes.
-    check = poetry_cli(app, cache, "check", "--lock")
-    assert check.returncode == 0, check.stdout + check.stderr
+    assert poetry_accepts(app, lockers)
     assert not pypi.asked_for(*CUDA_NAMES) and not cpu.asked_for(*CUDA_NAMES)
     assert not pypi.files() and not cpu.files()  # core metadata (PEP 658) was enough
     out = capsys.readouterr().out
@@ -148,7 +115,7 @@ def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
 
 @pytest.mark.parametrize("layout", ["pep621", "classic"])
 def test_torch_through_another_package_is_added_at_its_locked_version(
-        layout: str, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+        layout: str, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], lockers: Lockers) -> None:
     pypi, cpu = lock_indexes
     if layout == "pep621":
         app = app_of(["sentence-transformers==5.0.0"])
@@ -172,11 +139,12 @@ def test_torch_through_another_package_is_added_at_its_locked_version(
         assert text == original.replace('sentence-transformers = "5.0.0"  # needed\n',
                                         f'sentence-transformers = "5.0.0"  # needed\n{pinned}') + (
             f'\n[[tool.poetry.source]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\npriority = "explicit"\n')
-    assert poetry_cli(app, cache, "check", "--lock").returncode == 0
+    assert poetry_accepts(app, lockers)
 
 
 def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
-        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        lockers: Lockers) -> None:
     pypi, cpu = lock_indexes
     app = app_of({
         "tensorflow": '{ version = "2.21.0", extras = ["and-cuda"] }', "flask-fake": '"3.0.0"'})
@@ -192,7 +160,7 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
         "flask-fake": "3.0.0", "numpy-fake": "1.26.4", "tensorflow-cpu": "2.21.0"}
     assert (app / "pyproject.toml").read_text() == original.replace(
         'tensorflow = { version = "2.21.0", extras = ["and-cuda"] }', 'tensorflow-cpu = { version = "2.21.0" }')
-    assert poetry_cli(app, cache, "check", "--lock").returncode == 0
+    assert poetry_accepts(app, lockers)
     assert not pypi.files() and not pypi.asked_for("nvidia")
     out = capsys.readouterr().out
     assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in out
@@ -235,9 +203,9 @@ def test_an_unreachable_cpu_index_leaves_both_files_as_written(
 
 
 def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
-        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str], lockers: Lockers) -> None:
     with cpu_torch_needing_a_newer_filelock(tmp_path) as (pypi_url, cpu_url, release):
-        app = pep621_app(tmp_path / "app", cache, Index(pypi_url, []), ["torch==2.13.0"])
+        app = lockfiles.poetry_app(tmp_path / "app", lockers, pypi_url, ["torch==2.13.0"])
         release()
         written = snapshot(app)
 
@@ -267,7 +235,7 @@ def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
 
 
 def test_the_relock_is_the_lock_poetrys_command_line_writes(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], lockers: Lockers) -> None:
     """poetry_lock_tool.py runs Poetry's own lock command: where an interpreter fits the project, the
     command line writes the very same poetry.lock."""
     _, cpu = lock_indexes
@@ -277,22 +245,24 @@ def test_the_relock_is_the_lock_poetrys_command_line_writes(
     shutil.copytree(app, by_hand)
     (by_hand / "poetry.lock").unlink()
     shutil.copy(app.parent / "app" / "poetry.lock", tmp_path / "ours.lock")
-    assert poetry_cli(by_hand, cache, "lock").returncode == 0
+    lockfiles.run_tool([*lockers.poetry, "lock", "--no-interaction"], by_hand)
     assert (by_hand / "poetry.lock").read_text() == (tmp_path / "ours.lock").read_text()
 
 
 def test_the_relock_needs_no_interpreter_of_the_apps_python(
-        tmp_path: Path, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
+        tmp_path: Path, cache: Path, lock_indexes: tuple[Index, Index], lockers: Lockers) -> None:
     """A project for Python 3.14 only, on a machine without one: Poetry's command line refuses to lock it,
     the re-lock does not need to."""
     pypi, cpu = lock_indexes
     app = tmp_path / "app"
     app.mkdir()
-    (app / "pyproject.toml").write_text(HEAD.replace(">=3.10", "~=3.14.0") + 'dependencies = ["torch==2.13.0"]\n\n'
-                                        f"[tool.poetry]\npackage-mode = false\n\n{source(pypi)}")
-    refused = poetry_cli(app, cache, "lock")
+    (app / "pyproject.toml").write_text(
+        '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = "~=3.14.0"\ndependencies = ["torch==2.13.0"]\n\n'
+        '[tool.poetry]\npackage-mode = false\n\n'
+        f'[[tool.poetry.source]]\nname = "local"\nurl = "{pypi.url}"\npriority = "primary"\n')
+    refused = lockfiles.tool([*lockers.poetry, "lock", "--no-interaction"], app)
     assert refused.returncode != 0 and "3.14" in refused.stdout + refused.stderr
-    locker = lockers.ensure("poetry", cache, {})
+    locker = installer.ensure("poetry", cache, {})
     poetry.ADAPTER.relock(Relock(app, locker, tmp_path / "poetry-cache", {}, AppPython("3.14", "default")))
     assert packages(app)["torch"] == ("2.13.0", pypi.url)  # the developer's lock, made for 3.14
 
@@ -302,7 +272,7 @@ def test_the_relock_needs_no_interpreter_of_the_apps_python(
 
 
 STEPS = {
-    "installing poetry 2.4.1": (lockers, "ensure"),
+    "installing poetry 2.4.1": (installer, "ensure"),
     "editing pyproject.toml": (poetry.PoetryAdapter, "edit"),
     "re-locking with poetry 2.4.1": (poetry.PoetryAdapter, "relock"),
     "checking the new poetry.lock": (flow, "changes_beyond"),

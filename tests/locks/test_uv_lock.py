@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from slugslim.core.config import SwapConfig
-from slugslim.deps import lockers
+from slugslim.deps import lockers as installer
 from slugslim.deps.pyversion import AppPython
 from slugslim.prepare.swap import swap as requirements_swap
 from slugslim.prepare.swap.locks import flow, uv
 from slugslim.prepare.swap.locks.model import ManifestChange, Renamed, TorchPin
+from tests import lockfiles
+from tests.heroku.build import BASE_PYTHON
+from tests.heroku.packagemanagers import Lockers
 from tests.locks.conftest import CUDA_NAMES, Index, cpu_torch_needing_a_newer_filelock, inject_fault, snapshot
 
 PYTHON = AppPython("3.11", "default")
+APP_FILES = [".python-version", "pyproject.toml", "uv.lock"]  # what the developer pushes
 
 
 @pytest.fixture
@@ -41,27 +43,14 @@ def indexes(lock_indexes: tuple[Index, Index]) -> tuple[Index, Index]:
     return lock_indexes
 
 
-def uv_command(cache: Path) -> list[str]:
-    return list(lockers.ensure("uv", cache, {}).command)
-
-
-def locked_app(root: Path, cache: Path, pypi: Index, dependencies: list[str], extra: str = "") -> Path:
+def locked_app(root: Path, lockers: Lockers, pypi: Index, dependencies: list[str]) -> Path:
     """An app as its developer pushes it: pyproject.toml and the uv.lock ``uv lock`` wrote on their machine."""
-    root.mkdir(parents=True)
-    deps = "".join(f'    "{d}",\n' for d in dependencies)
-    (root / "pyproject.toml").write_text(
-        '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
-        f"# What the app needs\ndependencies = [\n{deps}]\n\n"
-        f'[[tool.uv.index]]\nname = "fake-pypi"\nurl = "{pypi.url}"\ndefault = true\n{extra}', encoding="utf-8")
-    uv_lock(root, cache)
-    return root
+    return lockfiles.uv_app(root, lockers, pypi.url, dependencies, requires_python=">=3.10")
 
 
-def uv_lock(app: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "UV_CACHE_DIR": str(app.parent / "developer-uv-cache"),
-           "UV_PYTHON_DOWNLOADS": "never"}
-    return subprocess.run([*uv_command(cache), "lock", "--python", sys.executable, *args], cwd=app, env=env,
-                          capture_output=True, text=True, check=not args)
+def uv_accepts(app: Path, lockers: Lockers) -> bool:
+    """What heroku/python's ``uv sync --locked`` checks first: the lock is the one this pyproject.toml makes."""
+    return lockfiles.tool([*lockers.uv, "lock", "--locked", "--python", BASE_PYTHON], app).returncode == 0
 
 
 def run_swap(app: Path, cache: Path, torch_index: str, env: dict[str, str] | None = None) -> flow.LockSwap:
@@ -74,9 +63,10 @@ def packages(app: Path) -> dict[str, str]:
 
 
 def test_torch_is_relocked_from_the_cpu_index_and_uv_accepts_the_pair(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        lockers: Lockers) -> None:
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0", "flask-fake"])
+    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0", "flask-fake"])
     before = packages(app)
     assert before["torch"] == "2.13.0" and {"triton", "nvidia-cudnn-cu13", "cuda-toolkit"} <= set(before)
     pypi.requests.clear()
@@ -87,14 +77,13 @@ def test_torch_is_relocked_from_the_cpu_index_and_uv_accepts_the_pair(
     assert done.relocked and done.files_changed == ["pyproject.toml", "uv.lock"]
     assert [s.describe() for s in done.swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)"]
     after = packages(app)
-    assert after == {"app": "0.1.0", "flask-fake": "3.0.0", "filelock-fake": "3.16.1", "torch": "2.13.0+cpu"}
+    assert after == {"app": "1.0.0", "flask-fake": "3.0.0", "filelock-fake": "3.16.1", "torch": "2.13.0+cpu"}
     text = (app / "pyproject.toml").read_text()
-    assert text.startswith('[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
-                           '# What the app needs\ndependencies = [\n    "torch==2.13.0",\n    "flask-fake",\n]\n')
+    assert text.startswith('[project]\nname = "app"\nversion = "1.0.0"\nrequires-python = ">=3.10"\n'
+                           'dependencies = [\n    "torch==2.13.0",\n    "flask-fake",\n]\n')
     assert f'[[tool.uv.index]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\nexplicit = true\n' in text
     assert '[tool.uv.sources]\ntorch = { index = "pytorch-cpu" }\n' in text
-    # What heroku/python's `uv sync --locked` checks first: the lock is the one this pyproject.toml makes.
-    assert uv_lock(app, cache, "--locked").returncode == 0
+    assert uv_accepts(app, lockers)
     # The re-lock never asked for a CUDA wheel, let alone downloaded one.
     assert not pypi.asked_for(*CUDA_NAMES) and not cpu.asked_for(*CUDA_NAMES)
     assert not pypi.files() and not cpu.files()
@@ -107,25 +96,26 @@ def test_torch_is_relocked_from_the_cpu_index_and_uv_accepts_the_pair(
 
 
 def test_torch_through_another_package_becomes_a_direct_dependency_at_its_locked_version(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index]) -> None:
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", cache, pypi, ["sentence-transformers==5.0.0"])
+    app = locked_app(tmp_path / "app", lockers, pypi, ["sentence-transformers==5.0.0"])
     assert packages(app)["torch"] == "2.13.0"
 
     done = run_swap(app, cache, cpu.url)
 
     assert done.relocked
-    assert packages(app) == {"app": "0.1.0", "sentence-transformers": "5.0.0", "filelock-fake": "3.16.1",
+    assert packages(app) == {"app": "1.0.0", "sentence-transformers": "5.0.0", "filelock-fake": "3.16.1",
                              "torch": "2.13.0+cpu"}
     assert 'dependencies = [\n    "sentence-transformers==5.0.0",\n    "torch==2.13.0",\n]\n' in \
         (app / "pyproject.toml").read_text()
-    assert uv_lock(app, cache, "--locked").returncode == 0
+    assert uv_accepts(app, lockers)
 
 
 def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        lockers: Lockers) -> None:
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", cache, pypi, ["tensorflow[and-cuda]==2.21.0", "tf-keras", "flask-fake"])
+    app = locked_app(tmp_path / "app", lockers, pypi, ["tensorflow[and-cuda]==2.21.0", "tf-keras", "flask-fake"])
     assert {"tensorflow", "nvidia-cublas-cu12"} <= set(packages(app))
     pypi.requests.clear()
 
@@ -133,26 +123,27 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
 
     assert done.relocked
     assert [s.describe() for s in done.swaps] == ["tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
-    assert packages(app) == {"app": "0.1.0", "flask-fake": "3.0.0", "numpy-fake": "1.26.4",
+    assert packages(app) == {"app": "1.0.0", "flask-fake": "3.0.0", "numpy-fake": "1.26.4",
                              "tensorflow-cpu": "2.21.0", "tf-keras": "2.21.0"}
     text = (app / "pyproject.toml").read_text()
     assert '    "flask-fake",\n    "tensorflow-cpu==2.21.0",\n]\n' in text
     assert "[tool.uv]\noverride-dependencies = [\"tensorflow ; sys_platform == 'never'\"]\n" in text
     assert "pytorch-cpu" not in text  # no torch, no index
-    assert uv_lock(app, cache, "--locked").returncode == 0
+    assert uv_accepts(app, lockers)
     assert not pypi.files() and not pypi.asked_for("nvidia")
     assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in capsys.readouterr().out
 
 
 def test_an_unreachable_cpu_index_leaves_both_files_as_written(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        lockers: Lockers) -> None:
     pypi, _ = indexes
-    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
+    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0"])
     written = snapshot(app)
 
     done = run_swap(app, cache, "http://127.0.0.1:9/simple")
 
-    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["pyproject.toml", "uv.lock"]
+    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == APP_FILES
     assert not done.relocked and not done.swaps and not done.files_changed
     err = capsys.readouterr().err
     assert (" !     Warning: uv.lock was not re-locked for the CPU builds: re-locking with uv 0.12.5: "
@@ -162,9 +153,9 @@ def test_an_unreachable_cpu_index_leaves_both_files_as_written(
 
 
 def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
-        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str], lockers: Lockers) -> None:
     with cpu_torch_needing_a_newer_filelock(tmp_path) as (pypi_url, cpu_url, release):
-        app = locked_app(tmp_path / "app", cache, Index(pypi_url, []), ["torch==2.13.0"])
+        app = locked_app(tmp_path / "app", lockers, Index(pypi_url, []), ["torch==2.13.0"])
         release()
         written = snapshot(app)
 
@@ -177,9 +168,9 @@ def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
 
 
 def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index]) -> None:
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
     pypi, cpu = indexes
-    pushed = locked_app(tmp_path / "pushed", cache, pypi, ["torch==2.13.0", "flask-fake"])
+    pushed = locked_app(tmp_path / "pushed", lockers, pypi, ["torch==2.13.0", "flask-fake"])
     results = []
     for build in ("first", "second"):
         app = tmp_path / build
@@ -194,7 +185,7 @@ def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
 
 
 STEPS = {
-    "installing uv 0.12.5": (lockers, "ensure"),
+    "installing uv 0.12.5": (installer, "ensure"),
     "editing pyproject.toml": (uv.UvAdapter, "edit"),
     "re-locking with uv 0.12.5": (uv.UvAdapter, "relock"),
     "checking the new uv.lock": (flow, "changes_beyond"),
@@ -204,22 +195,23 @@ STEPS = {
 @pytest.mark.parametrize("step", list(STEPS))
 def test_an_exception_in_any_step_leaves_both_files_as_written(
         step: str, tmp_path: Path, cache: Path, indexes: tuple[Index, Index], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], lockers: Lockers) -> None:
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
+    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0"])
     written = snapshot(app)
     inject_fault(monkeypatch, *STEPS[step], app / "uv.lock")
     done = run_swap(app, cache, cpu.url)
 
-    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["pyproject.toml", "uv.lock"]
+    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == APP_FILES
     assert not done.relocked
     assert f"uv.lock was not re-locked for the CPU builds: {step}: RuntimeError: injected." in capsys.readouterr().err
 
 
-def test_the_relock_sees_no_config_var(tmp_path: Path, cache: Path, indexes: tuple[Index, Index]) -> None:
+def test_the_relock_sees_no_config_var(
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
     """heroku/python v351 hands none of the app's config vars to uv (lib/uv.sh), so neither does the re-lock."""
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
+    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0"])
     nowhere = "http://127.0.0.1:9/simple"
     config_vars = {"UV_DEFAULT_INDEX": nowhere, "UV_INDEX": nowhere, "UV_INDEX_URL": nowhere, "UV_OFFLINE": "1",
                    "UV_EXTRA_INDEX_URL": nowhere}
@@ -228,9 +220,10 @@ def test_the_relock_sees_no_config_var(tmp_path: Path, cache: Path, indexes: tup
 
 
 def test_without_an_interpreter_for_requires_python_the_files_stay(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        lockers: Lockers) -> None:
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", cache, pypi, ["torch==2.13.0"])
+    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0"])
     pyproject = (app / "pyproject.toml").read_text().replace('requires-python = ">=3.10"', 'requires-python = ">=3.99"')
     (app / "pyproject.toml").write_text(pyproject)
     written = snapshot(app)
@@ -242,9 +235,9 @@ def test_without_an_interpreter_for_requires_python_the_files_stay(
 
 
 def test_analyze_plans_the_swap_from_the_lock_without_running_uv(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index]) -> None:
+        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", cache, pypi, ["sentence-transformers==5.0.0", "tensorflow==2.21.0"])
+    app = locked_app(tmp_path / "app", lockers, pypi, ["sentence-transformers==5.0.0", "tensorflow==2.21.0"])
     written = snapshot(app)
     swaps = requirements_swap.plan_swaps(app, SwapConfig(torch_index=cpu.url))
     assert [s.describe() for s in swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)",
