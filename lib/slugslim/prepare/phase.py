@@ -110,9 +110,9 @@ def _before_install(args: argparse.Namespace, python: pyversion.AppPython, setti
         if checked.chosen:
             python = pyversion.app_python(build_dir, args.cache_dir)
     chosen = python
-    swapped = failopen.guard(SWAP, lambda: rewrite.prepare(build_dir, settings, env, python=chosen,
-                                                                   cache_dir=args.cache_dir), env,
-                             undo=failopen.Backup(build_dir, sources.declaration_files(build_dir)).restore)
+    swapped = failopen.guard(
+        SWAP, lambda: rewrite.prepare(build_dir, settings, env, python=chosen, cache_dir=args.cache_dir), env,
+        undo=failopen.Backup(build_dir, sources.declaration_files(build_dir)).restore)
     if swapped is not None:
         state.swap = swapped.state()
     return python
