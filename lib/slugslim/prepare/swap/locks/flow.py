@@ -20,10 +20,17 @@ before the fix-up (``slugslim.finish.fixup``) can replace it. PyPI's ``torch==2.
 Anything else (the locker cannot be installed or run, an index does not answer, the re-lock
 fails or would move another package, an unexpected error) puts both files back byte for byte and
 warns, naming the step; the build goes on, and the fix-up replaces the GPU builds after the install.
+
+A re-lock that passed is kept in the build cache, keyed by both files as pushed, the change, the
+locker's version and the config vars: the next build of the same files (a cached rebuild, another
+push that changes only code) writes the same pair again without running the locker or asking an
+index.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -149,6 +156,17 @@ def swap(build_dir: Path, manager: str, config: SwapConfig, env: Mapping[str, st
     adapter, change = planned.adapter, planned.change
     manifest_path, lock_path = build_dir / adapter.manifest, build_dir / adapter.lock
     entries = set(os.listdir(build_dir))
+    memo = _memo_dir(cache_dir, manager, planned, env)
+    try:
+        reused = _reuse(memo, adapter, build_dir, manifest_path, lock_path)
+    except OSError:  # put back what was written; the re-lock below runs as if nothing were kept
+        _put_back(build_dir, {manifest_path: planned.manifest, lock_path: planned.lock}, entries)
+        shutil.rmtree(memo, ignore_errors=True)
+        reused = None
+    if reused is not None:
+        done.swaps, done.files_changed, done.relocked = planned.swaps, [adapter.manifest, adapter.lock], True
+        _log(adapter, manager, lockers.pinned_version(manager), change, planned.before, reused, reused_from_cache=True)
+        return done
     try:
         step = f"installing {manager} {lockers.pinned_version(manager)}"
         locker = lockers.ensure(manager, cache_dir, env)
@@ -171,11 +189,52 @@ def swap(build_dir: Path, manager: str, config: SwapConfig, env: Mapping[str, st
         done.notes.append(f"{adapter.lock} not re-locked ({where}: {why})")
         return done
     _remove_new_entries(build_dir, entries)
+    _remember(memo, manifest_path, lock_path)
     done.swaps = planned.swaps
     done.files_changed = [adapter.manifest, adapter.lock]
     done.relocked = True
-    _log(adapter, locker, change, planned.before, after)
+    _log(adapter, locker.manager, locker.version, change, planned.before, after)
     return done
+
+
+def _memo_dir(cache_dir: Path, manager: str, planned: LockPlan, env: Mapping[str, str]) -> Path:
+    """Where a passed re-lock of exactly these inputs is kept in the build cache."""
+    key = hashlib.sha256()
+    for part in (manager, lockers.pinned_version(manager), repr(planned.change), json.dumps(dict(env), sort_keys=True)):
+        key.update(part.encode("utf-8") + b"\0")
+    key.update(planned.manifest + b"\0" + planned.lock)
+    return cache_dir / "slugslim" / "lock-swaps" / f"{manager}-{key.hexdigest()[:32]}"
+
+
+def _reuse(memo: Path, adapter: Adapter, build_dir: Path, manifest_path: Path,
+           lock_path: Path) -> dict[str, Locked] | None:
+    """Write the remembered pair and return the new lock's packages; None when there is none or it cannot be
+    read (the files are then untouched and the re-lock runs)."""
+    if not (memo / "done").is_file():
+        return None
+    try:
+        manifest, lock = (memo / "manifest").read_bytes(), (memo / "lock").read_bytes()
+        after = adapter.read_lock(lock.decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        shutil.rmtree(memo, ignore_errors=True)
+        return None
+    write_bytes(manifest_path, manifest, build_dir)
+    write_bytes(lock_path, lock, build_dir)
+    return after
+
+
+def _remember(memo: Path, manifest_path: Path, lock_path: Path) -> None:
+    """Keep the pair for the next build; only the latest one per manager (the cache is not an archive)."""
+    try:
+        for old in memo.parent.glob(f"{memo.name.split('-', 1)[0]}-*"):
+            if old != memo:
+                shutil.rmtree(old, ignore_errors=True)
+        memo.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(manifest_path, memo / "manifest")
+        shutil.copyfile(lock_path, memo / "lock")
+        (memo / "done").touch()
+    except OSError:  # the cache is an optimisation: the swap itself is done
+        shutil.rmtree(memo, ignore_errors=True)
 
 
 def changes_beyond(before: Mapping[str, Locked], after: Mapping[str, Locked], change: ManifestChange) -> list[str]:
@@ -234,9 +293,10 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _log(adapter: Adapter, locker: lockers.Locker, change: ManifestChange, before: Mapping[str, Locked],
-         after: Mapping[str, Locked]) -> None:
-    log.detail(f"CPU swap ({adapter.lock}, re-locked with {locker.manager} {locker.version}):")
+def _log(adapter: Adapter, manager: str, version: str, change: ManifestChange, before: Mapping[str, Locked],
+         after: Mapping[str, Locked], reused_from_cache: bool = False) -> None:
+    again = ", as in the last build" if reused_from_cache else ""
+    log.detail(f"CPU swap ({adapter.lock}, re-locked with {manager} {version}{again}):")
     for pin in change.torch:
         log.detail(f"  {pin.name} {pin.version} -> {pin.version}+cpu, from {log.redact(change.index_url)}")
     for renamed in change.renamed:
