@@ -168,7 +168,8 @@ test-docker: $(DEV_STAMP)
 
 # Re-lock slugslim's build-time tools on the oldest supported Python, and the dev tools.
 # The lockers the lock swap re-locks with (uv, Poetry, Pipenv at heroku/python's versions), hashed for
-# every Python slugslim runs on: uv's universal resolution, by the pinned uv itself.
+# every Python slugslim runs on: uv's universal resolution, by the pinned uv itself. So is
+# lib/runtime.lock, what runtime.engine installs into the app, for every Python the app may run.
 LOCKERS_UV := .cache/lockers-uv
 
 lock:
@@ -180,6 +181,8 @@ lock:
 			--generate-hashes --python-version 3.10 --custom-compile-command "make lock" \
 			-o "$$manager.txt" "$$manager.in"); \
 	done
+	cd lib && UV_PYTHON_DOWNLOADS=never $(CURDIR)/$(LOCKERS_UV)/bin/uv pip compile --quiet --universal --generate-hashes \
+		--python-version 3.10 --custom-compile-command "make lock" -o runtime.lock runtime.in
 	$(PYTHON) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 		--no-emit-index-url --no-emit-find-links -o lib/tools.lock lib/tools.in
 	$(BIN)/python -m piptools compile --quiet --strip-extras --allow-unsafe \
