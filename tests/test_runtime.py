@@ -39,9 +39,13 @@ def test_runtime_from_the_file_and_config_vars_which_win(tmp_path: Path) -> None
     runtime = _load(tmp_path, text).runtime
     assert runtime.litert and runtime.quantize == "float16" and runtime.tolerance == Tolerance(0.01, 0.99)
     assert (runtime.samples, runtime.custom_objects) == ("models/samples.npz", "myapp.layers:CUSTOM")
-    env = {"SLUGSLIM_RUNTIME_ENGINE": "tensorflow", "SLUGSLIM_RUNTIME_TOLERANCE": "max_abs=0.2,top1=0.9"}
-    runtime = _load(tmp_path, text, env).runtime
+    assert runtime.litert_version == ""  # the version slugslim's lock pins
+    env = {"SLUGSLIM_RUNTIME_ENGINE": "tensorflow", "SLUGSLIM_RUNTIME_TOLERANCE": "max_abs=0.2,top1=0.9",
+           "SLUGSLIM_RUNTIME_LITERT_VERSION": "2.2.0"}
+    runtime = _load(tmp_path, text + "  litert_version: '2.1.6'\n", env).runtime
     assert runtime.engine == "tensorflow" and runtime.tolerance == Tolerance(0.2, 0.9)
+    assert runtime.litert_version == "2.2.0"
+    assert _load(tmp_path, text + "  litert_version: 2.1.6\n").runtime.litert_version == "2.1.6"
     assert _load(tmp_path, "runtime: false\n", {"SLUGSLIM_RUNTIME_ENGINE": "litert"}).runtime.litert is False
 
 
@@ -53,6 +57,9 @@ def test_runtime_from_the_file_and_config_vars_which_win(tmp_path: Path) -> None
     ("", {"SLUGSLIM_RUNTIME_TOLERANCE": "loose"}, "'runtime.tolerance' must be a mapping"),
     ("runtime:\n  samples: ../outside.npz\n", {}, "'runtime.samples' must be a .npy or .npz file inside"),
     ("runtime:\n  custom_objects: 'my app'\n", {}, "'runtime.custom_objects' must be a dotted path"),
+    ("runtime:\n  litert_version: '>=2.3'\n", {}, "'runtime.litert_version' must be one version of ai-edge-litert"),
+    ("", {"SLUGSLIM_RUNTIME_LITERT_VERSION": "latest"}, "Set runtime.litert_version to one exact version"),
+    ("runtime:\n  litert_version: 2.3\n", {}, "'runtime.litert_version' to a string in quotes (YAML reads 2.10"),
 ])
 def test_bad_runtime_values_name_the_key_and_the_fix(tmp_path: Path, text: str, env: dict[str, str],
                                                      named: str) -> None:

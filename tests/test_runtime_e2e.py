@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.build import PYTHON_BUILDPACK, REPO
 from tests.test_runtime_ship import FAKE_TOOL
-from tests.wheelfactory import WheelSpec, build_wheel
+from tests.wheelfactory import WheelSpec, build_wheel, hashed_lock
 
 
 def test_a_litert_slug_and_a_rebuild_that_gets_tensorflow_from_slugslims_cache(
@@ -22,7 +22,9 @@ def test_a_litert_slug_and_a_rebuild_that_gets_tensorflow_from_slugslims_cache(
         copy(REPO / name, buildpack / name)
     (buildpack / "lib" / "slugslim" / "finish" / "runtime" / "litert_tool.py").write_text(FAKE_TOOL)
     wheels = tmp_path / "litert-wheels"
-    build_wheel(WheelSpec(name="ai-edge-litert", version="2.3.0", files={"ai_edge_litert/__init__.py": ""}), wheels)
+    litert = build_wheel(WheelSpec(name="ai-edge-litert", version="2.3.0", files={"ai_edge_litert/__init__.py": ""}),
+                         wheels)
+    hashed_lock(buildpack / "lib" / "runtime.lock", [litert])  # the real lock has the real wheels' hashes
     app = write_app(tmp_path / "app", {
         "requirements.txt": "tensorflow==2.21.0\n",
         "slugslim.yml": "runtime:\n  engine: litert\n",
@@ -35,6 +37,7 @@ def test_a_litert_slug_and_a_rebuild_that_gets_tensorflow_from_slugslims_cache(
     assert first.ok, first.log
     assert any("tensorflow-cpu" in line for line in re.findall(r"Successfully installed (.*)", first.log))
     assert "Runtime: LiteRT (ai-edge-litert 2.3.0) instead of TensorFlow" in first.log
+    assert "Installed ai-edge-litert 2.3.0 from slugslim's lock, its hashes checked" in first.log
     site = first.site_packages()
     assert not list(site.glob("tensorflow*")) and (site / "ai_edge_litert").is_dir()
     assert (first.build_dir / "models" / "classifier.tflite").is_file()

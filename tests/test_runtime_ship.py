@@ -27,7 +27,7 @@ from slugslim.core.installed import read_dists
 from slugslim.core.runtimeconfig import RuntimeConfig
 from slugslim.finish.runtime import runtime, tools
 from tests.test_fixup import LEAKING, as_in_the_hook
-from tests.wheelfactory import WheelSpec, build_wheel
+from tests.wheelfactory import WheelSpec, build_wheel, hashed_lock
 
 pytestmark = pytest.mark.usefixtures("isolated_pip")
 
@@ -59,7 +59,11 @@ json.dump({"tensorflow": "2.21.0", "litert": "2.3.0", "python": "3.11.7", "model
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("runtime-wheels")
+    return tensorflow_app_wheels(tmp_path_factory.mktemp("runtime-wheels"))
+
+
+def tensorflow_app_wheels(out: Path) -> Path:
+    """Fake TensorFlow, Keras, numpy and ai-edge-litert, in a find-links directory."""
     specs = [
         WheelSpec(name="tensorflow-cpu", version="2.21.0", requires=["numpy", "libclang"],
                   files={"tensorflow/__init__.py": "", "tensorflow/core.py": "X = 1\n" * 200},
@@ -76,7 +80,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _app(tmp_path: Path, wheels: Path, app_code: str, monkeypatch: pytest.MonkeyPatch,
+def litert_app(tmp_path: Path, wheels: Path, app_code: str, monkeypatch: pytest.MonkeyPatch,
          mode: str = "ok") -> FinishContext:
     build = tmp_path / "build"
     (build / "models" / "export" / "variables").mkdir(parents=True)
@@ -98,6 +102,9 @@ def _app(tmp_path: Path, wheels: Path, app_code: str, monkeypatch: pytest.Monkey
     # Where this test's pip finds ai-edge-litert: the build's environment, not an app config var.
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    # slugslim's lock of runtime packages, with the hashes of these wheels.
+    monkeypatch.setattr(tools, "LOCK", hashed_lock(tmp_path / "runtime.lock", [
+        *wheels.glob("ai_edge_litert-*.whl"), *wheels.glob("tqdm-*.whl"), *wheels.glob("numpy-*.whl")]))
     config = Config(runtime=RuntimeConfig(engine="litert"))
     return FinishContext(build_dir=build, cache_dir=tmp_path / "cache", env={}, config=config, python=python,
                          site_packages=site)
@@ -106,17 +113,17 @@ def _app(tmp_path: Path, wheels: Path, app_code: str, monkeypatch: pytest.Monkey
 def test_of_the_apps_pip_config_vars_only_the_extra_index_reaches_the_litert_install(
         tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Config vars that would send pip elsewhere (an index that is not there) stay out of its environment."""
-    ctx = _app(tmp_path, wheels, "import numpy\nfrom slugslim_models import load_model\n", monkeypatch)
+    ctx = litert_app(tmp_path, wheels, "import numpy\nfrom slugslim_models import load_model\n", monkeypatch)
     shutil.copytree(wheels, tmp_path / "pypi" / "wheels")
     as_in_the_hook(monkeypatch, LEAKING, tmp_path / "pypi" / "wheels")
     ctx.env.update(LEAKING)
-    installed, version = tools.install_litert(ctx, timeout=120)
-    assert (installed, version) == (["ai-edge-litert", "tqdm"], "2.3.0")
+    installed = tools.install(ctx, "ai-edge-litert", timeout=120)
+    assert (installed.added, installed.version, installed.locked) == (["ai-edge-litert", "tqdm"], "2.3.0", True)
 
 
 def test_litert_ships_removes_tensorflow_keeps_it_in_the_cache_and_the_next_build_gets_it_back(
         tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx = _app(tmp_path, wheels, "import numpy\nfrom slugslim_models import load_model\n", monkeypatch)
+    ctx = litert_app(tmp_path, wheels, "import numpy\nfrom slugslim_models import load_model\n", monkeypatch)
     assert ctx.site_packages is not None and ctx.cache_dir is not None
     result = runtime.run(ctx)
     assert result.status == "litert", result.reason
@@ -156,7 +163,7 @@ def test_litert_ships_removes_tensorflow_keeps_it_in_the_cache_and_the_next_buil
 
 def test_a_model_that_needs_flex_ops_keeps_tensorflow_and_removes_what_the_converter_wrote(
         tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx = _app(tmp_path, wheels, "import numpy\n", monkeypatch, mode="flex")
+    ctx = litert_app(tmp_path, wheels, "import numpy\n", monkeypatch, mode="flex")
     result = runtime.run(ctx)
     assert result.status == "tensorflow"
     err = capsys.readouterr().err
@@ -168,7 +175,7 @@ def test_a_model_that_needs_flex_ops_keeps_tensorflow_and_removes_what_the_conve
 
 def test_a_converted_model_that_differs_too_much_rolls_back_the_install_and_the_manifest(
         tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx = _app(tmp_path, wheels, "import numpy\n", monkeypatch, mode="mismatch")
+    ctx = litert_app(tmp_path, wheels, "import numpy\n", monkeypatch, mode="mismatch")
     # An earlier LiteRT build installed them, and heroku/python's cache brought them back.
     subprocess.run([sys.executable, "-m", "pip", "--python", str(ctx.python), "install", "--quiet", "--no-index",
                     "--find-links", str(wheels), "ai-edge-litert"], check=True, capture_output=True)
@@ -187,7 +194,7 @@ def test_a_converted_model_that_differs_too_much_rolls_back_the_install_and_the_
 
 def test_app_code_that_imports_tensorflow_keeps_it_without_converting(
         tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx = _app(tmp_path, wheels, "import tensorflow as tf\n", monkeypatch)
+    ctx = litert_app(tmp_path, wheels, "import tensorflow as tf\n", monkeypatch)
     result = runtime.run(ctx)
     assert result.status == "tensorflow"
     assert "app.py: import tensorflow" in capsys.readouterr().err
@@ -196,7 +203,7 @@ def test_app_code_that_imports_tensorflow_keeps_it_without_converting(
 
 def test_a_removal_the_app_still_needs_is_found_by_bisection_and_stays(
         tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx = _app(tmp_path, wheels, "import numpy\n", monkeypatch)
+    ctx = litert_app(tmp_path, wheels, "import numpy\n", monkeypatch)
     # Loaded by name at run time, which the static import scan cannot see; verify.imports says so.
     ctx.config = replace(ctx.config, verify=replace(ctx.config.verify, imports=("clang",)))
     result = runtime.run(ctx)
@@ -209,7 +216,7 @@ def test_a_removal_the_app_still_needs_is_found_by_bisection_and_stays(
 
 def test_a_converter_that_cannot_run_keeps_tensorflow_with_its_last_words(
         tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    ctx = _app(tmp_path, wheels, "import numpy\n", monkeypatch)
+    ctx = litert_app(tmp_path, wheels, "import numpy\n", monkeypatch)
     broken = tmp_path / "broken_tool.py"
     broken.write_text("raise SystemExit('litert_tool: no module named tensorflow')\n")
     monkeypatch.setattr(tools, "TOOL", broken)

@@ -111,6 +111,15 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def hashed_lock(path: Path, wheels: list[Path]) -> Path:
+    """A lock as ``make lock`` writes lib/runtime.lock (``name==version`` and the sha256 of each file),
+    for wheels of this factory: the real lock's hashes are those of the real wheels."""
+    lines = [f"{normalize(w.name.split('-')[0])}=={w.name.split('-')[1]} \\\n    --hash=sha256:{sha256_of(w)}\n"
+             for w in sorted(wheels)]
+    path.write_text("# A lock of runtime packages made by the slugslim tests.\n" + "".join(lines), encoding="utf-8")
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # Ready-made shapes of the real TensorFlow family, scaled down to bytes.
 # ---------------------------------------------------------------------------------------------

@@ -190,11 +190,10 @@ def _coerce(path: str, kind: str, value: object, source: str) -> object:
         expected = "one of " + ", ".join(choices)
 
     def wrong() -> ConfigError:
-        return ConfigError(
-            source,
-            f"'{path}' must be {expected}, but it is {type_name(value)}.",
-            f"Change '{path}' to {expected}.",
-        )
+        number = kind == "str" and isinstance(value, (int, float)) and not isinstance(value, bool)
+        quoted = " in quotes (YAML reads 2.10 as the number 2.1)" if number else ""
+        return ConfigError(source, f"'{path}' must be {expected}, but it is {type_name(value)}.",
+                           f"Change '{path}' to {expected}{quoted}.")
 
     if kind in ("tolerance", "hubmodels"):
         return (runtimeconfig.tolerance if kind == "tolerance" else hubconfig.models)(path, value, source)

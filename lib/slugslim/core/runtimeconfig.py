@@ -5,7 +5,9 @@ every Keras and SavedModel model of the app to LiteRT (``.tflite``) at build tim
 against the original and, when all pass, ships ``ai-edge-litert`` instead of TensorFlow
 (``slugslim.finish.runtime``). ``quantize`` is how the converter shrinks the weights, ``samples`` a
 ``.npy``/``.npz`` of inputs to compare on (else seeded random inputs), ``custom_objects`` the dotted
-path of the app's custom layers. ``tolerance`` bounds the differences a converted model may show:
+path of the app's custom layers, ``litert_version`` a version of ``ai-edge-litert`` to install instead
+of the one slugslim's hashed lock (``lib/runtime.lock``) pins, so without its hash check.
+``tolerance`` bounds the differences a converted model may show:
 
 - ``max_abs`` (default 0.05): the largest absolute difference of any output value. Dynamic-range
   quantization of a small Dense classifier differs by about 1e-3 on softmax outputs; 0.05 leaves
@@ -28,6 +30,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+
+from packaging.version import InvalidVersion, Version
 
 from slugslim.core.errors import ConfigError
 from slugslim.core.yamlfile import type_name
@@ -54,6 +58,7 @@ class RuntimeConfig:
     samples: str = ""  # a .npy/.npz in the app, relative to its root
     tolerance: Tolerance = field(default_factory=Tolerance)
     custom_objects: str = ""  # "pkg.module.NAME" or "pkg.module:NAME"
+    litert_version: str = ""  # "" installs the version lib/runtime.lock pins
 
     @property
     def litert(self) -> bool:
@@ -92,7 +97,7 @@ def tolerance(path: str, value: object, source: str) -> Tolerance:
 
 
 def check(config: RuntimeConfig, origins: Mapping[str, str]) -> None:
-    """What a single value cannot tell: samples inside the app, custom_objects a dotted path."""
+    """What a single value cannot tell: samples inside the app, custom_objects a dotted path, a version."""
     samples = config.samples
     if samples:
         pure = PurePosixPath(samples)
@@ -107,3 +112,12 @@ def check(config: RuntimeConfig, origins: Mapping[str, str]) -> None:
                           f"'myapp.layers.CUSTOM_OBJECTS', but it is {config.custom_objects!r}.",
                           "Name the module and the dict (or a function returning one) of your custom layers, "
                           "as 'package.module.NAME' or 'package.module:NAME'.")
+    if config.litert_version:
+        try:
+            Version(config.litert_version)
+        except InvalidVersion:
+            raise ConfigError(origins.get("runtime.litert_version", "slugslim.yml"),
+                              "'runtime.litert_version' must be one version of ai-edge-litert, such as '2.3.0', "
+                              f"but it is {config.litert_version!r}.",
+                              "Set runtime.litert_version to one exact version (no '>=' or '*'), or remove it to "
+                              "install the version slugslim pins and checks.") from None

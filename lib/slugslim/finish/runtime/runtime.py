@@ -6,8 +6,9 @@ TensorFlow about to go, and verifies on LiteRT):
 1. plan (``slugslim.finish.runtime.plan``): the Keras and SavedModel models, the import gate, the closure;
 2. convert every model with the app's TensorFlow (``litert_tool.py convert``), next to the original;
 3. boot the Procfile's web process on TensorFlow, to measure it;
-4. install ai-edge-litert, write ``.slugslim/runtime.json`` (which model is which ``.tflite``) and the
-   loader ``slugslim_models.py``, and compare every converted model with its original on the
+4. install ai-edge-litert from slugslim's hashed lock (``tools.install``; ``runtime.litert_version``
+   asks for another version), write ``.slugslim/runtime.json`` (which model is which ``.tflite``) and
+   the loader ``slugslim_models.py``, and compare every converted model with its original on the
    same inputs (``litert_tool.py check``, against ``runtime.tolerance``);
 5. boot the web process on LiteRT: it must answer;
 6. remove TensorFlow, Keras and what only they need, through the prune engine (quarantine, import
@@ -39,8 +40,8 @@ from slugslim.core.modelscan import Model
 from slugslim.core.plan import Plan
 from slugslim.core.results import RuntimeResult, snapshot
 from slugslim.core.state import STATE_DIR
-from slugslim.finish.runtime import plan
-from slugslim.finish.runtime.tools import install_litert, run_tool, uninstall
+from slugslim.finish.runtime import plan, tools
+from slugslim.finish.runtime.tools import run_tool, uninstall
 from slugslim.removal.engine import Engine, quarantine_location
 
 MANIFEST = Path(STATE_DIR) / "runtime.json"
@@ -145,14 +146,19 @@ def _ship(ctx: FinishContext, planned: plan.RuntimePlan, result: RuntimeResult, 
     tf_boot = _boot(ctx, command, "TensorFlow", result) if command else None
 
     started = time.monotonic()
-    added, result.litert = install_litert(ctx, ctx.timeout(600))
+    if config.litert_version and config.litert_version != tools.locked_version(plan.LITERT):
+        log.detail(f"runtime.litert_version asks for {plan.LITERT} {config.litert_version}: it comes from the "
+                   "package index,\nnot from slugslim's lock, so its files are not checked against known hashes")
+    got = tools.install(ctx, plan.LITERT, ctx.timeout(600), version=config.litert_version, ours=undo.added)
+    added, result.litert = got.added, got.version
     undo.added = sorted({*added, *undo.added})
     if ctx.cache_dir is not None:
         stash.remember_installs(ctx.cache_dir, undo.added)
     result.installed = added
     result.timings["install"] = time.monotonic() - started
-    log.detail(f"Installed ai-edge-litert {result.litert}" + (f" ({', '.join(added)})" if added else
-                                                            " (it was installed already)"))
+    checked = " from slugslim's lock, its hashes checked" if got.locked else ""
+    log.detail(f"Installed {plan.LITERT} {result.litert}{checked}"
+               + (f" ({', '.join(added)})" if added else " (it was installed already)"))
     manifest = {"engine": "litert", "models": {m.path: by_path[m.path].get("loader", {}) for m in planned.models}}
     (ctx.build_dir / STATE_DIR).mkdir(exist_ok=True)
     (ctx.build_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,13 +1,25 @@
-"""What the LiteRT step runs with the app's Python: ``litert_tool.py`` and pip for ``ai-edge-litert``.
+"""What the runtime step runs with the app's Python: ``litert_tool.py``, and pip for the runtime packages.
 
 ``litert_tool.py`` (the converter and verifier, stdlib + numpy + TensorFlow or LiteRT) runs as
 ``<app python> litert_tool.py convert|check REQUEST.json RESULT.json``; exit status 0 means it
-wrote RESULT.json. ``ai-edge-litert`` is installed the way the fix-up installs: the app's pip (or
-ours aimed at the app's Python), binary wheels only, no pip cache, so that pip chooses the newest
-version with a wheel for the app's Python. Of the app's config vars only ``PIP_EXTRA_INDEX_URL``
-reaches it, as with heroku/python's pip. A dry run first: when the install would change a
-distribution that is already there (a numpy downgrade, say), nothing is installed, so that
-undoing it is always uninstalling exactly what it added.
+wrote RESULT.json.
+
+The runtime packages (``ai-edge-litert`` and what it needs) come from slugslim's one lock of them,
+``lib/runtime.lock`` (``make lock``: uv's universal resolution, hashed for every Python the app may
+run), so that a build does not change when a new release appears on the index. They go in through
+the app's pip (or ours aimed at the app's Python) in the one pip environment (``core.pip``: of the
+app's config vars only ``PIP_EXTRA_INDEX_URL`` reaches it, as with heroku/python's pip), binary
+wheels only, no pip cache, in two runs:
+
+1. a dry run of the package at its locked version, with the lock's other pins as constraints,
+   except for the distributions the app already has: those stay as the app installed them. When
+   the install would change one of them anyway (a numpy downgrade, say), nothing is installed, so
+   that undoing it is always uninstalling exactly what it added;
+2. the install of exactly what the dry run chose, ``--no-deps --require-hashes`` with the lock's
+   hashes: a file whose hash the lock does not list is refused, and the step keeps TensorFlow.
+
+A version setting (``runtime.litert_version``) installs that version instead, and what it needs as
+pip resolves it: not in the lock, so no hash can be checked.
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +36,22 @@ from packaging.utils import canonicalize_name
 
 from slugslim.core import apptool, pip
 from slugslim.core.context import FinishContext
-from slugslim.core.errors import NotShipped
+from slugslim.core.errors import NotShipped, RequirementsError
 from slugslim.core.installed import read_dists
-from slugslim.finish.runtime.plan import LITERT
+from slugslim.deps import requirements
+from slugslim.deps.requirements import Entry
 
 TOOL = Path(__file__).parent / "litert_tool.py"
+LOCK = Path(__file__).resolve().parents[3] / "runtime.lock"
+# Binary wheels only, no pip cache: the dry run and the install see the same files.
+_PIP_ARGS = ("--only-binary=:all:", "--no-cache-dir", "--no-input", "--quiet")
+
+
+@dataclass(frozen=True)
+class Installed:
+    added: list[str]  # the distributions newly installed
+    version: str  # of the package asked for, as installed
+    locked: bool  # from the lock, every file checked against its hashes
 
 
 def run_tool(ctx: FinishContext, action: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -49,37 +74,79 @@ def _run_pip(ctx: FinishContext, args: list[str], timeout: float) -> subprocess.
         raise NotShipped(f"pip did not finish within {timeout:.0f} s") from None
 
 
-def install_litert(ctx: FinishContext, timeout: float) -> tuple[list[str], str]:
-    """Install ai-edge-litert and what it needs; returns (the distributions newly installed, its version)."""
+def _pins(lock: Path) -> list[Entry]:
+    """The lock's pins: ``name==version``, maybe a marker, and hashes."""
+    try:
+        entries = requirements.read(lock).entries
+    except (OSError, RequirementsError) as exc:
+        raise NotShipped(f"slugslim's lock of runtime packages cannot be read: {exc}") from None
+    return [e for e in entries if e.requirement is not None and e.hashes]
+
+
+def _version(pin: Entry) -> str:
+    assert pin.requirement is not None
+    return next((s.version for s in pin.requirement.specifier if s.operator == "=="), "")
+
+
+def locked_version(package: str, lock: Path | None = None) -> str:
+    """The version of ``package`` the lock pins ('' when it pins none)."""
+    return next((_version(p) for p in _pins(lock or LOCK) if p.name == canonicalize_name(package)), "")
+
+
+def install(ctx: FinishContext, package: str, timeout: float, *, version: str = "", lock: Path | None = None,
+            ours: Collection[str] = ()) -> Installed:
+    """Install ``package`` and what it needs from the lock, or at ``version`` (a version setting) unchecked.
+
+    ``ours``: distributions an earlier build of this step installed, which this one may change.
+    """
     assert ctx.site_packages is not None
     before = read_dists(ctx.site_packages)
-    args = ["install", "--only-binary=:all:", "--no-cache-dir", "--no-input", "--quiet", LITERT]
-    with tempfile.TemporaryDirectory(prefix="slugslim-litert-pip-") as scratch:
-        report = Path(scratch) / "report.json"
-        dry = _run_pip(ctx, [*args[:1], "--dry-run", "--report", str(report), *args[1:]], timeout)
+    pins = _pins(lock or LOCK)
+    name = canonicalize_name(package)
+    pinned = next((_version(p) for p in pins if p.name == name), "")
+    locked = not version or version == pinned
+    if locked and not pinned:
+        raise NotShipped(f"slugslim's lock of runtime packages pins no {package}")
+    wanted = pinned if locked else version
+    # The app's own distributions are not constrained: they stay at the versions the app installed.
+    constraints = [p.args for p in pins if locked and p.name != name and p.name not in before]
+    with tempfile.TemporaryDirectory(prefix="slugslim-runtime-pip-") as scratch:
+        report, constraints_file, chosen = (Path(scratch) / n for n in ("report.json", "constraints.txt", "chosen.txt"))
+        constraints_file.write_text("".join(f"{line}\n" for line in constraints), encoding="utf-8")
+        dry = _run_pip(ctx, ["install", "--dry-run", "--report", str(report), *_PIP_ARGS,
+                             "--constraint", str(constraints_file), f"{package}=={wanted}"], timeout)
         if dry.returncode != 0 or not report.is_file():
-            raise NotShipped(f"pip found no {LITERT} wheel for the app's Python:\n"
-                             f"{apptool.tail(dry.stderr + dry.stdout)}")
-        planned = json.loads(report.read_text(encoding="utf-8")).get("install") or []
-    changes = []
-    for item in planned:
-        meta = item.get("metadata", {})
-        name = canonicalize_name(str(meta.get("name", "")))
-        if name in before:
-            changes.append(f"{name} {before[name].version} -> {meta.get('version')}")
-    if changes:
-        raise NotShipped(f"installing {LITERT} would change what your app installed: {', '.join(changes)}")
-    done = _run_pip(ctx, args, timeout)
+            raise NotShipped(f"pip found no {package} {wanted} wheel for the app's Python, or not what it "
+                             f"needs:\n{apptool.tail(dry.stderr + dry.stdout)}")
+        items = json.loads(report.read_text(encoding="utf-8")).get("install") or []
+        planned = [(canonicalize_name(str(item.get("metadata", {}).get("name", ""))),
+                    str(item.get("metadata", {}).get("version", ""))) for item in items]
+        changes = [f"{dist} {before[dist].version} -> {v}" for dist, v in planned
+                   if dist in before and dist not in ours]
+        if changes:
+            raise NotShipped(f"installing {package} would change what your app installed: {', '.join(changes)}")
+        chosen.write_text("".join(f"{_hashed(pins, dist, v) if locked else f'{dist}=={v}'}\n" for dist, v in planned),
+                          encoding="utf-8")
+        done = _run_pip(ctx, ["install", *_PIP_ARGS, "--no-deps", *(["--require-hashes"] if locked else []),
+                              "--requirement", str(chosen)], timeout) if planned else None
     after = read_dists(ctx.site_packages)
     added = sorted(set(after) - set(before))
-    if done.returncode != 0:
+    if done is not None and done.returncode != 0:
         uninstall(ctx, added, timeout)
-        raise NotShipped(f"pip could not install {LITERT}:\n{apptool.tail(done.stderr + done.stdout)}")
-    litert = after.get(LITERT)
-    return added, litert.version if litert else ""
+        raise NotShipped(f"pip could not install {package}:\n{apptool.tail(done.stderr + done.stdout)}")
+    return Installed(added=added, version=after[name].version if name in after else "", locked=locked)
+
+
+def _hashed(pins: list[Entry], dist: str, version: str) -> str:
+    """``dist==version`` with every hash the lock lists for it; NotShipped when the lock does not pin it."""
+    hashes = sorted({h for p in pins if p.name == dist and _version(p) == version for h in p.hashes})
+    if not hashes:
+        raise NotShipped(f"it needs {dist} {version}, which slugslim's lock of runtime packages does not pin "
+                         "for the app's Python")
+    return f"{dist}=={version} " + " ".join(f"--hash={h}" for h in hashes)
 
 
 def uninstall(ctx: FinishContext, names: list[str], timeout: float) -> None:
-    """Take out what ``install_litert`` added (pip removes their files, scripts and dist-info)."""
+    """Take out what ``install`` added (pip removes their files, scripts and dist-info)."""
     if names:
         _run_pip(ctx, ["uninstall", "--yes", "--quiet", *names], timeout)
