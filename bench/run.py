@@ -355,6 +355,8 @@ def main() -> int:
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
     ensure_wheels()
+    # What the slugslim-litert build installs from slugslim's lock, at the lock's versions and hashes.
+    ensure_wheels(["--no-deps", "--require-hashes", "-r", str(REPO / "lib" / "runtime.lock")])
     env = build_env(WHEELS)
     reference, seed = make_apps(model_files())
     store = WORK / "model-store"
