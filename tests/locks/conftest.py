@@ -13,22 +13,35 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
+from slugslim.core.config import SwapConfig
 from slugslim.deps import lockers
-from tests import localindex, wheelfactory
+from slugslim.deps.pyversion import AppPython
+from slugslim.prepare.swap.locks import flow
+from slugslim.prepare.swap.locks.model import Locked
+from tests import localindex, lockfiles, wheelfactory
+from tests.heroku.packagemanagers import Lockers
 
 # Wheel-file prefixes of what only a GPU build needs.
 CUDA_NAMES = ("nvidia", "triton", "cuda_toolkit", "cuda_bindings")
 # This process's Python, which runs the lockers that the tests call in-process (as the stack's python3 does).
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
+MANAGERS = ("uv", "poetry", "pipenv")
+# The app's Python as the preflight reads it: from uv's default, .python-version, Pipfile.lock's requires.
+PYTHONS = {"uv": AppPython("3.11", "default"), "poetry": AppPython("3.11", ".python-version", 1),
+           "pipenv": AppPython(HERE, "Pipfile.lock")}
+# The manager's own settings, which a Heroku build does not have; Pipenv's pip reads pip's too.
+SETTINGS = {"uv": ("UV_",), "poetry": ("POETRY_",), "pipenv": ("PIPENV_", "PIP_", "VIRTUAL_ENV")}
 
 
 @dataclass
@@ -108,9 +121,79 @@ def build_cache(tmp_path: Path, installed_lockers: Callable[[str], Path], monkey
         mine = lockers.install_dir(manager, tmp_path / "cache")
         mine.parent.mkdir(parents=True, exist_ok=True)
         mine.symlink_to(installed, target_is_directory=True)
+        for name in [n for n in os.environ if n.startswith(SETTINGS[manager])]:
+            monkeypatch.delenv(name)
+        if manager == "pipenv":  # nor any pip configuration
+            monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
         return tmp_path / "cache"
 
     return cache
+
+
+def locked_app(manager: str, root: Path, lockers: Lockers, index: str,
+               dependencies: Sequence[str] | Mapping[str, str]) -> Path:
+    """An app as its developer pushes it, locked against ``index``: ``dependencies`` as requirements (each
+    manager's spelling of them), or a mapping of name to TOML value (Poetry 1's [tool.poetry.dependencies],
+    a Pipfile's [packages])."""
+    if manager == "uv":
+        assert not isinstance(dependencies, Mapping)
+        return lockfiles.uv_app(root, lockers, index, dependencies, requires_python=">=3.10")
+    if manager == "poetry":
+        return lockfiles.poetry_app(root, lockers, index, dependencies)
+    if not isinstance(dependencies, Mapping):
+        dependencies = {(r := Requirement(d)).name: f'"{r.specifier or "*"}"' for d in dependencies}
+    return lockfiles.pipenv_app(root, lockers, index, dependencies)
+
+
+@pytest.fixture(scope="module")
+def developer_locks(tmp_path_factory: pytest.TempPathFactory, lock_indexes: tuple[Index, Index],
+                    lockers: Lockers) -> Callable[..., Path]:
+    """Apps locked by their developer against the module's fake PyPI, once each (tests take copies)."""
+    made: dict[str, Path] = {}
+
+    def locked(manager: str, dependencies: Sequence[str] | Mapping[str, str]) -> Path:
+        key = repr((manager, dependencies))
+        if key not in made:
+            made[key] = locked_app(manager, tmp_path_factory.mktemp("developer") / "app", lockers,
+                                   lock_indexes[0].url, dependencies)
+        return made[key]
+
+    return locked
+
+
+AppOf = Callable[..., Path]
+
+
+@pytest.fixture
+def app_of(developer_locks: Callable[..., Path], tmp_path: Path) -> AppOf:
+    """``app_of(manager, dependencies, name="app")``: a copy of the app as its developer locked it
+    (``locked_app``), at ``tmp_path/name``."""
+
+    def copy(manager: str, dependencies: Sequence[str] | Mapping[str, str], name: str = "app") -> Path:
+        return Path(shutil.copytree(developer_locks(manager, dependencies), tmp_path / name))
+
+    return copy
+
+
+def run_swap(manager: str, app: Path, cache: Path, torch_index: str,
+             env: dict[str, str] | None = None) -> flow.LockSwap:
+    """The prepare phase's swap of the app's lock, as a build runs it (``env``: the app's config vars)."""
+    return flow.swap(app, manager, SwapConfig(torch_index=torch_index), env or {}, cache, PYTHONS[manager])
+
+
+def read_lock(manager: str, app: Path) -> dict[str, Locked]:
+    adapter = flow.ADAPTERS[manager]
+    return adapter.read_lock((app / adapter.lock).read_text())
+
+
+def versions(manager: str, app: Path) -> dict[str, str]:
+    """name -> version, as the app's lock holds them."""
+    return {name: locked.version for name, locked in read_lock(manager, app).items()}
+
+
+def sources(manager: str, app: Path) -> dict[str, tuple[str, str]]:
+    """name -> (version, its index: Poetry's URL or "" for PyPI, the Pipfile's source name)."""
+    return {name: (locked.version, locked.source) for name, locked in read_lock(manager, app).items()}
 
 
 def snapshot(app: Path) -> dict[str, bytes]:

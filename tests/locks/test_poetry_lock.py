@@ -8,7 +8,6 @@ times: ``make test-locks`` runs tests/locks, ``make test`` does not.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,20 +19,15 @@ from slugslim.deps import lockers as installer
 from slugslim.deps import tomlfile
 from slugslim.deps.pyversion import AppPython
 from slugslim.deps.tomledit import TomlEditError
-from slugslim.prepare.swap import swap as requirements_swap
 from slugslim.prepare.swap.locks import flow, poetry
 from slugslim.prepare.swap.locks.model import ManifestChange, Relock, Renamed, TorchPin
 from tests import lockfiles
 from tests.heroku.packagemanagers import Lockers
-from tests.locks.conftest import CUDA_NAMES, Index, cpu_torch_needing_a_newer_filelock, inject_fault, snapshot
-
-PYTHON = AppPython("3.11", ".python-version", 1)
+from tests.locks.conftest import CUDA_NAMES, AppOf, Index, run_swap, snapshot, sources, versions
 
 
 @pytest.fixture
-def cache(build_cache: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in [n for n in os.environ if n.startswith("POETRY_")]:
-        monkeypatch.delenv(name)
+def cache(build_cache: Callable[[str], Path]) -> Path:
     return build_cache("poetry")
 
 
@@ -42,51 +36,11 @@ def poetry_accepts(app: Path, lockers: Lockers) -> bool:
     return lockfiles.tool([*lockers.poetry, "check", "--lock", "--no-interaction"], app).returncode == 0
 
 
-@pytest.fixture(scope="module")
-def developer_locks(tmp_path_factory: pytest.TempPathFactory, lock_indexes: tuple[Index, Index],
-                    lockers: Lockers) -> Callable[..., Path]:
-    """Apps locked by the developer against the module's fake PyPI, once each (tests take copies)."""
-    made: dict[str, Path] = {}
-
-    def locked(dependencies: list[str] | dict[str, str]) -> Path:
-        key = repr(dependencies)
-        if key not in made:
-            made[key] = lockfiles.poetry_app(tmp_path_factory.mktemp("developer") / "app", lockers,
-                                             lock_indexes[0].url, dependencies)
-        return made[key]
-
-    return locked
-
-
-@pytest.fixture
-def app_of(developer_locks: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
-    """A copy of the app, as its developer locked it, at ``tmp_path/name``: a list of dependencies is a
-    PEP 621 [project], a mapping Poetry's own [tool.poetry.dependencies]."""
-
-    def copy(dependencies: list[str] | dict[str, str], name: str = "app") -> Path:
-        return Path(shutil.copytree(developer_locks(dependencies), tmp_path / name))
-
-    return copy
-
-
-AppOf = Callable[..., Path]
-
-
-def run_swap(app: Path, cache: Path, torch_index: str, env: dict[str, str] | None = None) -> flow.LockSwap:
-    return flow.swap(app, "poetry", SwapConfig(torch_index=torch_index), env or {}, cache, PYTHON)
-
-
-def packages(app: Path) -> dict[str, tuple[str, str]]:
-    """name -> (version, the source's URL or "" for PyPI) as poetry.lock holds them."""
-    return {name: (locked.version, locked.source)
-            for name, locked in poetry.ADAPTER.read_lock((app / "poetry.lock").read_text()).items()}
-
-
 def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
         app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
         lockers: Lockers) -> None:
     pypi, cpu = lock_indexes
-    app = app_of(["torch==2.13.0", "flask-fake"])
+    app = app_of("poetry", ["torch==2.13.0", "flask-fake"])
     before = poetry.ADAPTER.read_lock((app / "poetry.lock").read_text())
     assert before["torch"].version == "2.13.0" and before["torch"].source == pypi.url
     assert {"triton", "nvidia-cudnn-cu13", "cuda-toolkit"} <= before["torch"].requires
@@ -95,11 +49,11 @@ def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
     pypi.requests.clear()
     cpu.requests.clear()
 
-    done = run_swap(app, cache, cpu.url)
+    done = run_swap("poetry", app, cache, cpu.url)
 
     assert done.relocked and done.files_changed == ["pyproject.toml", "poetry.lock"]
-    assert packages(app) == {"flask-fake": ("3.0.0", pypi.url), "filelock-fake": ("3.16.1", pypi.url),
-                             "torch": ("2.13.0+cpu", cpu.url)}
+    assert sources("poetry", app) == {"flask-fake": ("3.0.0", pypi.url), "filelock-fake": ("3.16.1", pypi.url),
+                                      "torch": ("2.13.0+cpu", cpu.url)}
     assert (app / "pyproject.toml").read_text() == original + (
         f'\n[[tool.poetry.source]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\npriority = "explicit"\n'
         '\n[tool.poetry.dependencies]\ntorch = { version = "2.13.0", source = "pytorch-cpu" }\n')
@@ -118,16 +72,16 @@ def test_torch_through_another_package_is_added_at_its_locked_version(
         layout: str, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], lockers: Lockers) -> None:
     pypi, cpu = lock_indexes
     if layout == "pep621":
-        app = app_of(["sentence-transformers==5.0.0"])
+        app = app_of("poetry", ["sentence-transformers==5.0.0"])
     else:
-        app = app_of({"sentence-transformers": '"5.0.0"'})
+        app = app_of("poetry", {"sentence-transformers": '"5.0.0"'})
     original = (app / "pyproject.toml").read_text()
-    assert packages(app)["torch"] == ("2.13.0", pypi.url)
+    assert sources("poetry", app)["torch"] == ("2.13.0", pypi.url)
 
-    assert run_swap(app, cache, cpu.url).relocked
+    assert run_swap("poetry", app, cache, cpu.url).relocked
 
-    assert packages(app) == {"sentence-transformers": ("5.0.0", pypi.url), "filelock-fake": ("3.16.1", pypi.url),
-                             "torch": ("2.13.0+cpu", cpu.url)}
+    assert sources("poetry", app) == {"sentence-transformers": ("5.0.0", pypi.url),
+                                      "filelock-fake": ("3.16.1", pypi.url), "torch": ("2.13.0+cpu", cpu.url)}
     text = (app / "pyproject.toml").read_text()
     pinned = 'torch = { version = "2.13.0", source = "pytorch-cpu" }\n'
     if layout == "pep621":  # Poetry reads [tool.poetry.dependencies] only for what [project] lists
@@ -146,17 +100,17 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
         app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
         lockers: Lockers) -> None:
     pypi, cpu = lock_indexes
-    app = app_of({
+    app = app_of("poetry", {
         "tensorflow": '{ version = "2.21.0", extras = ["and-cuda"] }', "flask-fake": '"3.0.0"'})
-    assert {"tensorflow", "nvidia-cublas-cu12", "nvidia-cudnn-cu12"} <= set(packages(app))
+    assert {"tensorflow", "nvidia-cublas-cu12", "nvidia-cudnn-cu12"} <= set(sources("poetry", app))
     original = (app / "pyproject.toml").read_text()
     pypi.requests.clear()
 
-    done = run_swap(app, cache, cpu.url)
+    done = run_swap("poetry", app, cache, cpu.url)
 
     assert done.relocked
     assert [s.describe() for s in done.swaps] == ["tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
-    assert {name: version for name, (version, _) in packages(app).items()} == {
+    assert versions("poetry", app) == {
         "flask-fake": "3.0.0", "numpy-fake": "1.26.4", "tensorflow-cpu": "2.21.0"}
     assert (app / "pyproject.toml").read_text() == original.replace(
         'tensorflow = { version = "2.21.0", extras = ["and-cuda"] }', 'tensorflow-cpu = { version = "2.21.0" }')
@@ -175,10 +129,10 @@ def test_tensorflow_that_another_package_requires_is_left_to_the_fixup(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Poetry has no override: swapping a tensorflow that another package requires would lock both builds."""
     _, cpu = lock_indexes
-    app = app_of(dependencies)
+    app = app_of("poetry", dependencies)
     written = snapshot(app)
 
-    done = run_swap(app, cache, cpu.url)
+    done = run_swap("poetry", app, cache, cpu.url)
 
     assert snapshot(app) == written and not done.relocked and not done.swaps
     assert done.notes == [f"tensorflow 2.21.0 is required by {requirer}, and pyproject.toml cannot replace a "
@@ -186,61 +140,13 @@ def test_tensorflow_that_another_package_requires_is_left_to_the_fixup(
     assert f"CPU swap: {done.notes[0]}" in capsys.readouterr().out
 
 
-def test_an_unreachable_cpu_index_leaves_both_files_as_written(
-        app_of: AppOf, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    app = app_of(["torch==2.13.0"])
-    written = snapshot(app)
-
-    done = run_swap(app, cache, "http://127.0.0.1:9/simple")
-
-    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["poetry.lock", "pyproject.toml"]
-    assert not done.relocked and not done.swaps and not done.files_changed
-    err = capsys.readouterr().err
-    assert (" !     Warning: poetry.lock was not re-locked for the CPU builds: re-locking with poetry 2.4.1: "
-            "poetry lock failed:") in err
-    assert "poetry lock failed: All attempts to connect to 127.0.0.1:9 failed." in err
-    assert " !     pyproject.toml and poetry.lock are exactly as you wrote them." in err
-
-
-def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
-        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str], lockers: Lockers) -> None:
-    with cpu_torch_needing_a_newer_filelock(tmp_path) as (pypi_url, cpu_url, release):
-        app = lockfiles.poetry_app(tmp_path / "app", lockers, pypi_url, ["torch==2.13.0"])
-        release()
-        written = snapshot(app)
-
-        done = run_swap(app, cache, cpu_url)
-
-    assert snapshot(app) == written and not done.relocked
-    err = capsys.readouterr().err
-    assert ("Warning: poetry.lock was not re-locked for the CPU builds: checking the new poetry.lock: the re-lock "
-            "would also have moved filelock-fake 3.16.1 -> 3.17.0.") in err
-
-
-def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
-        tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
-    pypi, cpu = lock_indexes
-    pushed = app_of(["torch==2.13.0", "flask-fake"], "pushed")
-    results = []
-    for build in ("first", "second"):
-        app = tmp_path / build
-        shutil.copytree(pushed, app)
-        pypi.requests.clear()
-        cpu.requests.clear()
-        assert run_swap(app, cache, cpu.url).relocked
-        results.append((snapshot(app), pypi.files() + cpu.files()))
-    assert results[0][0] == results[1][0]
-    assert results[1][1] == []
-    assert (cache / "slugslim" / "poetry-cache").is_dir()
-
-
 def test_the_relock_is_the_lock_poetrys_command_line_writes(
         tmp_path: Path, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], lockers: Lockers) -> None:
     """poetry_lock_tool.py runs Poetry's own lock command: where an interpreter fits the project, the
     command line writes the very same poetry.lock."""
     _, cpu = lock_indexes
-    app = app_of(["sentence-transformers==5.0.0", "flask-fake"])
-    assert run_swap(app, cache, cpu.url).relocked
+    app = app_of("poetry", ["sentence-transformers==5.0.0", "flask-fake"])
+    assert run_swap("poetry", app, cache, cpu.url).relocked
     by_hand = tmp_path / "by-hand"
     shutil.copytree(app, by_hand)
     (by_hand / "poetry.lock").unlink()
@@ -264,46 +170,22 @@ def test_the_relock_needs_no_interpreter_of_the_apps_python(
     assert refused.returncode != 0 and "3.14" in refused.stdout + refused.stderr
     locker = installer.ensure("poetry", cache, {})
     poetry.ADAPTER.relock(Relock(app, locker, tmp_path / "poetry-cache", {}, AppPython("3.14", "default")))
-    assert packages(app)["torch"] == ("2.13.0", pypi.url)  # the developer's lock, made for 3.14
+    assert sources("poetry", app)["torch"] == ("2.13.0", pypi.url)  # the developer's lock, made for 3.14
 
     assert flow.swap(app, "poetry", SwapConfig(torch_index=cpu.url), {}, cache, AppPython("3.14", "default")).relocked
-    assert packages(app)["torch"] == ("2.13.0+cpu", cpu.url)
+    assert sources("poetry", app)["torch"] == ("2.13.0+cpu", cpu.url)
     assert 'python-versions = "~=3.14.0"' in (app / "poetry.lock").read_text()
-
-
-STEPS = {
-    "installing poetry 2.4.1": (installer, "ensure"),
-    "editing pyproject.toml": (poetry.PoetryAdapter, "edit"),
-    "re-locking with poetry 2.4.1": (poetry.PoetryAdapter, "relock"),
-    "checking the new poetry.lock": (flow, "changes_beyond"),
-}
-
-
-@pytest.mark.parametrize("step", list(STEPS))
-def test_an_exception_in_any_step_leaves_both_files_as_written(
-        step: str, app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    _, cpu = lock_indexes
-    app = app_of(["torch==2.13.0"])
-    written = snapshot(app)
-    inject_fault(monkeypatch, *STEPS[step], app / "poetry.lock")
-    done = run_swap(app, cache, cpu.url)
-
-    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == ["poetry.lock", "pyproject.toml"]
-    assert not done.relocked
-    assert f"poetry.lock was not re-locked for the CPU builds: {step}: RuntimeError: injected." in \
-        capsys.readouterr().err
 
 
 def test_the_relock_sees_no_config_var(app_of: AppOf, cache: Path, lock_indexes: tuple[Index, Index]) -> None:
     """heroku/python v351 hands none of the app's config vars to Poetry (lib/poetry.sh), so neither does the re-lock."""
     _, cpu = lock_indexes
-    app = app_of(["torch==2.13.0"])
+    app = app_of("poetry", ["torch==2.13.0"])
     nowhere = "http://127.0.0.1:9/simple"
     config_vars = {"POETRY_REPOSITORIES_FAKE_PYPI_URL": nowhere, "POETRY_SOURCES": nowhere, "POETRY_OFFLINE": "1",
                    "PIP_INDEX_URL": nowhere, "PIP_EXTRA_INDEX_URL": nowhere}
-    assert run_swap(app, cache, cpu.url, config_vars).relocked
-    assert packages(app)["torch"] == ("2.13.0+cpu", cpu.url)
+    assert run_swap("poetry", app, cache, cpu.url, config_vars).relocked
+    assert sources("poetry", app)["torch"] == ("2.13.0+cpu", cpu.url)
 
 
 # --- the edit, on text alone -----------------------------------------------------------------
@@ -352,14 +234,3 @@ def test_direct_dependencies_are_the_main_ones_of_either_layout() -> None:
                                  'numpy = { source = "x" }\n') == {"torch", "flask"}
     assert poetry.ADAPTER.direct('[tool.poetry.dependencies]\npython = "^3.11"\nSentence_Transformers = "*"\n'
                                  '[tool.poetry.group.dev.dependencies]\npytest = "*"\n') == {"sentence-transformers"}
-
-
-def test_analyze_plans_the_swap_from_the_lock_without_running_poetry(
-        app_of: AppOf, lock_indexes: tuple[Index, Index]) -> None:
-    _, cpu = lock_indexes
-    app = app_of(["sentence-transformers==5.0.0", "tensorflow==2.21.0"])
-    written = snapshot(app)
-    swaps = requirements_swap.plan_swaps(app, SwapConfig(torch_index=cpu.url))
-    assert [s.describe() for s in swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)",
-                                             "tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
-    assert snapshot(app) == written

@@ -9,32 +9,21 @@ and PyTorch's index do, and record every request, so the tests see what uv fetch
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from slugslim.core.config import SwapConfig
-from slugslim.deps import lockers as installer
-from slugslim.deps.pyversion import AppPython
-from slugslim.prepare.swap import swap as requirements_swap
-from slugslim.prepare.swap.locks import flow, uv
+from slugslim.prepare.swap.locks import uv
 from slugslim.prepare.swap.locks.model import ManifestChange, Renamed, TorchPin
 from tests import lockfiles
 from tests.heroku.build import BASE_PYTHON
 from tests.heroku.packagemanagers import Lockers
-from tests.locks.conftest import CUDA_NAMES, Index, cpu_torch_needing_a_newer_filelock, inject_fault, snapshot
-
-PYTHON = AppPython("3.11", "default")
-APP_FILES = [".python-version", "pyproject.toml", "uv.lock"]  # what the developer pushes
+from tests.locks.conftest import CUDA_NAMES, AppOf, Index, run_swap, snapshot, versions
 
 
 @pytest.fixture
-def cache(build_cache: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in [n for n in os.environ if n.startswith("UV_")]:
-        monkeypatch.delenv(name)
+def cache(build_cache: Callable[[str], Path]) -> Path:
     return build_cache("uv")
 
 
@@ -43,40 +32,26 @@ def indexes(lock_indexes: tuple[Index, Index]) -> tuple[Index, Index]:
     return lock_indexes
 
 
-def locked_app(root: Path, lockers: Lockers, pypi: Index, dependencies: list[str]) -> Path:
-    """An app as its developer pushes it: pyproject.toml and the uv.lock ``uv lock`` wrote on their machine."""
-    return lockfiles.uv_app(root, lockers, pypi.url, dependencies, requires_python=">=3.10")
-
-
 def uv_accepts(app: Path, lockers: Lockers) -> bool:
     """What heroku/python's ``uv sync --locked`` checks first: the lock is the one this pyproject.toml makes."""
     return lockfiles.tool([*lockers.uv, "lock", "--locked", "--python", BASE_PYTHON], app).returncode == 0
 
 
-def run_swap(app: Path, cache: Path, torch_index: str, env: dict[str, str] | None = None) -> flow.LockSwap:
-    return flow.swap(app, "uv", SwapConfig(torch_index=torch_index), env or {}, cache, PYTHON)
-
-
-def packages(app: Path) -> dict[str, str]:
-    return {name: locked.version for name, locked in uv.ADAPTER.read_lock((app / "uv.lock").read_text()).items()}
-
-
-
 def test_torch_is_relocked_from_the_cpu_index_and_uv_accepts_the_pair(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        app_of: AppOf, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
         lockers: Lockers) -> None:
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0", "flask-fake"])
-    before = packages(app)
+    app = app_of("uv", ["torch==2.13.0", "flask-fake"])
+    before = versions("uv", app)
     assert before["torch"] == "2.13.0" and {"triton", "nvidia-cudnn-cu13", "cuda-toolkit"} <= set(before)
     pypi.requests.clear()
     cpu.requests.clear()
 
-    done = run_swap(app, cache, cpu.url)
+    done = run_swap("uv", app, cache, cpu.url)
 
     assert done.relocked and done.files_changed == ["pyproject.toml", "uv.lock"]
     assert [s.describe() for s in done.swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)"]
-    after = packages(app)
+    after = versions("uv", app)
     assert after == {"app": "1.0.0", "flask-fake": "3.0.0", "filelock-fake": "3.16.1", "torch": "2.13.0+cpu"}
     text = (app / "pyproject.toml").read_text()
     assert text.startswith('[project]\nname = "app"\nversion = "1.0.0"\nrequires-python = ">=3.10"\n'
@@ -96,15 +71,15 @@ def test_torch_is_relocked_from_the_cpu_index_and_uv_accepts_the_pair(
 
 
 def test_torch_through_another_package_becomes_a_direct_dependency_at_its_locked_version(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
-    pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", lockers, pypi, ["sentence-transformers==5.0.0"])
-    assert packages(app)["torch"] == "2.13.0"
+        app_of: AppOf, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
+    _, cpu = indexes
+    app = app_of("uv", ["sentence-transformers==5.0.0"])
+    assert versions("uv", app)["torch"] == "2.13.0"
 
-    done = run_swap(app, cache, cpu.url)
+    done = run_swap("uv", app, cache, cpu.url)
 
     assert done.relocked
-    assert packages(app) == {"app": "1.0.0", "sentence-transformers": "5.0.0", "filelock-fake": "3.16.1",
+    assert versions("uv", app) == {"app": "1.0.0", "sentence-transformers": "5.0.0", "filelock-fake": "3.16.1",
                              "torch": "2.13.0+cpu"}
     assert 'dependencies = [\n    "sentence-transformers==5.0.0",\n    "torch==2.13.0",\n]\n' in \
         (app / "pyproject.toml").read_text()
@@ -112,18 +87,18 @@ def test_torch_through_another_package_becomes_a_direct_dependency_at_its_locked
 
 
 def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
+        app_of: AppOf, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
         lockers: Lockers) -> None:
     pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", lockers, pypi, ["tensorflow[and-cuda]==2.21.0", "tf-keras", "flask-fake"])
-    assert {"tensorflow", "nvidia-cublas-cu12"} <= set(packages(app))
+    app = app_of("uv", ["tensorflow[and-cuda]==2.21.0", "tf-keras", "flask-fake"])
+    assert {"tensorflow", "nvidia-cublas-cu12"} <= set(versions("uv", app))
     pypi.requests.clear()
 
-    done = run_swap(app, cache, cpu.url)
+    done = run_swap("uv", app, cache, cpu.url)
 
     assert done.relocked
     assert [s.describe() for s in done.swaps] == ["tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
-    assert packages(app) == {"app": "1.0.0", "flask-fake": "3.0.0", "numpy-fake": "1.26.4",
+    assert versions("uv", app) == {"app": "1.0.0", "flask-fake": "3.0.0", "numpy-fake": "1.26.4",
                              "tensorflow-cpu": "2.21.0", "tf-keras": "2.21.0"}
     text = (app / "pyproject.toml").read_text()
     assert '    "flask-fake",\n    "tensorflow-cpu==2.21.0",\n]\n' in text
@@ -134,116 +109,29 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
     assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in capsys.readouterr().out
 
 
-def test_an_unreachable_cpu_index_leaves_both_files_as_written(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
-        lockers: Lockers) -> None:
-    pypi, _ = indexes
-    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0"])
-    written = snapshot(app)
-
-    done = run_swap(app, cache, "http://127.0.0.1:9/simple")
-
-    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == APP_FILES
-    assert not done.relocked and not done.swaps and not done.files_changed
-    err = capsys.readouterr().err
-    assert (" !     Warning: uv.lock was not re-locked for the CPU builds: re-locking with uv 0.12.5: "
-            "uv lock failed:") in err
-    assert "127.0.0.1:9" in err
-    assert " !     pyproject.toml and uv.lock are exactly as you wrote them." in err
-
-
-def test_a_relock_that_would_move_another_package_is_rolled_back_and_names_it(
-        tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str], lockers: Lockers) -> None:
-    with cpu_torch_needing_a_newer_filelock(tmp_path) as (pypi_url, cpu_url, release):
-        app = locked_app(tmp_path / "app", lockers, Index(pypi_url, []), ["torch==2.13.0"])
-        release()
-        written = snapshot(app)
-
-        done = run_swap(app, cache, cpu_url)
-
-    assert snapshot(app) == written and not done.relocked
-    err = capsys.readouterr().err
-    assert ("Warning: uv.lock was not re-locked for the CPU builds: checking the new uv.lock: the re-lock would "
-            "also have moved filelock-fake 3.16.1 -> 3.17.0.") in err
-
-
-def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
-    pypi, cpu = indexes
-    pushed = locked_app(tmp_path / "pushed", lockers, pypi, ["torch==2.13.0", "flask-fake"])
-    results = []
-    for build in ("first", "second"):
-        app = tmp_path / build
-        shutil.copytree(pushed, app)
-        pypi.requests.clear()
-        cpu.requests.clear()
-        assert run_swap(app, cache, cpu.url).relocked
-        results.append((snapshot(app), pypi.files() + cpu.files()))
-    assert results[0][0] == results[1][0]
-    assert results[1][1] == []  # the second build's re-lock read everything from uv's cache in CACHE_DIR
-    assert (cache / "slugslim" / "uv-cache").is_dir()
-
-
-STEPS = {
-    "installing uv 0.12.5": (installer, "ensure"),
-    "editing pyproject.toml": (uv.UvAdapter, "edit"),
-    "re-locking with uv 0.12.5": (uv.UvAdapter, "relock"),
-    "checking the new uv.lock": (flow, "changes_beyond"),
-}
-
-
-@pytest.mark.parametrize("step", list(STEPS))
-def test_an_exception_in_any_step_leaves_both_files_as_written(
-        step: str, tmp_path: Path, cache: Path, indexes: tuple[Index, Index], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], lockers: Lockers) -> None:
-    pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0"])
-    written = snapshot(app)
-    inject_fault(monkeypatch, *STEPS[step], app / "uv.lock")
-    done = run_swap(app, cache, cpu.url)
-
-    assert snapshot(app) == written and sorted(p.name for p in app.iterdir()) == APP_FILES
-    assert not done.relocked
-    assert f"uv.lock was not re-locked for the CPU builds: {step}: RuntimeError: injected." in capsys.readouterr().err
-
-
-def test_the_relock_sees_no_config_var(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
+def test_the_relock_sees_no_config_var(app_of: AppOf, cache: Path, indexes: tuple[Index, Index]) -> None:
     """heroku/python v351 hands none of the app's config vars to uv (lib/uv.sh), so neither does the re-lock."""
-    pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0"])
+    _, cpu = indexes
+    app = app_of("uv", ["torch==2.13.0"])
     nowhere = "http://127.0.0.1:9/simple"
     config_vars = {"UV_DEFAULT_INDEX": nowhere, "UV_INDEX": nowhere, "UV_INDEX_URL": nowhere, "UV_OFFLINE": "1",
                    "UV_EXTRA_INDEX_URL": nowhere}
-    assert run_swap(app, cache, cpu.url, config_vars).relocked
-    assert packages(app)["torch"] == "2.13.0+cpu"
+    assert run_swap("uv", app, cache, cpu.url, config_vars).relocked
+    assert versions("uv", app)["torch"] == "2.13.0+cpu"
 
 
 def test_without_an_interpreter_for_requires_python_the_files_stay(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str],
-        lockers: Lockers) -> None:
-    pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", lockers, pypi, ["torch==2.13.0"])
+        app_of: AppOf, cache: Path, indexes: tuple[Index, Index], capsys: pytest.CaptureFixture[str]) -> None:
+    _, cpu = indexes
+    app = app_of("uv", ["torch==2.13.0"])
     pyproject = (app / "pyproject.toml").read_text().replace('requires-python = ">=3.10"', 'requires-python = ">=3.99"')
     (app / "pyproject.toml").write_text(pyproject)
     written = snapshot(app)
 
-    assert not run_swap(app, cache, cpu.url).relocked
+    assert not run_swap("uv", app, cache, cpu.url).relocked
 
     assert snapshot(app) == written
     assert "No interpreter found for Python >=3.99" in capsys.readouterr().err
-
-
-def test_analyze_plans_the_swap_from_the_lock_without_running_uv(
-        tmp_path: Path, cache: Path, indexes: tuple[Index, Index], lockers: Lockers) -> None:
-    pypi, cpu = indexes
-    app = locked_app(tmp_path / "app", lockers, pypi, ["sentence-transformers==5.0.0", "tensorflow==2.21.0"])
-    written = snapshot(app)
-    swaps = requirements_swap.plan_swaps(app, SwapConfig(torch_index=cpu.url))
-    assert [s.describe() for s in swaps] == ["torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)",
-                                             "tensorflow==2.21.0 → tensorflow-cpu==2.21.0 (wheel sizes unknown)"]
-    assert snapshot(app) == written
-    assert requirements_swap.plan_swaps(app, SwapConfig(keep=("torch", "tensorflow"))) == []
 
 
 # --- the edit, on text alone -----------------------------------------------------------------
