@@ -61,29 +61,14 @@ def tools_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tools_wheels(tmp_path_factory)
 
 
-LockerWheels = Callable[..., Path]
-
-
 @pytest.fixture(scope="session")
-def locker_wheels(stack_python: tuple[str, dict[str, str]]) -> LockerWheels:
-    """uv, Poetry or Pipenv and their dependencies as wheels, from lib/lockers/<manager>.txt for the stack's
-    python3 (which installs them in builds), or for another Python version (``wheels(manager, "3.11")``):
-    downloaded from the package index once per machine into .cache/locker-wheels/, so that builds and
-    tests install them offline (PIP_FIND_LINKS)."""
+def locker_wheels(stack_python: tuple[str, dict[str, str]]) -> Path:
+    """uv, Poetry and Pipenv with their dependencies as wheels, from lib/lockers/, for the stack's python3
+    (which installs them in builds): the package managers' own wheels when it is this Python's version,
+    else a download of their own for it (tests/heroku/packagemanagers.py)."""
     stack = subprocess.run([stack_python[0], "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                            capture_output=True, text=True, check=True).stdout.strip()
-
-    def wheels(manager: str, python: str | None = None) -> Path:
-        version = python or stack
-        lock = REPO / "lib" / "lockers" / f"{manager}.txt"
-        key = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
-        dest = REPO / ".cache" / "locker-wheels" / f"{manager}-{key}-py{version}"
-        return made_once(dest, lambda scratch: subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-             "--only-binary", ":all:", "--python-version", version, "--require-hashes", "-r", str(lock),
-             "-d", str(scratch)], check=True, env={**os.environ, "PIP_CONFIG_FILE": os.devnull}))
-
-    return wheels
+    return packagemanagers.download(stack)
 
 
 @pytest.fixture(scope="session")

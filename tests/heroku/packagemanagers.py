@@ -37,23 +37,28 @@ def versions() -> dict[str, str]:
             for tool in TOOLS}
 
 
-def download() -> Path:
-    """The wheel directory for this Python, complete; pytest-xdist workers and make: one downloads, the others wait.
+def download(python: str = "") -> Path:
+    """The wheel directory for Python ``python`` (X.Y; this Python's when empty or the same), complete;
+    pytest-xdist workers and make: one downloads, the others wait.
 
+    Another Python's wheels (a stack's python3 in `make test-pythons`) go beside, in ``package-managers-pyX.Y``.
     Keyed by the lock's bytes: a re-lock downloads again.
     """
-    stamp = TARGET / f".complete-{hashlib.sha256(b''.join(p.read_bytes() for p in LOCKS)).hexdigest()[:12]}"
-    TARGET.mkdir(parents=True, exist_ok=True)
-    with open(TARGET.parent / f".{TARGET.name}.lock", "w") as lock:
+    other = python not in ("", f"{sys.version_info[0]}.{sys.version_info[1]}")
+    target = TARGET.with_name(f"{TARGET.name}-py{python}") if other else TARGET
+    stamp = target / f".complete-{hashlib.sha256(b''.join(p.read_bytes() for p in LOCKS)).hexdigest()[:12]}"
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stamp.is_file():
-            shutil.rmtree(TARGET)
+            shutil.rmtree(target)
             for pins in LOCKS:  # one pip run each: the three may pin a shared dependency differently
                 subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                                 "--isolated", "--no-deps", "--only-binary", ":all:", "--require-hashes",
-                                "-r", str(pins), "-d", str(TARGET)], check=True)
+                                *(["--python-version", python] if other else []),
+                                "-r", str(pins), "-d", str(target)], check=True)
             stamp.touch()
-    return TARGET
+    return target
 
 
 def extract_uv(wheels: Path, dest: Path) -> Path:

@@ -95,7 +95,7 @@ def offline(patch: pytest.MonkeyPatch, wheels: Path) -> None:
 
 @pytest.fixture(scope="session")
 def installed_lockers(tmp_path_factory: pytest.TempPathFactory,
-                      locker_wheels: Callable[..., Path]) -> Callable[[str], Path]:
+                      package_manager_wheels: Path) -> Callable[[str], Path]:
     """A build cache per manager in which a previous build installed its locker, for this process's Python."""
     made: dict[str, Path] = {}
 
@@ -103,7 +103,7 @@ def installed_lockers(tmp_path_factory: pytest.TempPathFactory,
         if manager not in made:
             made[manager] = tmp_path_factory.mktemp(f"{manager}-build-cache")
             with pytest.MonkeyPatch.context() as patch:
-                offline(patch, locker_wheels(manager, HERE))
+                offline(patch, package_manager_wheels)
                 lockers.ensure(manager, made[manager], {})
         return made[manager]
 
@@ -112,11 +112,11 @@ def installed_lockers(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture
 def build_cache(tmp_path: Path, installed_lockers: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch,
-                locker_wheels: Callable[..., Path]) -> Callable[[str], Path]:
+                package_manager_wheels: Path) -> Callable[[str], Path]:
     """This test's build cache, with the manager's locker installed (the installation itself is shared)."""
 
     def cache(manager: str) -> Path:
-        offline(monkeypatch, locker_wheels(manager, HERE))
+        offline(monkeypatch, package_manager_wheels)
         installed = lockers.install_dir(manager, installed_lockers(manager))
         mine = lockers.install_dir(manager, tmp_path / "cache")
         mine.parent.mkdir(parents=True, exist_ok=True)

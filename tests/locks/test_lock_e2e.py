@@ -16,9 +16,9 @@ import pytest
 
 from slugslim.deps import lockers as installer
 from tests import localindex, lockfiles, wheelfactory
-from tests.conftest import HerokuBuild, LockerWheels, write_app
+from tests.conftest import HerokuBuild, write_app
 from tests.heroku.packagemanagers import Lockers
-from tests.locks.conftest import CUDA_NAMES, HERE, Index, offline
+from tests.locks.conftest import CUDA_NAMES, Index, offline
 from tests.test_swap_e2e import app_python
 
 TORCH_CHECK = "import importlib.metadata as m, torch; print(torch.BUILD, m.version('torch'))"
@@ -38,7 +38,7 @@ def developer_app(manager: str, root: Path, lockers: Lockers, pypi: Index) -> Pa
 @pytest.mark.parametrize("manager", list(FILES))
 def test_the_build_installs_cpu_torch_and_no_cuda_file_is_ever_asked_for(
         manager: str, tmp_path: Path, heroku_build: HerokuBuild, offline_env: dict[str, str],
-        lockers: Lockers, locker_wheels: LockerWheels,
+        lockers: Lockers, package_manager_wheels: Path, locker_wheels: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     pypi_dir, cpu_dir = tmp_path / "pypi", tmp_path / "cpu"
     wheelfactory.torch_pypi(pypi_dir)
@@ -50,10 +50,10 @@ def test_the_build_installs_cpu_torch_and_no_cuda_file_is_ever_asked_for(
         # not have: the build goes without them, and its slugslim finds Pipenv in the build cache, installed
         # there by a previous build.
         env = {"PIP_NO_INDEX": "0", "PIP_FIND_LINKS": ""}
-        offline(monkeypatch, locker_wheels(manager, HERE))
+        offline(monkeypatch, package_manager_wheels)
         installer.ensure(manager, tmp_path / "cache", {})
     else:  # slugslim installs the locker in the build, from the locker's wheels
-        env = {"PIP_FIND_LINKS": f"{offline_env['PIP_FIND_LINKS']} {locker_wheels(manager)}"}
+        env = {"PIP_FIND_LINKS": f"{offline_env['PIP_FIND_LINKS']} {locker_wheels}"}
     manifest, lock = FILES[manager]
     pypi_requests: list[str] = []
     cpu_requests: list[str] = []
