@@ -81,7 +81,6 @@ def test_an_unreachable_cpu_index_leaves_both_files_as_written(
     err = capsys.readouterr().err
     assert (f" !     Warning: {adapter.lock} was not re-locked for the CPU builds: re-locking with {manager} "
             f"{installer.pinned_version(manager)}: {manager} lock failed:") in err
-    assert "127.0.0.1:9" in err
     assert f" !     {adapter.manifest} and {adapter.lock} are exactly as you wrote them." in err
 
 
@@ -121,7 +120,6 @@ def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
         results.append((snapshot(app), pypi.files() + cpu.files()))
     assert results[0][0] == results[1][0]
     assert results[1][1] == []  # the second build's re-lock read everything from the cache in CACHE_DIR
-    assert (cache / "slugslim" / f"{manager}-cache").is_dir()
 
 
 @pytest.mark.parametrize("manager", MANAGERS)

@@ -58,6 +58,7 @@ def test_torch_is_relocked_from_the_cpu_index_and_poetry_accepts_the_pair(
         f'\n[[tool.poetry.source]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\npriority = "explicit"\n'
         '\n[tool.poetry.dependencies]\ntorch = { version = "2.13.0", source = "pytorch-cpu" }\n')
     assert poetry_accepts(app, lockers)
+    assert (cache / "slugslim" / "poetry-cache").is_dir()  # for the next build's re-lock
     assert not pypi.asked_for(*CUDA_NAMES) and not cpu.asked_for(*CUDA_NAMES)
     assert not pypi.files() and not cpu.files()  # core metadata (PEP 658) was enough
     out = capsys.readouterr().out
@@ -138,6 +139,13 @@ def test_tensorflow_that_another_package_requires_is_left_to_the_fixup(
     assert done.notes == [f"tensorflow 2.21.0 is required by {requirer}, and pyproject.toml cannot replace a "
                           "package that another one requires; it is replaced by tensorflow-cpu after the install"]
     assert f"CPU swap: {done.notes[0]}" in capsys.readouterr().out
+
+
+def test_the_warning_names_a_cpu_index_that_does_not_answer(
+        app_of: AppOf, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = app_of("poetry", ["torch==2.13.0"])
+    assert not run_swap("poetry", app, cache, "http://127.0.0.1:9/simple").relocked
+    assert "poetry lock failed: All attempts to connect to 127.0.0.1:9 failed." in capsys.readouterr().err
 
 
 def test_the_relock_is_the_lock_poetrys_command_line_writes(

@@ -59,6 +59,7 @@ def test_torch_is_relocked_from_the_cpu_index_and_uv_accepts_the_pair(
     assert f'[[tool.uv.index]]\nname = "pytorch-cpu"\nurl = "{cpu.url}"\nexplicit = true\n' in text
     assert '[tool.uv.sources]\ntorch = { index = "pytorch-cpu" }\n' in text
     assert uv_accepts(app, lockers)
+    assert (cache / "slugslim" / "uv-cache").is_dir()  # for the next build's re-lock
     # The re-lock never asked for a CUDA wheel, let alone downloaded one.
     assert not pypi.asked_for(*CUDA_NAMES) and not cpu.asked_for(*CUDA_NAMES)
     assert not pypi.files() and not cpu.files()
@@ -107,6 +108,13 @@ def test_tensorflow_gives_way_to_tensorflow_cpu_at_the_same_version(
     assert uv_accepts(app, lockers)
     assert not pypi.files() and not pypi.asked_for("nvidia")
     assert "  tensorflow 2.21.0 -> tensorflow-cpu 2.21.0" in capsys.readouterr().out
+
+
+def test_the_warning_names_a_cpu_index_that_does_not_answer(
+        app_of: AppOf, cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = app_of("uv", ["torch==2.13.0"])
+    assert not run_swap("uv", app, cache, "http://127.0.0.1:9/simple").relocked
+    assert "127.0.0.1:9" in capsys.readouterr().err
 
 
 def test_the_relock_sees_no_config_var(app_of: AppOf, cache: Path, indexes: tuple[Index, Index]) -> None:
