@@ -28,6 +28,7 @@ from tests.locks.conftest import (
     cpu_torch_needing_a_newer_filelock,
     inject_fault,
     locked_app,
+    offline,
     run_swap,
     snapshot,
 )
@@ -119,7 +120,41 @@ def test_a_cached_rebuild_relocks_to_the_same_files_and_downloads_nothing(
         assert run_swap(manager, app, cache, cpu.url).relocked
         results.append((snapshot(app), pypi.files() + cpu.files()))
     assert results[0][0] == results[1][0]
-    assert results[1][1] == []  # the second build's re-lock read everything from the cache in CACHE_DIR
+    assert results[1][1] == []  # the second build wrote the pair the first one kept in CACHE_DIR
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_the_same_files_again_get_the_kept_pair_without_the_locker_or_an_index(
+        manager: str, tmp_path: Path, app_of: AppOf, build_cache: BuildCache, lock_indexes: tuple[Index, Index],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    pypi, cpu = lock_indexes
+    first = app_of(manager, ["torch==2.13.0", "flask-fake"], "first")
+    second = Path(shutil.copytree(first, tmp_path / "second"))
+    edited = Path(shutil.copytree(first, tmp_path / "edited"))
+    cache = build_cache(manager)
+    assert run_swap(manager, first, cache, cpu.url).relocked
+    swapped = snapshot(first)
+    capsys.readouterr()
+    shutil.rmtree(cache / "slugslim" / "lockers")  # no locker, and none to install: only the kept pair can swap
+    (tmp_path / "no-wheels").mkdir()
+    offline(monkeypatch, tmp_path / "no-wheels")
+    pypi.requests.clear()
+    cpu.requests.clear()
+
+    again = run_swap(manager, second, cache, cpu.url)
+
+    assert again.relocked and [s.describe() for s in again.swaps] == [
+        "torch==2.13.0 → torch==2.13.0+cpu (wheel sizes unknown)"]
+    assert snapshot(second) == swapped
+    assert pypi.requests == [] and cpu.requests == []
+    assert ", as in the last build):" in capsys.readouterr().out
+
+    # Other files are another key: the re-lock runs, and with no locker to install it fails open.
+    manifest = next(p for p in edited.iterdir() if p.name in ("pyproject.toml", "Pipfile"))
+    manifest.write_bytes(manifest.read_bytes() + b"\n# edited\n")
+    written = snapshot(edited)
+    assert not run_swap(manager, edited, cache, cpu.url).relocked
+    assert snapshot(edited) == written
 
 
 @pytest.mark.parametrize("manager", MANAGERS)
