@@ -123,7 +123,7 @@ class Backup:
                 _put_back(self.root / relative, saved)
         for relative, saved in sorted(self._saved.items(), key=lambda item: -len(item[0].parts)):
             if saved.kind == "absent" and not self._through_link(relative):
-                _remove(self.root / relative)
+                remove(self.root / relative)
 
 
 def _save(path: Path) -> _Saved:
@@ -144,14 +144,14 @@ def _put_back(path: Path, saved: _Saved) -> None:
     if saved.kind == "link":
         if path.is_symlink() and os.readlink(path) == saved.target:
             return
-        _remove(path)
+        remove(path)
         os.symlink(saved.target, path)
         return
     if not path.is_symlink() and path.is_file() and stat.S_IMODE(path.stat().st_mode) == saved.mode \
             and path.read_bytes() == saved.data:
         os.utime(path, ns=saved.times)
         return
-    _remove(path)
+    remove(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.slugslim-")
     try:
@@ -165,7 +165,8 @@ def _put_back(path: Path, saved: _Saved) -> None:
         raise
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """A file, a symlink (never followed) or a directory with all it holds."""
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.is_dir():

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slugslim.core import log, words
+from slugslim.core import failopen, log, words
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import RelockFailed
 from slugslim.core.frameworks import framework_of, is_cuda_runtime, is_gpu_build, kept
@@ -156,11 +156,12 @@ def swap(build_dir: Path, manager: str, config: SwapConfig, env: Mapping[str, st
     adapter, change = planned.adapter, planned.change
     manifest_path, lock_path = build_dir / adapter.manifest, build_dir / adapter.lock
     entries = set(os.listdir(build_dir))
+    backup = failopen.Backup(build_dir, [Path(adapter.manifest), Path(adapter.lock)])
     memo = _memo_dir(cache_dir, manager, planned, env)
     try:
         reused = _reuse(memo, adapter, build_dir, manifest_path, lock_path)
     except OSError:  # put back what was written; the re-lock below runs as if nothing were kept
-        _put_back(build_dir, {manifest_path: planned.manifest, lock_path: planned.lock}, entries)
+        _put_back(backup, build_dir, entries)
         shutil.rmtree(memo, ignore_errors=True)
         reused = None
     if reused is not None:
@@ -182,7 +183,7 @@ def swap(build_dir: Path, manager: str, config: SwapConfig, env: Mapping[str, st
         if moved:
             raise RelockFailed(step, "the re-lock would also have moved " + "; ".join(moved))
     except Exception as exc:  # any failure leaves the files as the user wrote them
-        _put_back(build_dir, {manifest_path: planned.manifest, lock_path: planned.lock}, entries)
+        _put_back(backup, build_dir, entries)
         why = exc.why if isinstance(exc, RelockFailed) else f"{type(exc).__name__}: {exc}"
         where = exc.step if isinstance(exc, RelockFailed) else step
         log.warning(words.lock_not_swapped(adapter.lock, adapter.manifest, f"{where}: {why}."))
@@ -267,30 +268,16 @@ def changes_beyond(before: Mapping[str, Locked], after: Mapping[str, Locked], ch
     return moved
 
 
-def _put_back(build_dir: Path, files: Mapping[Path, bytes], entries: set[str]) -> None:
-    """Both files byte for byte as the user wrote them, and nothing the re-lock left beside them."""
-    for path, raw in files.items():
-        if path.is_file() and not path.is_symlink():
-            if path.read_bytes() != raw:
-                write_bytes(path, raw, build_dir)
-        else:
-            if path.is_symlink() or path.exists():
-                _remove(path)
-            path.write_bytes(raw)
+def _put_back(backup: failopen.Backup, build_dir: Path, entries: set[str]) -> None:
+    """Both files as the user wrote them, and nothing the re-lock left beside them."""
+    backup.restore()
     _remove_new_entries(build_dir, entries)
 
 
 def _remove_new_entries(build_dir: Path, entries: set[str]) -> None:
     """What the locker made in the app dir (a virtualenv, a cache), never anything that was there."""
     for name in set(os.listdir(build_dir)) - entries:
-        _remove(build_dir / name)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+        failopen.remove(build_dir / name)
 
 
 def _log(adapter: Adapter, manager: str, version: str, change: ManifestChange, before: Mapping[str, Locked],
