@@ -264,39 +264,28 @@ def _string_end(text: str, position: int) -> int:
     raise TomlEditError(f"unterminated string at offset {position}")
 
 
+# The one-character tokens, by kind.
+_PUNCTUATION = {"[": "open", "{": "open", "]": "close", "}": "close", ",": "comma", "=": "equals", "\n": "newline"}
+
+
 def _tokens(text: str, position: int) -> Iterator[_Token]:
     while position < len(text):
         char = text[position]
         if char in " \t\r":
             position += 1
             continue
-        if char in "\"'":
-            end = _string_end(text, position)
-            yield _Token("str", position, end)
-        elif char in "[{":
-            end = position + 1
-            yield _Token("open", position, end)
-        elif char in "]}":
-            end = position + 1
-            yield _Token("close", position, end)
-        elif char == ",":
-            end = position + 1
-            yield _Token("comma", position, end)
-        elif char == "=":
-            end = position + 1
-            yield _Token("equals", position, end)
-        elif char == "\n":
-            end = position + 1
-            yield _Token("newline", position, end)
+        if char in _PUNCTUATION:
+            kind, end = _PUNCTUATION[char], position + 1
+        elif char in "\"'":
+            kind, end = "str", _string_end(text, position)
         elif char == "#":
             newline = text.find("\n", position)
-            end = len(text) if newline < 0 else newline
-            yield _Token("comment", position, end)
+            kind, end = "comment", len(text) if newline < 0 else newline
         else:
             match = _OTHER.match(text, position)
             assert match is not None
-            end = match.end()
-            yield _Token("other", position, end)
+            kind, end = "other", match.end()
+        yield _Token(kind, position, end)
         position = end
 
 
