@@ -88,9 +88,10 @@ def _version(pin: Entry) -> str:
     return next((s.version for s in pin.requirement.specifier if s.operator == "=="), "")
 
 
-def locked_version(package: str, lock: Path | None = None) -> str:
-    """The version of ``package`` the lock pins ('' when it pins none)."""
-    return next((_version(p) for p in _pins(lock or LOCK) if p.name == canonicalize_name(package)), "")
+def locked_version(package: str, lock: Path | None = None, pins: list[Entry] | None = None) -> str:
+    """The version of ``package`` the lock pins ('' when it pins none); ``pins`` when already read."""
+    pins = pins if pins is not None else _pins(lock or LOCK)
+    return next((_version(p) for p in pins if p.name == canonicalize_name(package)), "")
 
 
 def install(ctx: FinishContext, package: str, timeout: float, *, version: str = "", lock: Path | None = None,
@@ -103,7 +104,7 @@ def install(ctx: FinishContext, package: str, timeout: float, *, version: str = 
     before = read_dists(ctx.site_packages)
     pins = _pins(lock or LOCK)
     name = canonicalize_name(package)
-    pinned = next((_version(p) for p in pins if p.name == name), "")
+    pinned = locked_version(package, pins=pins)
     locked = not version or version == pinned
     if locked and not pinned:
         raise NotShipped(f"slugslim's lock of runtime packages pins no {package}")
