@@ -12,7 +12,7 @@ import pytest
 from slugslim.core.config import Config, MemoryConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.plan import Plan, PruneResult
-from slugslim.core.results import Results
+from slugslim.core.results import Results, RuntimeResult
 from slugslim.finish import memory
 from tests.conftest import write_app
 from tests.heroku import real
@@ -148,3 +148,20 @@ def test_without_the_prune_step_the_memory_step_runs_the_import_check_itself(tmp
     assert 80 * 10**6 < peak < 400 * MIB
     ctx.results.prune = peak_of(123 * MIB)
     assert memory.measured(ctx) == (123 * MIB, "the import check")
+
+
+def test_on_onnx_runtime_the_web_concurrency_comes_from_the_process_booted_on_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runtime step booted the web process on torch (496 MB) and on ONNX Runtime (199 MB, as measured
+    with all-MiniLM-L6-v2): a dyno runs the second, so it sizes WEB_CONCURRENCY; the prune booted none."""
+    booted = RuntimeResult(engine="onnx", status="onnx",
+                           memory={"torch": 496 * MIB, "onnx": 199 * MIB, "measured_by": "the booted web process"})
+    ctx = FinishContext(build_dir=tmp_path, cache_dir=None, env={}, config=Config(), python=Path(sys.executable),
+                        site_packages=None, results=Results(prune=peak_of(0), runtime=booted))
+    result = memory.run(ctx)
+    assert result.measured_mb == 199
+    assert [(d["memory_mb"], d["web_concurrency"]) for d in result.per_dyno][:2] == [(512, 2), (1024, 4)]
+    assert "(the booted web process: 199 MB" in capsys.readouterr().out
+    kept = RuntimeResult(engine="onnx", status="torch", memory={"torch": 496 * MIB, "onnx": 199 * MIB})
+    ctx.results = Results(prune=peak_of(0), runtime=kept)  # PyTorch kept: its process is what runs
+    assert memory.measured(ctx)[0] != 199 * MIB

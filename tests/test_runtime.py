@@ -29,8 +29,8 @@ def _load(tmp_path: Path, text: str = "", env: dict[str, str] | None = None) -> 
 
 def test_runtime_defaults_to_tensorflow_with_documented_tolerances(tmp_path: Path) -> None:
     runtime = _load(tmp_path).runtime
-    assert (runtime.engine, runtime.quantize, runtime.tolerance, runtime.litert) == (
-        "tensorflow", "dynamic", Tolerance(0.05, 0.99), False)
+    assert (runtime.engine, runtime.quantize_mode, runtime.tolerance, runtime.litert) == (
+        "tensorflow", "dynamic", Tolerance(0.05, 0.99, 0.999), False)
 
 
 def test_runtime_from_the_file_and_config_vars_which_win(tmp_path: Path) -> None:
@@ -49,8 +49,21 @@ def test_runtime_from_the_file_and_config_vars_which_win(tmp_path: Path) -> None
     assert _load(tmp_path, "runtime: false\n", {"SLUGSLIM_RUNTIME_ENGINE": "litert"}).runtime.litert is False
 
 
+def test_onnx_settings_quantize_none_by_default_and_a_cosine_bound(tmp_path: Path) -> None:
+    runtime = _load(tmp_path, "runtime:\n  engine: onnx\n  samples: models/texts.json\n",
+                    {"SLUGSLIM_RUNTIME_TOLERANCE": "cosine=0.995", "SLUGSLIM_RUNTIME_ONNXRUNTIME_VERSION": "1.31.0"}).runtime
+    assert (runtime.onnx, runtime.converts, runtime.litert, runtime.quantize_mode) == (True, True, False, "none")
+    assert runtime.tolerance == Tolerance(0.05, 0.99, 0.995) and runtime.onnxruntime_version == "1.31.0"
+    assert _load(tmp_path, "runtime:\n  engine: onnx\n  quantize: dynamic\n").runtime.quantize_mode == "dynamic"
+
+
 @pytest.mark.parametrize(("text", "env", "named"), [
-    ("runtime:\n  engine: tflite\n", {}, "'runtime.engine' must be one of tensorflow, litert"),
+    ("runtime:\n  engine: tflite\n", {}, "'runtime.engine' must be one of tensorflow, litert, onnx"),
+    ("runtime:\n  engine: onnx\n  quantize: float16\n", {}, "'runtime.quantize: float16' is for runtime.engine: litert"),
+    ("runtime:\n  samples: models/texts.txt\n", {}, "'runtime.samples' must be a .npy or .npz file inside"),
+    ("runtime:\n  engine: onnx\n  samples: texts.csv\n", {}, "must be a .npy, .npz, .txt or .json file inside"),
+    ("runtime:\n  tolerance: {cosine: 2}\n", {}, "'runtime.tolerance.cosine' must be a number between 0 and 1"),
+    ("", {"SLUGSLIM_RUNTIME_ONNXRUNTIME_VERSION": "newest"}, "'runtime.onnxruntime_version' must be one version"),
     ("", {"SLUGSLIM_RUNTIME_QUANTIZE": "int8"}, "'runtime.quantize' must be one of dynamic, float16, none"),
     ("runtime:\n  tolerance: {max_abs: 0.1, top5: 1}\n", {}, "Unknown key 'runtime.tolerance.top5'"),
     ("runtime:\n  tolerance: {top1: 1.5}\n", {}, "'runtime.tolerance.top1' must be a number between 0 and 1"),
@@ -83,8 +96,8 @@ def _models_app(app: Path) -> None:
 def test_the_plan_takes_keras_and_savedmodel_models_of_any_size_and_nothing_else(tmp_path: Path) -> None:
     _models_app(tmp_path)
     settings = _load(tmp_path, "models:\n  exclude: ['weights.h5']\n")
-    models, unsafe = plan.convertible(tmp_path, settings)
-    assert [(m.path, plan.kind_of(m)) for m in models] == [
+    models, unsafe = plan.keras_models(tmp_path, settings)
+    assert [(m.path, m.kind) for m in models] == [
         ("models/classifier.keras", "keras"), ("models/export", "savedmodel"), ("models/weights.h5", "keras")]
     assert unsafe == []
     assert plan.plan(tmp_path / "models" / "export" / "variables", None, settings).verdict == \
@@ -214,8 +227,8 @@ def test_switching_the_engine_clears_heroku_pythons_cache_but_tensorflow_builds_
 
 
 RECORDED = RuntimeResult(**{
-    "status": "litert", "litert": "2.3.0",
-    "models": [{"path": "models/classifier.keras", "original_bytes": 83435, "tflite_bytes": 24120,
+    "status": "litert", "version": "2.3.0",
+    "models": [{"path": "models/classifier.keras", "original_bytes": 83435, "converted_bytes": 24120,
                 "quantize": "dynamic", "max_abs": 0.0012, "top1": 1.0, "convert_seconds": 2.1, "check_seconds": 0.05}],
     "memory": {"litert": 61_000_000, "tensorflow": 560_000_000, "measured_by": "the booted web process"},
     "removed": {"tensorflow": 600_000_000, "models": 83435},
@@ -224,13 +237,13 @@ RECORDED = RuntimeResult(**{
 
 def test_the_report_shows_each_model_and_the_memory_on_both_runtimes(capsys: pytest.CaptureFixture[str]) -> None:
     sections = fit.sections(PrepareState(), Results(runtime=RECORDED))
-    assert json.loads(json.dumps(sections))["runtime"]["models"][0]["tflite_bytes"] == 24120
+    assert json.loads(json.dumps(sections))["runtime"]["models"][0]["converted_bytes"] == 24120
     fit.render(sections)
     out = capsys.readouterr().out
     assert "Runtime: LiteRT (ai-edge-litert 2.3.0) instead of TensorFlow" in out
     assert "models/classifier.keras: 83.4 KB → 24.1 KB (dynamic), max abs difference 0.0012, top-1 100.0%" in out
     assert "One web process: 61.0 MB on LiteRT, 560.0 MB on TensorFlow (the booted web process)" in out
-    kept = RuntimeResult(status="tensorflow", reason="these models did not convert:\n  models/a.h5: flex")
+    kept = RuntimeResult(engine="litert", status="tensorflow", reason="these models did not convert:\n  models/a.h5: flex")
     fit.render(fit.sections(PrepareState(), Results(runtime=kept)))
     assert "Runtime: TensorFlow (runtime.engine: litert did not apply: these models did not convert)" in \
         capsys.readouterr().out

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from slugslim.core import engines
 from slugslim.core.errors import NotShipped
 from slugslim.core.installed import canonical, read_dists
 from slugslim.deps import requirements
-from slugslim.finish.runtime import plan, runtime, tools
+from slugslim.finish.runtime import runtime, tools
 from tests.localindex import serve
 from tests.test_runtime_ship import litert_app, tensorflow_app_wheels
 from tests.wheelfactory import WheelSpec, build_wheel, hashed_lock
@@ -66,7 +67,7 @@ def test_the_pinned_version_is_installed_though_a_newer_one_is_served_and_the_ap
     lock = hashed_lock(tmp_path / "lock.txt", [served[k] for k in ("ai-edge-litert-2.3.0", "numpy-2.2.6",
                                                                      "tqdm-4.67.1")])
     _from_index(monkeypatch, index, lock)
-    got = tools.install(ctx, plan.LITERT, timeout=120)
+    got = tools.install(ctx, engines.LITERT.package, timeout=120)
     assert (got.added, got.version, got.locked) == (["ai-edge-litert", "tqdm"], "2.3.0", True)
     assert ctx.site_packages is not None
     dists = read_dists(ctx.site_packages)
@@ -80,7 +81,7 @@ def test_a_dependency_the_lock_does_not_pin_is_named_and_nothing_is_installed(
     ctx = litert_app(tmp_path, app_wheels, APP_CODE, monkeypatch)
     _from_index(monkeypatch, index, hashed_lock(tmp_path / "lock.txt", [served["ai-edge-litert-2.3.0"]]))
     with pytest.raises(NotShipped, match=r"needs tqdm 4\.67\.1, which slugslim's lock of runtime packages does not"):
-        tools.install(ctx, plan.LITERT, timeout=120)
+        tools.install(ctx, engines.LITERT.package, timeout=120)
     assert ctx.site_packages is not None and not {"ai-edge-litert", "tqdm"} & set(read_dists(ctx.site_packages))
 
 
@@ -127,9 +128,9 @@ def test_slugslims_own_lock_pins_litert_and_what_it_needs_with_hashes() -> None:
     pins = [e for e in requirements.read(tools.LOCK).entries if e.requirement is not None]
     assert pins and all(e.hashes and str(e.requirement.specifier).startswith("==") for e in pins if e.requirement)
     wanted = [str(e.requirement) for e in requirements.read(tools.LOCK.with_suffix(".in")).entries if e.requirement]
-    assert wanted[0] == f"ai-edge-litert=={tools.locked_version(plan.LITERT)}"
+    assert wanted[0] == f"ai-edge-litert=={tools.locked_version(engines.LITERT.package)}"
     # One pin per Python where pip would choose differently (backports-strenum 1.3.1 is for 3.10 only).
     assert {str(e.requirement.marker) for e in pins if e.name == "backports-strenum" and e.requirement} == {
         'python_full_version < "3.11"', 'python_full_version >= "3.11"'}
     # analyze's plan, made before ai-edge-litert is installed, names what it needs: the lock has each.
-    assert {canonical(n) for n in plan.LITERT_REQUIRES} <= {e.name for e in pins}
+    assert {canonical(n) for n in engines.LITERT.requires} <= {e.name for e in pins}

@@ -97,7 +97,7 @@ def litert_app(tmp_path: Path, wheels: Path, app_code: str, monkeypatch: pytest.
                     "--find-links", str(wheels), "tensorflow-cpu", "keras"], check=True, capture_output=True)
     tool = tmp_path / "litert_tool.py"
     tool.write_text(FAKE_TOOL)
-    monkeypatch.setattr(tools, "TOOL", tool)
+    monkeypatch.setitem(tools.TOOLS, "litert", tool)
     monkeypatch.setenv("FAKE_TOOL", mode)
     # Where this test's pip finds ai-edge-litert: the build's environment, not an app config var.
     monkeypatch.setenv("PIP_NO_INDEX", "1")
@@ -144,7 +144,7 @@ def test_litert_ships_removes_tensorflow_keeps_it_in_the_cache_and_the_next_buil
     # The originals left the slug; the .tflite files and the raw weights stay.
     assert not (build / "models" / "classifier.keras").exists() and not (build / "models" / "export").exists()
     assert (build / "models" / "classifier.tflite").is_file() and (build / "models" / "embeddings.bin").is_file()
-    assert result.removed["models"] == 6000 and result.removed["tensorflow"] > 0
+    assert result.removed["models"] == 6000 and result.removed["framework"] > 0
     assert [m["max_abs"] for m in result.models] == [0.001] * 3
     assert not any("reference" in m for m in result.models)  # the build's scratch paths stay out of the report
     assert result.cache["bytes"] > 0
@@ -219,7 +219,7 @@ def test_a_converter_that_cannot_run_keeps_tensorflow_with_its_last_words(
     ctx = litert_app(tmp_path, wheels, "import numpy\n", monkeypatch)
     broken = tmp_path / "broken_tool.py"
     broken.write_text("raise SystemExit('litert_tool: no module named tensorflow')\n")
-    monkeypatch.setattr(tools, "TOOL", broken)
+    monkeypatch.setitem(tools.TOOLS, "litert", broken)
     result = runtime.run(ctx)
     assert result.status == "tensorflow" and result.reason.startswith("the convert step failed (exit status 1)")
     assert "litert_tool: no module named tensorflow" in capsys.readouterr().err

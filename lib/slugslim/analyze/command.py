@@ -27,9 +27,9 @@ from typing import Any
 from slugslim.analyze import view
 from slugslim.analyze.analysis import Analysis, Target
 from slugslim.appcheck import imports, unused
-from slugslim.core import config, frameworks, installed, log, modelscan
+from slugslim.core import config, engines, frameworks, installed, log, modelscan
 from slugslim.core.app import LOCAL_ONLY
-from slugslim.core.config import SwapConfig
+from slugslim.core.config import Config, SwapConfig
 from slugslim.core.errors import AnalyzeError
 from slugslim.finish.prune import prune
 from slugslim.finish.report import estimate, report
@@ -281,7 +281,7 @@ def analyze(target: Target, settings: config.Config) -> Analysis:
         if target.app_dir is not None:
             analysis.unused = unused.find_unused(target.app_dir, scanned, settings.report.ignore_unused)
     if target.app_dir is not None:
-        analysis.runtime = plan.plan(target.app_dir, target.site_packages, settings)
+        analysis.runtime = _runtime_plan(target.app_dir, target.site_packages, settings)
     analysis.removals = _dedupe(analysis.removals)
     _measure(analysis)
     if scanned is not None:
@@ -305,3 +305,15 @@ def run(args: argparse.Namespace) -> int:
         view.render(analysis, args.width or report.terminal_width())
     return analysis.exit_code()
 
+
+
+def _runtime_plan(app_dir: Path, site_packages: Path | None, settings: Config) -> plan.RuntimePlan:
+    """The engine the settings name; without one, LiteRT, or ONNX when the app has PyTorch models and no Keras ones."""
+    asked = engines.ENGINES.get(settings.runtime.engine)
+    if asked is not None:
+        return plan.plan(app_dir, site_packages, settings, asked)
+    litert = plan.plan(app_dir, site_packages, settings, engines.LITERT)
+    if litert.models:
+        return litert
+    onnx = plan.plan(app_dir, site_packages, settings, engines.ONNX)
+    return onnx if onnx.models or onnx.unsafe else litert

@@ -96,15 +96,16 @@ def _render_hub_models(analysis: Analysis, width: int) -> None:
 
 
 def _render_runtime(analysis: Analysis) -> None:
-    """What runtime.engine: litert would give (the sizes above do not count it)."""
+    """What runtime.engine: litert or onnx would give (the sizes above do not count it)."""
     plan = analysis.runtime
     assert plan is not None
-    engine = analysis.settings.runtime.engine
-    log.step(f"LiteRT instead of TensorFlow (runtime.engine: litert; now {engine})")
+    engine, now = plan.engine, analysis.settings.runtime.engine
+    log.step(f"{engine.label} instead of {engine.framework} (runtime.engine: {engine.name}; now {now})")
     for model in plan.models:
-        log.detail(f"Would convert {model.path}  {log.human_bytes(model.bytes)}")
+        log.detail(f"Would convert {model.key}  {log.human_bytes(model.bytes)}")
+    loader = "load_model" if engine.name == "litert" else "SentenceEncoder, pipeline, load_model"
     for path, names in sorted(plan.imports.items()):
-        log.detail(f"Blocks it: {path} imports {', '.join(names)} (use 'from slugslim_models import load_model')")
+        log.detail(f"Blocks it: {path} imports {', '.join(names)} (use 'from slugslim_models import {loader}')")
     if plan.verdict:
         log.detail(f"Not possible as it is: {plan.verdict}.")
         return
@@ -112,6 +113,6 @@ def _render_runtime(analysis: Analysis) -> None:
         log.detail("Possible. Pass the app's environment too to see what would be removed.")
         return
     log.detail(f"Possible, if every model converts and verifies: {len(plan.removed)} distributions, "
-               f"{log.human_bytes(plan.removed_bytes)} on disk, would leave the slug, and ai-edge-litert (about "
-               "60 MB installed) would come in (the expected size below does not count this):")
+               f"{log.human_bytes(plan.removed_bytes)} on disk, would leave the slug, and "
+               f"{' and '.join(engine.packages)} would come in (the expected size below does not count this):")
     log.detail("  " + ", ".join(plan.removed))

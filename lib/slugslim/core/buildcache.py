@@ -35,9 +35,9 @@ def fingerprint(config: Config) -> dict[str, Any]:
         "verify": {"enabled": verify.enabled, "imports": list(verify.imports), "command": verify.command,
                    "boot": verify.boot, "paths": list(verify.paths)},
     }
-    # A LiteRT build caches ai-edge-litert too: switching engines starts afresh. Only then, so that
+    # A LiteRT or ONNX build caches its runtime too: switching engines starts afresh. Only then, so that
     # the caches of builds that never used runtime.engine are not cleared for a key they lack.
-    if config.runtime.litert:
+    if config.runtime.converts:
         found["runtime"] = {"engine": config.runtime.engine}
     return found
 

@@ -166,7 +166,7 @@ _KIND_WORDS = {
     "int": "a whole number",
     "number": "a number",
     "str": "a string",
-    "tolerance": "a mapping of max_abs and top1",
+    "tolerance": "a mapping of max_abs, top1 and cosine",
     "hubmodels": "a list of Hub model ids",
 }
 

@@ -49,22 +49,23 @@ class FixupResult:
 @dataclass
 class RuntimeResult:
     engine: str = "tensorflow"
-    status: str = "off"  # off | nothing | tensorflow (kept, see reason) | litert
+    status: str = "off"  # off | nothing | tensorflow or torch (kept, see reason) | litert or onnx (shipped)
     reason: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
-    litert: str = ""
+    version: str = ""  # of the engine's package (ai-edge-litert, onnxruntime), as installed
     python: str = ""  # the app's Python, as the converter saw it
     installed: list[str] = field(default_factory=list)
-    memory: dict[str, Any] = field(default_factory=dict)  # tensorflow / litert: bytes of the booted web process
-    removed: dict[str, int] = field(default_factory=dict)  # "tensorflow" and "models": bytes out of the slug
+    # bytes of the booted web process on the framework (tensorflow, torch) and on the engine (litert, onnx)
+    memory: dict[str, Any] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)  # "framework" and "models": bytes out of the slug
     removal: dict[str, Any] = field(default_factory=dict)  # the prune engine's outcome
     cache: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"engine": self.engine, "status": self.status, "reason": self.reason, "plan": self.plan,
-                "models": self.models, "litert": self.litert, "python": self.python, "installed": self.installed,
+                "models": self.models, "version": self.version, "python": self.python, "installed": self.installed,
                 "memory": self.memory, "removed": self.removed, "removal": self.removal, "cache": self.cache,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()}}
 

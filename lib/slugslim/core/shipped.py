@@ -9,6 +9,8 @@ from slugslim.core import log
 
 BOOT_DIR = Path(__file__).parents[1] / "boot"
 HELPER = Path("slugslim_models.py")
+# Every file of the loader slugslim ships into the app root (the import gates let them import frameworks).
+HELPERS = frozenset({"slugslim_models.py", "slugslim_onnx.py"})
 HELPER_MARKER = "slugslim-models-helper"
 
 

@@ -29,10 +29,10 @@ def models_not_at_the_source(count: int, lines: str) -> str:
             "Set models.strict: true to fail the build instead.")
 
 
-def tensorflow_kept(reason: str) -> str:
-    return ("Warning: slugslim kept TensorFlow for this app, because " + reason + "\n"
-            "The app is deployed as it would be without runtime.engine: litert: it works, with the "
-            "larger slug\nand memory of TensorFlow. Set runtime.engine: tensorflow to silence this.")
+def framework_kept(framework: str, engine: str, reason: str) -> str:
+    return (f"Warning: slugslim kept {framework} for this app, because " + reason + "\n"
+            f"The app is deployed as it would be without runtime.engine: {engine}: it works, with the "
+            f"larger slug\nand memory of {framework}. Set runtime.engine: tensorflow to silence this.")
 
 
 def web_process_over_the_smallest_dyno(mb: int, smallest_mb: int, measured_by: str) -> str:

@@ -13,7 +13,7 @@ its own process: what one web process needs before it serves anything), and
 
 ``memory: false`` turns it off. When the boot check booted the Procfile's web process, its
 resident memory (parent and one worker, after its answers) is the measurement instead: that is
-what a dyno runs. With ``runtime.engine: litert`` that process runs on LiteRT.
+what a dyno runs. With ``runtime.engine: litert`` or ``onnx`` that process runs on LiteRT or ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -52,11 +52,12 @@ def concurrency(memory_mb: int, cores: int, process_mb: int) -> int:
 def measured(ctx: FinishContext) -> tuple[int, str]:
     """(peak bytes of one web process, how it was measured), or (0, why not)."""
     prune, runtime = ctx.results.prune, ctx.results.runtime
-    # On LiteRT (the runtime step), its own boot of the web process, when the prune booted none.
-    litert = runtime.memory.get("litert") if runtime is not None and runtime.status == "litert" else None
+    # On LiteRT or ONNX Runtime (the runtime step), its own boot of the web process, when the prune booted none.
+    engine = runtime.memory.get(runtime.status) if runtime is not None and runtime.status in ("litert", "onnx") \
+        else None
     # The booted web process, when the boot check ran, is what a dyno really runs: it includes
     # the server's parent and what the first requests loaded.
-    for value, how in ((prune.web_rss if prune else 0, "the booted web process"), (litert, "the booted web process"),
+    for value, how in ((prune.web_rss if prune else 0, "the booted web process"), (engine, "the booted web process"),
                        (prune.verify_peak_rss if prune else 0, "the import check")):
         if isinstance(value, int) and value > 0:
             return value, how

@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     # Before the runtime step, so that a later engine finds the model files; after the fix-up, whose
     # packages the app runs on.
     guarded(ctx, "downloading Hugging Face models at build time", lambda: hub.run(ctx))
-    # Before the prune: it then prunes ai-edge-litert, not a TensorFlow about to go, and verifies on LiteRT.
-    guarded(ctx, "serving the models with LiteRT", lambda: runtime.run(ctx))
+    # Before the prune: it then prunes the engine, not a framework about to go, and verifies on the engine.
+    guarded(ctx, "serving the models with LiteRT or ONNX Runtime", lambda: runtime.run(ctx))
     guarded(ctx, "pruning site-packages", lambda: prune.run(ctx))
     # Last of the steps that change the app: every build step, the app's own hook included, has had the models.
     guarded(ctx, "taking models out of the slug", lambda: models.run(ctx))

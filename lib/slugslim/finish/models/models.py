@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from slugslim.core import lfs, log, words
+from slugslim.core.app import regular
 from slugslim.core.config import ModelsConfig
 from slugslim.core.context import FinishContext
 from slugslim.core.errors import ModelStoreError, StoreError
@@ -162,6 +163,25 @@ def _hub_models(ctx: FinishContext) -> list[Model]:
     return found
 
 
+def _onnx_models(ctx: FinishContext) -> list[Model]:
+    """The ONNX files the runtime step wrote under .slugslim (which the scan does not look into), of at least
+    models.min_size: they go to the store like any model, and the loader finds them where they were."""
+    runtime = ctx.results.runtime
+    if runtime is None or runtime.status != "onnx":
+        return []
+    found: list[Model] = []
+    for line in runtime.models:
+        relative = PurePosixPath(str(line.get("converted") or ""))
+        target = ctx.build_dir / relative
+        if relative.parts[:1] != (STATE_DIR,) or ".." in relative.parts or regular(target) is None:
+            continue
+        size = target.stat().st_size
+        if size >= ctx.config.models.min_size * MB:
+            found.append(Model(relative.as_posix(), "file", f"the ONNX model of {line['path']}",
+                               (ModelFile(relative.as_posix(), size),)))
+    return found
+
+
 def _log_found(found: Scan) -> None:
     for model in found.models:
         count = f", {len(model.files)} files" if len(model.files) > 1 else ""
@@ -212,7 +232,7 @@ def run(ctx: FinishContext) -> ModelsResult:
     app_dir = ctx.build_dir
     found = scan(app_dir, config)
     if config.source:
-        found.models = sorted([*found.models, *_hub_models(ctx)], key=lambda m: m.path)
+        found.models = sorted([*found.models, *_hub_models(ctx), *_onnx_models(ctx)], key=lambda m: m.path)
     # A Git LFS pointer stands for its real file: with models.source, the dyno fetches that file instead.
     excluded = {m.path for m in found.excluded}
     pointers = {p.path: p for p in lfs.find(app_dir) if p.path not in excluded} if config.source else {}

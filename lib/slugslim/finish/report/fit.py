@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from slugslim.core import log
+from slugslim.core.engines import ENGINES
 from slugslim.core.results import Results
 from slugslim.core.state import PrepareState
 
@@ -66,20 +67,25 @@ def render(report: dict[str, Any]) -> None:
 
 def _render_runtime(runtime: dict[str, Any]) -> None:
     status = runtime.get("status")
-    if status == "litert":
-        log.detail(f"Runtime: LiteRT (ai-edge-litert {runtime.get('litert')}) instead of TensorFlow")
+    shipped = ENGINES.get(str(status))
+    if shipped is not None:
+        log.detail(f"Runtime: {shipped.label} ({shipped.package} {runtime.get('version')}) instead of "
+                   f"{shipped.framework}")
         for model in runtime.get("models") or []:
-            top1 = model.get("top1")
+            top1, cosine = model.get("top1"), model.get("cosine")
             agreement = f", top-1 {top1:.1%}" if isinstance(top1, (int, float)) else ""
+            agreement += f", cosine {cosine:.5f}" if isinstance(cosine, (int, float)) else ""
             log.detail(f"  {model['path']}: {log.human_bytes(model['original_bytes'])} → "
-                       f"{log.human_bytes(model['tflite_bytes'])} ({model['quantize']}), max abs difference "
-                       f"{model.get('max_abs') or 0:.2g}{agreement}; converted in "
+                       f"{log.human_bytes(model['converted_bytes'])} ({model['quantize'] or 'float32'}), "
+                       f"max abs difference {model.get('max_abs') or 0:.2g}{agreement}; converted in "
                        f"{log.seconds(model['convert_seconds'])}, "
                        f"checked in {log.seconds(model.get('check_seconds') or 0)}")
         memory = runtime.get("memory") or {}
-        if memory.get("litert") and memory.get("tensorflow"):
-            log.detail(f"  One web process: {log.human_bytes(memory['litert'])} on LiteRT, "
-                       f"{log.human_bytes(memory['tensorflow'])} on TensorFlow ({memory.get('measured_by')})")
-    elif status in ("tensorflow", "nothing"):
+        if memory.get(shipped.name) and memory.get(shipped.kept):
+            log.detail(f"  One web process: {log.human_bytes(memory[shipped.name])} on {shipped.label}, "
+                       f"{log.human_bytes(memory[shipped.kept])} on {shipped.framework} ({memory.get('measured_by')})")
+        return
+    asked = ENGINES.get(str(runtime.get("engine")))
+    if asked is not None and status in (asked.kept, "nothing"):
         why = str(runtime.get("reason") or "").splitlines()[0].rstrip(":")
-        log.detail(f"Runtime: TensorFlow (runtime.engine: litert did not apply: {why})")
+        log.detail(f"Runtime: {asked.framework} (runtime.engine: {asked.name} did not apply: {why})")

@@ -41,7 +41,8 @@ from slugslim.core.installed import read_dists
 from slugslim.deps import requirements
 from slugslim.deps.requirements import Entry
 
-TOOL = Path(__file__).parent / "litert_tool.py"
+# The converter and verifier of each engine, run with the app's Python.
+TOOLS = {"litert": Path(__file__).parent / "litert_tool.py", "onnx": Path(__file__).parent / "onnx_tool.py"}
 LOCK = Path(__file__).resolve().parents[3] / "runtime.lock"
 # Binary wheels only, no pip cache: the dry run and the install see the same files.
 _PIP_ARGS = ("--only-binary=:all:", "--no-cache-dir", "--no-input", "--quiet")
@@ -54,10 +55,13 @@ class Installed:
     locked: bool  # from the lock, every file checked against its hashes
 
 
-def run_tool(ctx: FinishContext, action: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """One run of ``litert_tool.py``; NotShipped when it could not run at all."""
+def run_tool(ctx: FinishContext, engine: str, action: str, request: dict[str, Any], timeout: float,
+             env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One run of the engine's tool (``env``: the app's Python environment, or one made from it); NotShipped
+    when it could not run at all."""
     try:
-        loaded = apptool.run(ctx.python, TOOL, action, request, ctx.python_env(), ctx.build_dir, timeout)
+        loaded = apptool.run(ctx.python, TOOLS[engine], action, request, env or ctx.python_env(), ctx.build_dir,
+                             timeout)
     except apptool.ToolFailed as exc:
         raise NotShipped(str(exc)) from None
     if not isinstance(loaded.get("models"), list):
