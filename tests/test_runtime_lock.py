@@ -134,3 +134,13 @@ def test_slugslims_own_lock_pins_litert_and_what_it_needs_with_hashes() -> None:
         'python_full_version < "3.11"', 'python_full_version >= "3.11"'}
     # analyze's plan, made before ai-edge-litert is installed, names what it needs: the lock has each.
     assert {canonical(n) for n in engines.LITERT.requires} <= {e.name for e in pins}
+
+
+def test_the_lock_pins_the_onnx_runtime_per_python_and_the_install_asks_for_the_apps() -> None:
+    """onnxruntime's wheels end at Python 3.10 with 1.24.3: the universal lock pins that for 3.10, 1.32.0 for
+    the others, and the version slugslim installs is the one whose marker holds for the app's Python."""
+    assert [tools.locked_version("onnxruntime", python=v) for v in ("3.10", "3.11", "3.12", "3.14")] == [
+        "1.24.3", "1.32.0", "1.32.0", "1.32.0"]
+    assert tools.locked_version("tokenizers", python="3.10") == tools.locked_version("tokenizers", python="3.13")
+    pins = [e.name for e in requirements.read(tools.LOCK).entries if e.requirement is not None]
+    assert {canonical(n) for n in (*engines.ONNX.packages, *engines.ONNX.requires)} <= set(pins)

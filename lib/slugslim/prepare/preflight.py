@@ -34,9 +34,8 @@ from slugslim.core import frameworks, log
 from slugslim.core.config import SwapConfig
 from slugslim.core.errors import LookupFailed, PreflightError
 from slugslim.core.frameworks import Framework
-from slugslim.deps import locked, pyversion, requirements, simpleindex
+from slugslim.deps import locked, markers, pyversion, requirements, simpleindex
 from slugslim.deps.sources import REQUIREMENTS, index_options
-from slugslim.prepare.swap import swap
 
 CHECKED = ("TensorFlow",)
 
@@ -92,17 +91,17 @@ def declared(app_dir: Path, python: str, config: SwapConfig, lock: locked.Lock |
     found: list[Declared] = []
     root = app_dir / REQUIREMENTS
     if lock is not None:  # what the sync installs on a dyno with this Python, as the lock pins it
-        for package in lock.installed(swap.dyno_environment(python)):
+        for package in lock.installed(markers.dyno_environment(python)):
             framework = _framework_of(package.name)
             if framework is not None:
                 pinned = f"{package.name}=={package.version}"
                 found.append(Declared(framework.name, package.name, f"=={package.version}", lock.file, pinned))
     elif root.is_file():
-        environment = swap.dyno_environment(python)
+        environment = markers.dyno_environment(python)
         for parsed, _, entry in requirements.read_tree(root, app_dir).entries():
             req = entry.requirement
             framework = _framework_of(req.name) if req is not None and not parsed.constraint else None
-            if req is not None and framework is not None and swap.applies_on_dyno(req, environment):
+            if req is not None and framework is not None and markers.applies_on_dyno(req, environment):
                 where = f"{parsed.path.relative_to(app_dir).as_posix()} line {entry.lineno}"
                 found.append(Declared(framework.name, _installed_name(req.name, config), str(req.specifier), where,
                                       f"{canonicalize_name(req.name)}{req.specifier}"))
@@ -181,7 +180,7 @@ def _in_lock(lock: locked.Lock, build: Declared) -> simpleindex.Availability:
     Python for which the lock installs none of it needs none)."""
     result = simpleindex.Availability(build.requirement)
     for python in pyversion.SUPPORTED:
-        packages = [p for p in lock.installed(swap.dyno_environment(python)) if p.name == build.name]
+        packages = [p for p in lock.installed(markers.dyno_environment(python)) if p.name == build.name]
         fits = [p.version for p in packages if p.installable_on(python)]
         result.by_python[python] = fits if packages else [build.specifier.removeprefix("==")]
         if fits:

@@ -159,7 +159,7 @@ def _install(ctx: FinishContext, engine: Engine, result: RuntimeResult, undo: Un
     """The engine's packages from slugslim's lock; its version setting for the first of them."""
     started = time.monotonic()
     version = str(getattr(ctx.config.runtime, engine.version_key))
-    if version and version != tools.locked_version(engine.package):
+    if version and version != tools.locked_version(engine.package, python=tools.app_python(ctx)):
         log.detail(f"runtime.{engine.version_key} asks for {engine.package} {version}: it comes from the package "
                    "index,\nnot from slugslim's lock, so its files are not checked against known hashes")
     for package in engine.packages:

@@ -39,6 +39,7 @@ from slugslim.core.context import FinishContext
 from slugslim.core.errors import NotShipped, RequirementsError
 from slugslim.core.installed import read_dists
 from slugslim.deps import requirements
+from slugslim.deps.markers import applies_on_dyno, dyno_environment
 from slugslim.deps.requirements import Entry
 
 # The converter and verifier of each engine, run with the app's Python.
@@ -92,10 +93,20 @@ def _version(pin: Entry) -> str:
     return next((s.version for s in pin.requirement.specifier if s.operator == "=="), "")
 
 
-def locked_version(package: str, lock: Path | None = None, pins: list[Entry] | None = None) -> str:
-    """The version of ``package`` the lock pins ('' when it pins none); ``pins`` when already read."""
+def app_python(ctx: FinishContext) -> str:
+    """The app's Python as X.Y, from its site-packages (``lib/pythonX.Y/site-packages``); '' when unknown."""
+    name = ctx.site_packages.parent.name if ctx.site_packages is not None else ""
+    return name.removeprefix("python") if name.startswith("python3.") else ""
+
+
+def locked_version(package: str, lock: Path | None = None, pins: list[Entry] | None = None, python: str = "") -> str:
+    """The version of ``package`` the lock pins for the app's Python ``python`` (X.Y; '' for any), or ''
+    when it pins none; ``pins`` when already read. A universal lock may pin two versions with markers:
+    onnxruntime 1.24.3 for Python 3.10, whose wheels end there, 1.32.0 for the others."""
     pins = pins if pins is not None else _pins(lock or LOCK)
-    return next((_version(p) for p in pins if p.name == canonicalize_name(package)), "")
+    environment = dyno_environment(python) if python else None
+    return next((_version(p) for p in pins if p.name == canonicalize_name(package) and p.requirement is not None
+                 and (environment is None or applies_on_dyno(p.requirement, environment))), "")
 
 
 def install(ctx: FinishContext, package: str, timeout: float, *, version: str = "", lock: Path | None = None,
@@ -108,7 +119,7 @@ def install(ctx: FinishContext, package: str, timeout: float, *, version: str = 
     before = read_dists(ctx.site_packages)
     pins = _pins(lock or LOCK)
     name = canonicalize_name(package)
-    pinned = locked_version(package, pins=pins)
+    pinned = locked_version(package, pins=pins, python=app_python(ctx))
     locked = not version or version == pinned
     if locked and not pinned:
         raise NotShipped(f"slugslim's lock of runtime packages pins no {package}")

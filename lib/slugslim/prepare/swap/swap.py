@@ -30,10 +30,8 @@ on requirements.txt, stays valid from build to build.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from packaging.markers import UndefinedComparison, UndefinedEnvironmentName, default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -42,36 +40,12 @@ from slugslim.core.config import SwapConfig
 from slugslim.core.errors import LookupFailed, SwapHashError
 from slugslim.core.frameworks import kept
 from slugslim.deps import pyversion, reqedit, requirements
+from slugslim.deps.markers import applies_on_dyno, dyno_environment
 from slugslim.deps.sources import MANAGERS, OTHER_MANAGERS, REQUIREMENTS, package_manager
 from slugslim.deps.wheels import Lookup, NoLookup
 from slugslim.prepare.swap.locks import flow
 from slugslim.prepare.swap.plan import FilePlan, Swap, SwapPlan, pinned_version, replace_args, without_marker
 from slugslim.prepare.swap.pytorch import TorchIndex, TorchRewrite, is_torch_family
-
-# --------------------------------------------------------------------------------------------------
-# The dyno's marker environment (the app's Python comes from ``slugslim.deps.pyversion``)
-# --------------------------------------------------------------------------------------------------
-
-def dyno_environment(python_version: str) -> dict[str, str]:
-    """PEP 508 marker values on a Heroku dyno running the app's Python."""
-    env = {key: str(value) for key, value in default_environment().items()}
-    env.update(
-        sys_platform="linux", platform_system="Linux", os_name="posix", platform_machine="x86_64",
-        implementation_name="cpython", platform_python_implementation="CPython",
-        python_version=python_version, python_full_version=f"{python_version}.0",
-    )
-    return env
-
-
-def applies_on_dyno(requirement: Requirement, environment: Mapping[str, str]) -> bool:
-    if requirement.marker is None:
-        return True
-    try:
-        return requirement.marker.evaluate(dict(environment))
-    except (UndefinedEnvironmentName, UndefinedComparison):
-        # A marker we cannot decide: assume it holds, as pip on the dyno might.
-        return True
-
 
 # --------------------------------------------------------------------------------------------------
 # The plan
