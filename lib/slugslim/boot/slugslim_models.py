@@ -32,6 +32,16 @@ Anywhere else (your laptop, ``engine: tensorflow``) it returns what ``keras.mode
 returns, or for a SavedModel directory a small wrapper of its serving signature with the same
 ``predict``. To get this file on your machine, copy ``lib/slugslim/boot/slugslim_models.py`` from
 the slugslim buildpack into your app's root (next to your Procfile).
+
+PyTorch and Hugging Face models (``runtime.engine: onnx``) run on ONNX Runtime where slugslim
+converted them, and on the real libraries anywhere else; ``slugslim_onnx.py``, imported only then,
+tells how:
+
+    from slugslim_models import SentenceEncoder, pipeline
+    embeddings = SentenceEncoder("sentence-transformers/all-MiniLM-L6-v2").encode(texts)
+    labels = pipeline("text-classification", model="models/sentiment")(texts)
+
+and ``load_model("models/net.pt")`` (TorchScript) or ``load_model("models/net.pt2")`` (torch.export).
 """
 
 from __future__ import annotations
@@ -45,7 +55,8 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-__all__ = ["FetchError", "LiteRTModel", "load_model", "path"]
+# SentenceEncoder and pipeline come from __getattr__, which imports slugslim_onnx.py only when they are used.
+__all__ = ["FetchError", "LiteRTModel", "SentenceEncoder", "load_model", "path", "pipeline"]  # noqa: F822
 
 _ROOT = Path(__file__).resolve().parent
 _MANIFEST = _ROOT / ".slugslim" / "models.json"
@@ -53,6 +64,14 @@ _RUNTIME = _ROOT / ".slugslim" / "runtime.json"
 _SCRIPT = _ROOT / ".profile.d" / "slugslim-models.sh"
 _LOCK = threading.Lock()
 _READY: set[str] = set()
+_TORCH_SUFFIXES = (".pt", ".pth", ".pt2")
+
+
+def __getattr__(name: str) -> Any:
+    """``SentenceEncoder`` and ``pipeline`` come from slugslim_onnx.py, imported on first use only."""
+    if name in ("SentenceEncoder", "pipeline"):
+        return getattr(importlib.import_module("slugslim_onnx"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class FetchError(RuntimeError):
@@ -126,7 +145,10 @@ def load_model(model_path: str | os.PathLike[str], custom_objects: Any = None, *
     """
     raw = os.fspath(model_path)
     key = _key(raw)
-    entry = _litert_entry(key) if key is not None else None
+    if (key is not None and _runtime_entry(key, "onnx") is not None) or (
+            PurePosixPath(raw).suffix.lower() in _TORCH_SUFFIXES):
+        return importlib.import_module("slugslim_onnx").load_model(raw)
+    entry = _runtime_entry(key, "litert") if key is not None else None
     if entry is not None:
         try:
             litert = importlib.import_module("ai_edge_litert.interpreter")
@@ -155,20 +177,23 @@ def _key(raw: str) -> str | None:
     return None
 
 
-_RUNTIME_CACHE: list[dict[str, Any]] = []
+_RUNTIME_CACHE: list[tuple[str, dict[str, Any]]] = []
 
 
-def _litert_entry(key: str) -> dict[str, Any] | None:
-    """What slugslim recorded for the converted model ``key``, or None (not converted, or no runtime.json)."""
+def _runtime_entry(key: str, engine: str) -> dict[str, Any] | None:
+    """What slugslim recorded for ``key`` converted for ``engine`` (litert, onnx), or None (not converted,
+    another engine, or no runtime.json)."""
     with _LOCK:
         if not _RUNTIME_CACHE:
             try:
                 data = json.loads(_RUNTIME.read_text(encoding="utf-8"))
             except FileNotFoundError:
                 data = {}
-            models = data.get("models") if isinstance(data, dict) and data.get("engine") == "litert" else None
-            _RUNTIME_CACHE.append(models if isinstance(models, dict) else {})
-    entry = _RUNTIME_CACHE[0].get(key)
+            models = data.get("models") if isinstance(data, dict) else None
+            _RUNTIME_CACHE.append((str(data.get("engine", "")) if isinstance(data, dict) else "",
+                                   models if isinstance(models, dict) else {}))
+    recorded, models = _RUNTIME_CACHE[0]
+    entry = models.get(key) if recorded == engine else None
     return entry if isinstance(entry, dict) else None
 
 

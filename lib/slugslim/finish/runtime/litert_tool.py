@@ -340,7 +340,7 @@ def check_one(np: Any, loader: Any, tolerance: dict[str, Any], spec: dict[str, A
     entry = _unchecked(str(spec["path"]), "")
     start = time.monotonic()
     try:
-        if loader._litert_entry(loader._key(str(spec["path"]))) is None:
+        if loader._runtime_entry(loader._key(str(spec["path"])), "litert") is None:
             raise ValueError(".slugslim/runtime.json does not list this model")
         model = loader.load_model(spec["path"])
         if getattr(model, "backend", "") != "litert":
