@@ -1,15 +1,17 @@
-"""TensorFlow kept for the next build, so that a LiteRT slug does not download it again.
+"""The framework kept for the next build, so that a LiteRT or ONNX Runtime slug does not download it again.
 
 heroku/python (v351 ``cache::save``) caches ``.heroku/python`` as ``bin/post_compile`` left it: without
-TensorFlow, once ``runtime.engine: litert`` shipped. At the next build pip would find TensorFlow
-missing and download it again (the ``tensorflow-cpu`` wheel alone is 274 MB), only for the
-conversion. So the finish step keeps the files it removes in ``CACHE_DIR/slugslim/litert-stash``
-(hard links when the cache is on the same filesystem, which costs no space until the build dir is
-gone), and the next prepare phase, which runs before heroku/python restores its cache, moves them
-back into the cached ``.heroku/python``: pip then finds TensorFlow installed and downloads nothing.
+TensorFlow or PyTorch, once ``runtime.engine: litert`` or ``onnx`` shipped. At the next build pip would
+find the framework missing and download it again (the ``tensorflow-cpu`` wheel alone is 274 MB,
+torch's CPU build 190 MB), only for the conversion. So the finish step keeps the files it removes in
+``CACHE_DIR/slugslim/litert-stash`` (named when LiteRT was the only engine; kept, so that caches made
+then still work), as hard links when the cache is on the same filesystem, which costs no space until
+the build dir is gone; and the next prepare phase, which runs before heroku/python restores its
+cache, moves them back into the cached ``.heroku/python``: pip then finds the framework installed and
+downloads nothing.
 
 They go back only into a cache that exists, for the same Python (heroku/python discards its cache
-when the Python version changed, and TensorFlow's files are built for one), and never over a file
+when the Python version changed, and the framework's files are built for one), and never over a file
 the cache has. When slugslim clears heroku/python's cache (``slugslim.core.buildcache``), the stash goes too.
 """
 
@@ -26,8 +28,8 @@ from slugslim.core.buildcache import PYTHON_CACHE
 from slugslim.core.plan import Removal
 
 STASH = Path("slugslim") / "litert-stash"
-# What slugslim installed for LiteRT (ai-edge-litert and its new dependencies): heroku/python's cache
-# keeps them, so a later build that keeps TensorFlow takes them out again.
+# What slugslim installed for the engine (ai-edge-litert, onnxruntime, and their new dependencies):
+# heroku/python's cache keeps them, so a later build that keeps the framework takes them out again.
 INSTALLS = Path("slugslim") / "litert-installed.json"
 RECORD = "stash.json"
 PYTHON_VERSION_FILE = Path(".heroku") / "python-version"  # heroku/python's record of the cached Python
@@ -106,18 +108,19 @@ def reinsert(cache_dir: Path) -> str:
         except OSError:
             cached_version = ""
         cached_version = cached_version.removeprefix("python-")
-        # X.Y: TensorFlow's extension modules are built for one; a patch release changes nothing here,
+        # X.Y: the framework's extension modules are built for one; a patch release changes nothing here,
         # and heroku/python discards its own cache when the full version changed.
         if record.get("python") and cached_version and _minor(cached_version) != _minor(str(record["python"])):
             why = f"the cache is for Python {cached_version}, not {record['python']}"
     if why:
         drop(cache_dir)
-        return f"Dropped the TensorFlow kept by the last build: {why}"
+        return f"Dropped the {record.get('framework') or 'TensorFlow'} kept by the last build: {why}"
     moved = _move_missing(root / "python", cached)
     drop(cache_dir)
     names = ", ".join(record.get("distributions", [])[:4])
     return (f"Put back into heroku/python's cache the {len(record.get('distributions', []))} distributions the last "
-            f"build removed for LiteRT ({names}…, {moved} entries), so pip does not download them again")
+            f"build removed for {record.get('engine') or 'LiteRT'} ({names}…, {moved} entries), so pip does not "
+            "download them again")
 
 
 def remember_installs(cache_dir: Path, names: list[str]) -> None:

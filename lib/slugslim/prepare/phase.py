@@ -128,7 +128,7 @@ def _follow_settings(cache_dir: Path, settings: config.Config) -> None:
         put_back = stash.reinsert(cache_dir)
     except OSError as exc:  # the cache is an optimisation: never a reason to fail the build
         stash.drop(cache_dir)
-        put_back = f"Dropped the TensorFlow kept by the last build, which could not be put back: {exc}"
+        put_back = f"Dropped the framework kept by the last build, which could not be put back: {exc}"
     if put_back:
         log.detail(put_back)
 

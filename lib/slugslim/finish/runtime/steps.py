@@ -138,7 +138,8 @@ def remove_framework(ctx: FinishContext, engine: Engine, result: RuntimeResult, 
     started = time.monotonic()
     if ctx.cache_dir is not None:
         prefix = site.parent.parent.parent
-        record = {"python": result.python, "distributions": sorted(names),
+        record = {"python": result.python, "distributions": sorted(names), "framework": engine.framework,
+                  "engine": engine.label,
                   "site_packages": site.relative_to(prefix).as_posix()}
         undo.stashed = True
         result.cache = {"bytes": stash.stash(ctx.cache_dir, prefix, site, removals, record),
