@@ -17,7 +17,7 @@ reference outputs for ``check``. A Keras model is converted through a function w
 check, per model: load it through ``slugslim_models.load_model`` from the build dir, as the app
 will, and compare its predictions with the references: the largest absolute difference, the
 largest difference relative to the output's largest magnitude, and the share of rows whose top-1
-class agrees.
+class agrees (``compare_tool``, shared with ``onnx_tool.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ import re
 import sys
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from slugslim.finish.runtime import compare_tool
+else:
+    import compare_tool  # from this script's directory, first on sys.path
 
 # A dimension the signature leaves open (other than the batch) gets this size in random samples.
 DYNAMIC_SIZE = 8
@@ -300,37 +305,6 @@ def convert(request: dict[str, Any]) -> dict[str, Any]:
     return {"tensorflow": str(tf.__version__), "python": platform.python_version(), "models": models}
 
 
-def compare(np: Any, got: list[Any], want: list[Any], tie: float) -> dict[str, Any]:
-    """max_abs; max_rel, relative to each output's largest magnitude; top-1 agreement; and classifier.
-
-    ``top1`` counts a row as agreeing when LiteRT's top class is the original's, or one the original
-    scored within ``tie`` (the tolerated max_abs) of its top: a near-tie that a difference inside
-    the tolerance flips is no disagreement. ``top1_exact`` is the plain share of equal argmaxes.
-    """
-    max_abs = max_rel = 0.0
-    top1: list[tuple[float, float]] = []
-    classifier_top1: list[tuple[float, float]] = []
-    for g, w in zip(got, want, strict=True):
-        g, w = np.asarray(g, dtype=np.float64), np.asarray(w, dtype=np.float64)
-        if g.shape != w.shape:
-            raise ValueError(f"LiteRT gave shape {g.shape}, the original model {w.shape}")
-        if not np.all(np.isfinite(g)):
-            raise ValueError("LiteRT gave NaN or infinite values")
-        diff = float(np.max(np.abs(g - w))) if g.size else 0.0
-        scale = float(np.max(np.abs(w))) if w.size else 0.0
-        max_abs, max_rel = max(max_abs, diff), max(max_rel, diff / scale if scale else diff)
-        if w.ndim >= 2 and w.shape[-1] >= 2 and w.size:
-            chosen = np.take_along_axis(w, np.argmax(g, axis=-1)[..., None], axis=-1)[..., 0]
-            agree = (float(np.mean(chosen >= w.max(axis=-1) - tie)),
-                     float(np.mean(np.argmax(g, axis=-1) == np.argmax(w, axis=-1))))
-            top1.append(agree)
-            if np.all(w >= -1e-6) and np.all(np.abs(w.sum(axis=-1) - 1.0) <= 1e-3):
-                classifier_top1.append(agree)
-    shown = classifier_top1 or top1
-    return {"max_abs": max_abs, "max_rel": max_rel, "top1": min(a for a, _ in shown) if shown else None,
-            "top1_exact": min(e for _, e in shown) if shown else None, "classifier": bool(classifier_top1)}
-
-
 def _unchecked(model: str, error: str) -> dict[str, Any]:
     return {"path": model, "ok": False, "error": error, "max_abs": None, "max_rel": None, "top1": None,
             "top1_exact": None, "classifier": False, "seconds": 0.0}
@@ -352,7 +326,7 @@ def check_one(np: Any, loader: Any, tolerance: dict[str, Any], spec: dict[str, A
         _, _, got_list = _flatten(got)
         if len(got_list) != len(want):
             raise ValueError(f"LiteRT gave {len(got_list)} outputs, the original model {len(want)}")
-        entry.update(compare(np, got_list, want, float(tolerance["max_abs"])))
+        entry.update(compare_tool.compare(np, got_list, want, float(tolerance["max_abs"])))
         failed = [f"max_abs {entry['max_abs']:.3g} > {tolerance['max_abs']}"] if entry["max_abs"] > float(
             tolerance["max_abs"]) else []
         if "max_rel" in tolerance and entry["max_rel"] > float(tolerance["max_rel"]):
