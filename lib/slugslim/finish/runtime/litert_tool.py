@@ -31,12 +31,10 @@ import re
 import sys
 import time
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from slugslim.finish.runtime import compare_tool
-else:
-    import compare_tool  # from this script's directory, first on sys.path
+# From this script's directory, first on sys.path (mypy, checking the slugslim package, does not look there).
+import compare_tool  # type: ignore[import-not-found]
 
 # A dimension the signature leaves open (other than the batch) gets this size in random samples.
 DYNAMIC_SIZE = 8
