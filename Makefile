@@ -169,7 +169,8 @@ test-docker: $(DEV_STAMP)
 # Re-lock slugslim's build-time tools on the oldest supported Python, and the dev tools.
 # The lockers the lock swap re-locks with (uv, Poetry, Pipenv at heroku/python's versions), hashed for
 # every Python slugslim runs on: uv's universal resolution, by the pinned uv itself. So is
-# lib/runtime.lock, what runtime.engine installs into the app, for every Python the app may run.
+# lib/runtime.lock, what runtime.engine installs into the app, for every Python the app may run, and
+# lib/onnx-export.lock, the export tools the ONNX conversion runs with from a build-only directory.
 LOCKERS_UV := .cache/lockers-uv
 
 lock:
@@ -183,6 +184,8 @@ lock:
 	done
 	cd lib && UV_PYTHON_DOWNLOADS=never $(CURDIR)/$(LOCKERS_UV)/bin/uv pip compile --quiet --universal --generate-hashes \
 		--python-version 3.10 --custom-compile-command "make lock" -o runtime.lock runtime.in
+	cd lib && UV_PYTHON_DOWNLOADS=never $(CURDIR)/$(LOCKERS_UV)/bin/uv pip compile --quiet --universal --generate-hashes \
+		--python-version 3.10 --custom-compile-command "make lock" -o onnx-export.lock onnx-export.in
 	$(PYTHON) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 		--no-emit-index-url --no-emit-find-links -o lib/tools.lock lib/tools.in
 	$(BIN)/python -m piptools compile --quiet --strip-extras --allow-unsafe \

@@ -20,11 +20,19 @@ wheels only, no pip cache, in two runs:
 
 A version setting (``runtime.litert_version``) installs that version instead, and what it needs as
 pip resolves it: not in the lock, so no hash can be checked.
+
+The ONNX converter's export tools (``onnx``, ``onnxscript`` and what they need, ``lib/onnx-export.lock``)
+go the same way into a build-only directory instead (``install(..., target=...)``, pip ``--target``):
+under the build cache, one per Python (``export_tools_dir``), reused by the next build when the dry run
+chooses the same files, and put in front of the app's path for the conversion only (``export_tools_env``).
+What the app already has is not put there: a second copy would shadow the app's own.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Collection
@@ -45,6 +53,9 @@ from slugslim.deps.requirements import Entry
 # The converter and verifier of each engine, run with the app's Python.
 TOOLS = {"litert": Path(__file__).parent / "litert_tool.py", "onnx": Path(__file__).parent / "onnx_tool.py"}
 LOCK = Path(__file__).resolve().parents[3] / "runtime.lock"
+EXPORT_LOCK = LOCK.with_name("onnx-export.lock")
+# In a target directory: what the install there put in, so that the next build can reuse it.
+_TARGET_STAMP = ".slugslim-installed"
 # Binary wheels only, no pip cache: the dry run and the install see the same files.
 _PIP_ARGS = ("--only-binary=:all:", "--no-cache-dir", "--no-input", "--quiet")
 
@@ -110,10 +121,12 @@ def locked_version(package: str, lock: Path | None = None, pins: list[Entry] | N
 
 
 def install(ctx: FinishContext, package: str, timeout: float, *, version: str = "", lock: Path | None = None,
-            ours: Collection[str] = ()) -> Installed:
+            ours: Collection[str] = (), target: Path | None = None) -> Installed:
     """Install ``package`` and what it needs from the lock, or at ``version`` (a version setting) unchecked.
 
     ``ours``: distributions an earlier build of this step installed, which this one may change.
+    ``target``: a directory to install into instead of the app's site-packages (what the app has
+    stays out of it); ``added`` is then what the directory holds.
     """
     assert ctx.site_packages is not None
     before = read_dists(ctx.site_packages)
@@ -143,6 +156,8 @@ def install(ctx: FinishContext, package: str, timeout: float, *, version: str = 
             raise NotShipped(f"installing {package} would change what your app installed: {', '.join(changes)}")
         chosen.write_text("".join(f"{_hashed(pins, dist, v) if locked else f'{dist}=={v}'}\n" for dist, v in planned),
                           encoding="utf-8")
+        if target is not None:
+            return _install_into(ctx, target, chosen, locked, timeout, package)
         done = _run_pip(ctx, ["install", *_PIP_ARGS, "--no-deps", *(["--require-hashes"] if locked else []),
                               "--requirement", str(chosen)], timeout) if planned else None
     after = read_dists(ctx.site_packages)
@@ -151,6 +166,39 @@ def install(ctx: FinishContext, package: str, timeout: float, *, version: str = 
         uninstall(ctx, added, timeout)
         raise NotShipped(f"pip could not install {package}:\n{apptool.tail(done.stderr + done.stdout)}")
     return Installed(added=added, version=after[name].version if name in after else "", locked=locked)
+
+
+def _install_into(ctx: FinishContext, target: Path, chosen: Path, locked: bool, timeout: float,
+                  package: str) -> Installed:
+    """pip --target of exactly what the dry run chose; a directory that holds just that already is kept."""
+    wanted = chosen.read_text(encoding="utf-8")
+    stamp = target / _TARGET_STAMP
+    if not (stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted):
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        done = _run_pip(ctx, ["install", *_PIP_ARGS, "--no-deps", *(["--require-hashes"] if locked else []),
+                              "--target", str(target), "--requirement", str(chosen)], timeout) if wanted else None
+        if done is not None and done.returncode != 0:
+            shutil.rmtree(target, ignore_errors=True)
+            raise NotShipped(f"pip could not install {package}:\n{apptool.tail(done.stderr + done.stdout)}")
+        stamp.write_text(wanted, encoding="utf-8")
+    held = read_dists(target)
+    name = canonicalize_name(package)
+    return Installed(added=sorted(held), version=held[name].version if name in held else "", locked=locked)
+
+
+def export_tools_dir(ctx: FinishContext, scratch: Path) -> Path:
+    """Where the export tools for the app's Python go: the build cache, else ``scratch`` (no cache)."""
+    assert ctx.site_packages is not None
+    python = ctx.site_packages.parent.name  # python3.11
+    return (ctx.cache_dir / "slugslim" if ctx.cache_dir else scratch) / "onnx-export" / python
+
+
+def export_tools_env(ctx: FinishContext, directory: Path) -> dict[str, str]:
+    """The app's Python's environment with the export tools in front of the app's own path."""
+    env = ctx.python_env()
+    env["PYTHONPATH"] = f"{directory}{os.pathsep}{env['PYTHONPATH']}"
+    return env
 
 
 def _hashed(pins: list[Entry], dist: str, version: str) -> str:
