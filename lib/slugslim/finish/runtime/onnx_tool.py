@@ -213,10 +213,14 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
     build_dir = str(request["build_dir"])
     sys.path.insert(0, build_dir)
     os.chdir(build_dir)
+    before = set(sys.modules)
     try:
         version = importlib.metadata.version("onnxruntime")
         np = importlib.import_module("numpy")
         loader = importlib.import_module("slugslim_models")
+        imported = sorted(m for m in TORCH_MODULES if m in sys.modules and m not in before)
+        if imported:
+            raise RuntimeError(f"importing slugslim_models imported {', '.join(imported)}")
     except Exception as exc:
         error = _reason(exc, "loading slugslim_models")[0]
         return {"onnxruntime": "", "models": [_unchecked(str(m["key"]), error) for m in request["models"]]}
