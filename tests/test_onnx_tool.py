@@ -101,6 +101,9 @@ def test_texts_come_from_a_txt_or_a_json_list_else_the_built_in_set(tmp_path: Pa
     assert onnx_source.read_texts(tmp_path, "samples/a.txt") == ["first line", "second, café"]
     assert onnx_source.read_texts(tmp_path, "samples/b.json") == ["x", "y z"]
     assert onnx_source.read_texts(tmp_path, "") == onnx_source.TEXTS and len(set(onnx_source.TEXTS)) >= 16
+    # One runtime.samples for an app with both kinds: arrays are for its tensor models, texts for its text models.
+    assert (onnx_source.text_samples("s.npz"), onnx_source.text_samples("s.txt")) == ("", "s.txt")
+    assert (onnx_source.array_samples("s.json"), onnx_source.array_samples("s.npy")) == ("", "s.npy")
 
 
 @pytest.mark.parametrize(("files", "given", "reason"), [

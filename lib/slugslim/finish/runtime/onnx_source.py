@@ -27,6 +27,9 @@ ST_MODULES = ("Transformer", "Pooling", "Normalize")
 # sentence-transformers' pooling modes, in its config (legacy booleans or ``pooling_mode``), to the manifest's.
 POOLING = {"cls": "cls", "cls_token": "cls", "mean": "mean", "mean_tokens": "mean", "max": "max",
            "max_tokens": "max", "mean_sqrt_len_tokens": "mean_sqrt_len", "lasttoken": "lasttoken"}
+# runtime.samples: texts for text models, arrays for tensor models (each kind skips the other's).
+TEXT_SUFFIXES = (".txt", ".json")
+ARRAY_SUFFIXES = (".npy", ".npz")
 # The most position embeddings the loader truncates to.
 LONGEST = 512
 # Built-in samples for text models: short and long, questions, numbers, accents, emoji, code, another script.
@@ -149,12 +152,22 @@ def inside(build_dir: Path, relative: str) -> Path:
     return target
 
 
+def text_samples(given: str) -> str:
+    """runtime.samples if it is for text models; an app may have both kinds, and one setting."""
+    return given if PurePosixPath(given).suffix not in ARRAY_SUFFIXES else ""
+
+
+def array_samples(given: str) -> str:
+    """runtime.samples if it is for tensor models."""
+    return given if PurePosixPath(given).suffix not in TEXT_SUFFIXES else ""
+
+
 def read_texts(build_dir: Path, given: str) -> list[str]:
     """runtime.samples for a text model: a .txt (one text a line) or a .json list of texts; else TEXTS."""
     if not given:
         return list(TEXTS)
     suffix = PurePosixPath(given).suffix
-    if suffix not in (".txt", ".json"):
+    if suffix not in TEXT_SUFFIXES:
         raise Failure(f"runtime.samples {given}: a text model takes a .txt (one text a line) or a .json list "
                       "of texts")
     file = inside(build_dir, given)
@@ -173,7 +186,7 @@ def read_texts(build_dir: Path, given: str) -> list[str]:
 def read_arrays(np: Any, build_dir: Path, given: str, names: list[str], what: str) -> list[Any]:
     """runtime.samples for a tensor model, in input order: a .npy for one input, a .npz of one array each
     (named like the input, or arr_0, arr_1, ... in input order)."""
-    if PurePosixPath(given).suffix not in (".npy", ".npz"):
+    if PurePosixPath(given).suffix not in ARRAY_SUFFIXES:
         raise Failure(f"runtime.samples {given}: {what} takes a .npy or .npz of inputs")
     file = inside(build_dir, given)
     try:

@@ -11,10 +11,11 @@ script's own directory. It writes RESULT.json whenever it could run, even if eve
 (each failure with its reason); it exits non-zero only when it could not run at all.
 
 convert, per model: read what it is (a refusal names the architecture or the module), make the
-samples (``runtime.samples`` or the built-in sentences; ``.npy``/``.npz`` or random inputs for
-tensor models), export it to ``<out_dir>/<name>/model.onnx`` (with the model's ``tokenizer.json``
-beside it for text models), quantize it if asked, and save the inputs and torch's outputs in an
-.npz in the work dir for ``check``. One failing model does not stop the others.
+samples (``runtime.samples`` when it is a ``.txt``/``.json``, else the built-in sentences, for text
+models; ``runtime.samples`` when it is a ``.npy``/``.npz``, else random inputs, for tensor models),
+export it to ``<out_dir>/<name>/model.onnx`` (with the model's ``tokenizer.json`` beside it for
+text models), quantize it if asked, and save the inputs and torch's outputs in an .npz in the work
+dir for ``check``. One failing model does not stop the others.
 
 check, per model: run the inputs through ``slugslim_models`` from the build dir, as the app will
 (``SentenceEncoder``, ``pipeline("text-classification")`` or ``load_model``), and compare with
@@ -73,7 +74,8 @@ def _reason(exc: BaseException, stage: str) -> tuple[str, str]:
 
 def _arrays_for(np: Any, request: dict[str, Any], spec: dict[str, Any]) -> Any:
     """The samples of a tensor model, given its input names (and, from a .pt2, their shapes and dtypes)."""
-    build_dir, given, what = Path(request["build_dir"]), str(request.get("samples") or ""), str(spec["key"])
+    build_dir, what = Path(request["build_dir"]), str(spec["key"])
+    given = onnx_source.array_samples(str(request.get("samples") or ""))
 
     def arrays_for(names: list[str], specs: list[tuple[str, tuple[int | None, ...], str]] | None = None) -> Any:
         if given:
@@ -95,7 +97,8 @@ def _export(torch: Any, np: Any, request: dict[str, Any], spec: dict[str, Any],
     onnx = target / "model.onnx"
     if kind in TEXT_KINDS:
         model = onnx_source.read_text_model(source, kind, key)
-        texts = onnx_source.read_texts(Path(request["build_dir"]), str(request.get("samples") or ""))
+        given = onnx_source.text_samples(str(request.get("samples") or ""))
+        texts = onnx_source.read_texts(Path(request["build_dir"]), given)
         entry, reference = onnx_export.text(torch, np, model, source, texts, onnx, target / "tokenizer.json")
         return entry, {"texts": np.array(texts, dtype=str), **reference}
     if kind not in ("torchscript", "export"):
