@@ -51,7 +51,8 @@ def test_runtime_from_the_file_and_config_vars_which_win(tmp_path: Path) -> None
 
 def test_onnx_settings_quantize_none_by_default_and_a_cosine_bound(tmp_path: Path) -> None:
     runtime = _load(tmp_path, "runtime:\n  engine: onnx\n  samples: models/texts.json\n",
-                    {"SLUGSLIM_RUNTIME_TOLERANCE": "cosine=0.995", "SLUGSLIM_RUNTIME_ONNXRUNTIME_VERSION": "1.31.0"}).runtime
+                    {"SLUGSLIM_RUNTIME_TOLERANCE": "cosine=0.995",
+                     "SLUGSLIM_RUNTIME_ONNXRUNTIME_VERSION": "1.31.0"}).runtime
     assert (runtime.onnx, runtime.converts, runtime.litert, runtime.quantize_mode) == (True, True, False, "none")
     assert runtime.tolerance == Tolerance(0.05, 0.99, 0.995) and runtime.onnxruntime_version == "1.31.0"
     assert _load(tmp_path, "runtime:\n  engine: onnx\n  quantize: dynamic\n").runtime.quantize_mode == "dynamic"
@@ -59,7 +60,8 @@ def test_onnx_settings_quantize_none_by_default_and_a_cosine_bound(tmp_path: Pat
 
 @pytest.mark.parametrize(("text", "env", "named"), [
     ("runtime:\n  engine: tflite\n", {}, "'runtime.engine' must be one of tensorflow, litert, onnx"),
-    ("runtime:\n  engine: onnx\n  quantize: float16\n", {}, "'runtime.quantize: float16' is for runtime.engine: litert"),
+    ("runtime:\n  engine: onnx\n  quantize: float16\n", {},
+     "'runtime.quantize: float16' is for runtime.engine: litert"),
     ("runtime:\n  samples: models/texts.txt\n", {}, "'runtime.samples' must be a .npy or .npz file inside"),
     ("runtime:\n  engine: onnx\n  samples: texts.csv\n", {}, "must be a .npy, .npz, .txt or .json file inside"),
     ("runtime:\n  tolerance: {cosine: 2}\n", {}, "'runtime.tolerance.cosine' must be a number between 0 and 1"),
@@ -243,7 +245,8 @@ def test_the_report_shows_each_model_and_the_memory_on_both_runtimes(capsys: pyt
     assert "Runtime: LiteRT (ai-edge-litert 2.3.0) instead of TensorFlow" in out
     assert "models/classifier.keras: 83.4 KB → 24.1 KB (dynamic), max abs difference 0.0012, top-1 100.0%" in out
     assert "One web process: 61.0 MB on LiteRT, 560.0 MB on TensorFlow (the booted web process)" in out
-    kept = RuntimeResult(engine="litert", status="tensorflow", reason="these models did not convert:\n  models/a.h5: flex")
+    kept = RuntimeResult(engine="litert", status="tensorflow",
+                         reason="these models did not convert:\n  models/a.h5: flex")
     fit.render(fit.sections(PrepareState(), Results(runtime=kept)))
     assert "Runtime: TensorFlow (runtime.engine: litert did not apply: these models did not convert)" in \
         capsys.readouterr().out

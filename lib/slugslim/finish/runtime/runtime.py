@@ -52,6 +52,7 @@ MANIFEST = Path(STATE_DIR) / "runtime.json"
 ONNX_DIR = Path(STATE_DIR) / "onnx"  # where onnx_tool.py writes the .onnx files and their tokenizers
 SAMPLE_COUNT = 32  # random inputs when runtime.samples is not set: enough that one near-tie is 3%
 TOOL_TIMEOUT = 900.0
+EXPORT_TOOLS = "onnxscript"  # and onnx, which it requires: torch.onnx's exporters need them
 
 
 def run(ctx: FinishContext) -> RuntimeResult:
@@ -120,9 +121,9 @@ def _ship(ctx: FinishContext, engine: Engine, planned: plan.RuntimePlan, result:
     if config.samples and not (ctx.build_dir / config.samples).is_file():
         raise NotShipped(f"runtime.samples names {config.samples}, which is not in the app.")
     _install(ctx, engine, result, undo)
-    started = time.monotonic()
-    env = tools.export_tools(ctx) if engine is engines.ONNX else None
-    result.timings["export_tools"] = time.monotonic() - started
+    env = _export_tools(ctx, result, work) if engine is engines.ONNX else None
+    if engine is engines.ONNX and not (ctx.build_dir / ONNX_DIR).exists():
+        undo.written.append(ctx.build_dir / ONNX_DIR)  # all of it goes, if the step does not ship
     started = time.monotonic()
     converted = run_tool(ctx, engine.name, "convert", _convert_request(ctx, engine, planned, work),
                          ctx.timeout(TOOL_TIMEOUT), env)
@@ -175,6 +176,17 @@ def _install(ctx: FinishContext, engine: Engine, result: RuntimeResult, undo: Un
     if ctx.cache_dir is not None:
         stash.remember_installs(ctx.cache_dir, undo.added)
     result.timings["install"] = time.monotonic() - started
+
+
+def _export_tools(ctx: FinishContext, result: RuntimeResult, work: Path) -> dict[str, str]:
+    """onnxscript and onnx, for torch's exporters, from slugslim's lock of them into a build-only directory
+    (kept in the build cache for the next build): the conversion's path, never the app's site-packages."""
+    started = time.monotonic()
+    directory = tools.export_tools_dir(ctx, work)
+    got = tools.install(ctx, EXPORT_TOOLS, ctx.timeout(600), lock=tools.EXPORT_LOCK, target=directory)
+    result.timings["export_tools"] = time.monotonic() - started
+    log.detail(f"Export tools for the conversion, outside the slug: {', '.join(got.added) or 'none needed'}")
+    return tools.export_tools_env(ctx, directory)
 
 
 def _convert_request(ctx: FinishContext, engine: Engine, planned: plan.RuntimePlan, work: Path) -> dict[str, Any]:
