@@ -220,6 +220,17 @@ def test_onnx_ships_removes_pytorch_keeps_it_in_the_cache_and_the_next_build_get
     assert {"torch", "sentence-transformers", "transformers", "onnxruntime"} <= set(read_dists(cached_site))
 
 
+def test_an_app_that_falls_back_to_sentence_transformers_without_the_loader_ships(
+        tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback of ``except ImportError:`` runs only when the loader is missing, which it is not."""
+    code = ("try:\n    from slugslim_models import SentenceEncoder\nexcept ImportError:\n"
+            "    from sentence_transformers import SentenceTransformer as SentenceEncoder\n")
+    ctx = onnx_app(tmp_path, wheels, code, monkeypatch)
+    result = runtime.run(ctx)
+    assert result.status == "onnx", result.reason
+    assert ctx.site_packages is not None and "sentence-transformers" not in read_dists(ctx.site_packages)
+
+
 def test_transformers_stays_when_the_app_imports_it(
         tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = onnx_app(tmp_path, wheels, "import numpy\nfrom transformers import AutoTokenizer\n", monkeypatch)
