@@ -15,7 +15,10 @@ Which exporter, per kind:
   ``ExportedProgram``; its dynamic dimensions stay as the program declares them. It needs
   ``onnxscript``, from the build-only directory of export tools.
 
-``quantize: dynamic``: ONNX Runtime's ``quantize_dynamic``, int8 weights, on the float32 export.
+``quantize: dynamic``: ONNX Runtime's ``quantize_dynamic``, int8 weights per channel, on the
+float32 export. all-MiniLM-L6-v2 on the built-in sentences, smallest cosine to torch's embeddings:
+0.956 per channel, 0.859 per tensor (the default), 0.926 with uint8 weights; the float32 export
+1.00000. Hence ``none`` is the default, and ``runtime.tolerance.cosine`` decides.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ DYNAMO_OPSET = 18  # the dynamo exporter's lowest
 
 
 def quantize(source: Path, target: Path) -> None:
-    """int8 weights, activations quantized at run time: ONNX Runtime's dynamic quantization."""
+    """int8 weights, a scale per output channel; activations quantized at run time."""
     quantization = importlib.import_module("onnxruntime.quantization")
-    quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8)
+    quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8,
+                                  per_channel=True)
 
 
 def _tokenizer_file(tokenizer: Any, directory: Path, target: Path) -> None:
