@@ -8,8 +8,8 @@ bench/onnx_models.py writes the models with it. Then, as the build does: the exp
 lib/onnx-export.lock into a build-only directory (``tools.install(..., target=...)``, the build
 cache's, reused by the next run), and for each of quantize none and dynamic ``onnx_tool.py
 convert`` runs with them in front of the app's path, ``.slugslim/runtime.json`` is written from
-its entries, and ``onnx_tool.py check`` runs the references through the shipped
-``slugslim_models`` (lib/slugslim/boot) in the build dir, without the export tools. The models:
+its entries, and ``onnx_tool.py check`` runs the references through the loader the build ships
+(``slugslim_models``, ``slugslim_onnx``) in the build dir, without the export tools. The models:
 all-MiniLM-L6-v2 by its Hub id (a sentence-transformers dir), a BERT text classifier (random
 weights, 3 labels), a TorchScript CNN with samples.npz, and the same CNN as a .pt2.
 Results: bench/onnx_results.json and bench/onnx_results.md.
@@ -36,14 +36,12 @@ sys.path.insert(0, str(REPO / "lib"))
 import results  # noqa: E402
 import run  # noqa: E402
 
-from slugslim.core import apptool  # noqa: E402
+from slugslim.core import shipped  # noqa: E402
 from slugslim.core.config import Config  # noqa: E402
 from slugslim.core.context import FinishContext  # noqa: E402
 from slugslim.finish.runtime import tools  # noqa: E402
 
 WORK = run.WORK / "onnx"
-TOOL = REPO / "lib" / "slugslim" / "finish" / "runtime" / "onnx_tool.py"
-LOADER = REPO / "lib" / "slugslim" / "boot" / "slugslim_models.py"
 TOLERANCE = {"max_abs": 0.05, "top1": 0.99, "cosine": 0.999}
 
 
@@ -62,27 +60,25 @@ def app_context(python: Path, build: Path) -> FinishContext:
                          site_packages=site)
 
 
-def variant(ctx: FinishContext, tools_dir: Path, specs: list[dict[str, str]], quantize: str,
-            loader: Path) -> dict[str, Any]:
+def variant(ctx: FinishContext, tools_dir: Path, specs: list[dict[str, str]], quantize: str) -> dict[str, Any]:
     """convert, runtime.json, check in a build dir of their own; the per-model rows."""
     build = WORK / quantize / "build"
     shutil.rmtree(build.parent, ignore_errors=True)
     build.mkdir(parents=True)
     shutil.copyfile(WORK / "app" / "samples.npz", build / "samples.npz")
-    shutil.copyfile(loader, build / "slugslim_models.py")
+    assert shipped.install_helper(build)  # the loader, as the build ships it
     ctx = app_context(ctx.python, build)
     request = {"build_dir": str(build), "work_dir": str(build.parent / "work"), "out_dir": ".slugslim/onnx",
                "quantize": quantize, "samples": "samples.npz", "sample_count": 32, "seed": 0, "models": specs}
     start = time.monotonic()
-    converted = apptool.run(ctx.python, TOOL, "convert", request, tools.export_tools_env(ctx, tools_dir), build,
-                            timeout=1800)
+    converted = tools.run_tool(ctx, "onnx", "convert", request, 1800, tools.export_tools_env(ctx, tools_dir))
     convert_seconds = time.monotonic() - start
     entries = {m["key"]: m["entry"] for m in converted["models"] if m["ok"]}
     (build / ".slugslim" / "runtime.json").write_text(json.dumps({"engine": "onnx", "models": entries}, indent=1))
     request = {"build_dir": str(build), "tolerance": TOLERANCE,
                "models": [{"key": m["key"], "reference": m["reference"]} for m in converted["models"] if m["ok"]]}
     start = time.monotonic()
-    checked = apptool.run(ctx.python, TOOL, "check", request, ctx.python_env(), build, timeout=600)
+    checked = tools.run_tool(ctx, "onnx", "check", request, 600)
     check_seconds = time.monotonic() - start
     by_key = {m["key"]: m for m in checked["models"]}
     kinds = {s["key"]: s["kind"] for s in specs}
@@ -124,8 +120,7 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
           f"- Machine: {machine['nproc']} CPUs ({machine['cpu']}), {machine['ram_bytes'] / 2**30:.0f} GiB RAM, "
           f"Linux {machine['kernel']} ({machine['os']}).",
           f"- App Python {first['python']}, torch {first['torch']}, onnxruntime {first['onnxruntime']}; export "
-          f"tools: {outcome['export_tools']}.",
-          f"- check ran through slugslim_models.py: {outcome['loader']}.", "",
+          f"tools: {outcome['export_tools']}.", "",
           table(outcome["variants"]), "",
           "convert and check: each model's own seconds in the tool (the load of torch, transformers and "
           "onnxruntime is in neither); runs: " + "; ".join(
@@ -138,8 +133,6 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--python", type=Path, required=True, help="the app's Python (torch, transformers, ...)")
-    parser.add_argument("--loader", type=Path, default=LOADER,
-                        help="the slugslim_models.py check runs through (default: the shipped one)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/onnx_results.{json,md}")
     args = parser.parse_args()
     began = time.monotonic()
@@ -161,11 +154,10 @@ def main() -> int:
     variants = []
     for quantize in ("none", "dynamic"):
         run.say(f"quantize {quantize}: convert, then check through slugslim_models")
-        variants.append(variant(ctx, tools_dir, specs, quantize, args.loader))
+        variants.append(variant(ctx, tools_dir, specs, quantize))
     outcome = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "commit": results.commit(REPO), "machine": results.machine(),
                "bench_seconds": round(time.monotonic() - began), "export_tools": export_tools,
-               "loader": "the shipped one" if args.loader == LOADER else f"a stand-in, {args.loader}",
                "variants": variants}
     print(table(variants))
     if not args.no_write:
