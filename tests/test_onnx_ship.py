@@ -207,7 +207,7 @@ def test_onnx_ships_removes_pytorch_keeps_it_in_the_cache_and_the_next_build_get
     assert not (build / "models" / "encoder" / "model.safetensors").exists()
     assert not (build / "models" / "net.pt").exists()
     assert (build / "models" / "encoder" / "tokenizer.json").is_file()
-    assert result.removed["framework"] > 0 and result.removed["models"] > 5000
+    assert result.removed["torch"] > 0 and result.removed["models"] > 5000
     assert [m["cosine"] for m in result.models] == [0.99999, 0.99999]
 
     # The next build: heroku/python's cache holds site-packages as the hook left it, without PyTorch.

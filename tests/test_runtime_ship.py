@@ -144,7 +144,7 @@ def test_litert_ships_removes_tensorflow_keeps_it_in_the_cache_and_the_next_buil
     # The originals left the slug; the .tflite files and the raw weights stay.
     assert not (build / "models" / "classifier.keras").exists() and not (build / "models" / "export").exists()
     assert (build / "models" / "classifier.tflite").is_file() and (build / "models" / "embeddings.bin").is_file()
-    assert result.removed["models"] == 6000 and result.removed["framework"] > 0
+    assert result.removed["models"] == 6000 and result.removed["tensorflow"] > 0
     assert [m["max_abs"] for m in result.models] == [0.001] * 3
     assert not any("reference" in m for m in result.models)  # the build's scratch paths stay out of the report
     assert result.cache["bytes"] > 0

@@ -58,7 +58,7 @@ class RuntimeResult:
     installed: list[str] = field(default_factory=list)
     # bytes of the booted web process on the framework (tensorflow, torch) and on the engine (litert, onnx)
     memory: dict[str, Any] = field(default_factory=dict)
-    removed: dict[str, int] = field(default_factory=dict)  # "framework" and "models": bytes out of the slug
+    removed: dict[str, int] = field(default_factory=dict)  # "tensorflow" or "torch", and "models": bytes gone
     removal: dict[str, Any] = field(default_factory=dict)  # the prune engine's outcome
     cache: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

@@ -108,7 +108,7 @@ def lever_savings(state: PrepareState, results: Results) -> list[dict[str, Any]]
     - swap: each swapped line's ``saved_bytes``, the difference of the wheel sizes
       (it happened before install, so the slug never held the GPU build);
     - fixup: its ``bytes_removed``;
-    - runtime: its ``removed`` (TensorFlow's closure and the original models, by what);
+    - runtime: its ``removed`` (the framework's closure, TensorFlow's or PyTorch's, and the original models);
     - prune: its ``removed`` (rule -> bytes actually removed after verification; its plan is what
       was planned, which a rollback may have undone);
     - models: its ``removed_bytes``.

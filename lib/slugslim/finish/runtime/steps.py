@@ -160,7 +160,7 @@ def remove_framework(ctx: FinishContext, engine: Engine, result: RuntimeResult, 
         problems = [f"  {p}" for c in outcome.culprits for p in c.get("problems", [])[:3]]
         raise NotShipped(f"removing {engine.framework} broke the app:\n"
                          + ("\n".join(problems) or "  (see the warning above)"))
-    result.removed["framework"] = outcome.bytes
+    result.removed[engine.kept] = outcome.bytes
     if outcome.web_rss:
         result.memory[engine.name] = outcome.web_rss  # the web process as it ships: without the framework
 
