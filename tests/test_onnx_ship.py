@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from slugslim.analyze import command as analyze
+from slugslim.analyze import view
 from slugslim.core import engines, stash
 from slugslim.core.config import Config
 from slugslim.core.context import FinishContext
@@ -278,3 +280,31 @@ def test_app_code_that_imports_torch_keeps_it_without_converting(
     err = capsys.readouterr().err
     assert "app.py: import sentence_transformers, torch" in err and "SentenceEncoder, pipeline, load_model" in err
     assert not (ctx.build_dir / ".tool-ran").exists()
+
+
+def test_runtime_onnxruntime_version_installs_that_version_from_the_index_unchecked(
+        tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    build_wheel(WheelSpec(name="onnxruntime", version="1.31.0", requires=["numpy"],
+                          files={"onnxruntime/__init__.py": ""}), tmp_path / "older")
+    ctx = onnx_app(tmp_path, wheels, "import numpy\n", monkeypatch)
+    monkeypatch.setenv("PIP_FIND_LINKS", f"{wheels} {tmp_path / 'older'}")
+    ctx.config = Config(runtime=RuntimeConfig(engine="onnx", onnxruntime_version="1.31.0"))
+    result = runtime.run(ctx)
+    assert result.status == "onnx" and result.version == "1.31.0", result.reason
+    out = capsys.readouterr().out
+    assert "runtime.onnxruntime_version asks for onnxruntime 1.31.0: it comes from the package index" in out
+    assert "Installed onnxruntime 1.31.0 (" in out and "Installed tokenizers 0.23.3 from slugslim's lock" in out
+
+
+def test_analyze_shows_what_engine_onnx_would_do_for_a_pytorch_app(
+        tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a runtime setting, an app with PyTorch models and no Keras ones gets the ONNX plan."""
+    ctx = onnx_app(tmp_path, wheels, "from slugslim_models import SentenceEncoder\n", monkeypatch)
+    target = analyze.Target("app and site-packages", ctx.build_dir, ctx.site_packages)
+    analysis = analyze.analyze(target, Config())
+    assert analysis.runtime is not None and analysis.runtime.engine is engines.ONNX and analysis.runtime.verdict == ""
+    assert {"torch", "sentence-transformers", "transformers", "sympy"} <= set(analysis.to_json()["runtime"]["removed"])
+    view.render(analysis, 100)
+    out = capsys.readouterr().out
+    assert "ONNX Runtime instead of PyTorch (runtime.engine: onnx; now tensorflow)" in out
+    assert "Would convert models/encoder" in out and "onnxruntime and tokenizers would come in" in out
