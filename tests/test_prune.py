@@ -14,7 +14,7 @@ import pytest
 
 from slugslim.core.config import Config, PruneConfig, VerifyConfig
 from slugslim.core.errors import PruneGlobError, VerificationError
-from slugslim.core.plan import PruneResult
+from slugslim.core.plan import PruneResult, Removal
 from slugslim.finish.prune.prune import plan as prune_plan
 from slugslim.removal import quarantine
 from slugslim.removal.engine import Engine
@@ -290,6 +290,20 @@ def test_recover_alone_restores_the_tree_byte_identical(site: Path, tmp_path: Pa
     subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert quarantine.recover(q) == 8
     assert tree_digest(site) == before and not q.exists()
+
+
+def test_a_restore_remakes_a_directory_removed_since(tmp_path: Path) -> None:
+    """The fix-up quarantines a GPU build's library, then pip replaces the distribution without that
+    directory; when the fix-up rolls back, the library goes back where it was."""
+    site = tmp_path / "site"
+    (site / "ort" / "capi").mkdir(parents=True)
+    (site / "ort" / "capi" / "providers_cuda.so").write_bytes(b"\x7fELF")
+    box = quarantine.Quarantine(tmp_path / "box", site)
+    entries, failed = box.apply([Removal("ort/capi/providers_cuda.so", 4, "fixup", "a CUDA library", 1, "ort")])
+    assert failed == {} and not (site / "ort" / "capi" / "providers_cuda.so").exists()
+    shutil.rmtree(site / "ort")
+    box.restore(entries)
+    assert (site / "ort" / "capi" / "providers_cuda.so").read_bytes() == b"\x7fELF"
 
 
 def test_cli_dry_run_prints_the_plan_as_json(site: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -184,7 +184,10 @@ class Quarantine:
         for entry in sorted(entries, key=lambda e: e.id, reverse=True):
             item = self.location / ITEMS / str(entry.id)
             if item.exists() or item.is_symlink():
-                _rename(item, self.target(entry.removal), replace=entry.kind == "strip")
+                target = self.target(entry.removal)
+                # Its directory may be gone since: a pip install that replaced the distribution (the fix-up).
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _rename(item, target, replace=entry.kind == "strip")
 
     def discard(self, background: bool = False) -> None:
         """Commit: the removals become final.

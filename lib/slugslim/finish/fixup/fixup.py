@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -259,10 +260,15 @@ def _check(ctx: FinishContext, imports: list[str], names: list[str]) -> tuple[se
 
     import packaging
 
-    env = ctx.python_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(packaging.__file__).parent.parent), str(ctx.build_dir)])
-    done = subprocess.run([str(ctx.python), "-c", CHECK_SCRIPT, ",".join(imports), ",".join(names)], env=env,
-                          cwd=ctx.build_dir, capture_output=True, text=True, check=False, timeout=ctx.timeout(600))
+    # Our packaging, and nothing else of slugslim's environment: the check reads every distribution on the
+    # path, and must import the app's frameworks, not ones slugslim's tools may have beside packaging.
+    with tempfile.TemporaryDirectory(prefix="slugslim-check-") as ours:
+        (Path(ours) / "packaging").symlink_to(Path(packaging.__file__).parent, target_is_directory=True)
+        env = ctx.python_env()
+        env["PYTHONPATH"] = os.pathsep.join([ours, str(ctx.build_dir)])
+        done = subprocess.run([str(ctx.python), "-c", CHECK_SCRIPT, ",".join(imports), ",".join(names)], env=env,
+                              cwd=ctx.build_dir, capture_output=True, text=True, check=False,
+                              timeout=ctx.timeout(600))
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError) as exc:
