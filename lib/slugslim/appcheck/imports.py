@@ -6,9 +6,8 @@ Static only; it never runs app code. A source file gives:
   c``, literal ``importlib.import_module("a.b")`` and ``__import__("a.b")``), relative imports
   resolved against the file's package when its path is known;
 - ``maybe``: names that are modules only if they exist as such (``from a import b`` gives
-  ``a.b``, which may be a function), imports inside ``try:`` blocks, which the app expects
-  may fail, and those of their ``except ImportError:`` (or ``ModuleNotFoundError``) handlers, the
-  fallbacks that only run when such an import failed;
+  ``a.b``, which may be a function), and imports inside ``try:`` blocks, which the app expects
+  may fail;
 - ``strings``: other dotted string literals (Django's ``"whitenoise.middleware.X"``, TensorFlow's
   lazy loaders), which may name modules;
 - ``hub_models``: Hugging Face Hub model ids its calls name literally (``hubrefs``), with the line.
@@ -90,12 +89,6 @@ def _resolve(package: list[str], dots: int, name: str) -> str:
     return ".".join([*base, name] if name else base)
 
 
-def _catches_import_errors(handler: ast.ExceptHandler) -> bool:
-    """``except ImportError:``, ``except ModuleNotFoundError:`` or a tuple naming either."""
-    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-    return any(isinstance(c, ast.Name) and c.id in ("ImportError", "ModuleNotFoundError") for c in caught)
-
-
 class _Visitor(ast.NodeVisitor):
     def __init__(self, package: list[str], path: str = "", constants: Mapping[str, str] | None = None) -> None:
         self.package = package
@@ -113,12 +106,7 @@ class _Visitor(ast.NodeVisitor):
         for statement in node.body:
             self.visit(statement)
         self.guarded -= 1
-        for handler in node.handlers:
-            fallback = _catches_import_errors(handler)
-            self.guarded += fallback
-            self.visit(handler)
-            self.guarded -= fallback
-        for other in [*node.orelse, *node.finalbody]:
+        for other in [*node.handlers, *node.orelse, *node.finalbody]:
             self.visit(other)
 
     visit_TryStar = visit_Try
