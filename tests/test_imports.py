@@ -6,6 +6,8 @@ import ast
 from pathlib import Path
 
 from slugslim.appcheck import hubrefs, imports, verify
+from slugslim.core.engines import ONNX
+from slugslim.finish.runtime import plan
 
 BOM = b"\xef\xbb\xbf"
 
@@ -193,3 +195,18 @@ def test_hub_ids_of_an_app_come_from_its_own_files_only(tmp_path: Path) -> None:
     found = imports.scan_app(tmp_path)
     assert sorted(found.hub_models, key=lambda r: r.path) == [
         hubrefs.HubRef("org/clf", "web/app.py", 2), hubrefs.HubRef("org/clf", "worker.py", 1, "main")]
+
+
+def test_the_fallback_of_an_import_of_slugslims_loader_is_maybe_and_passes_the_import_gate(tmp_path: Path) -> None:
+    fallback = ("try:\n    from slugslim_models import SentenceEncoder\n"
+                "except ImportError:  # without slugslim\n"
+                "    from sentence_transformers import SentenceTransformer as SentenceEncoder\n")
+    found = imports.scan_source(fallback)
+    assert "sentence_transformers" in found.maybe and "sentence_transformers" not in found.modules
+    other = imports.scan_source("try:\n    import ujson as json\nexcept ImportError:\n    import json\n"
+                                "try:\n    import slugslim_models\nfinally:\n    import torch\n")
+    assert {"json", "torch"} <= other.modules  # another fallback, and what runs anyway, still count
+    (tmp_path / "app.py").write_text(fallback)
+    (tmp_path / "worker.py").write_text(f"try:\n    import slugslim_onnx\nexcept ImportError:\n    pass\n"
+                                        f"{fallback.replace('slugslim_models', 'my_models')}")
+    assert plan.gate(tmp_path, ONNX) == {"worker.py": ["sentence_transformers"]}

@@ -7,7 +7,8 @@ Static only; it never runs app code. A source file gives:
   resolved against the file's package when its path is known;
 - ``maybe``: names that are modules only if they exist as such (``from a import b`` gives
   ``a.b``, which may be a function), and imports inside ``try:`` blocks, which the app expects
-  may fail;
+  may fail, and in the ``except`` of a ``try:`` that imports slugslim's loader (the app's fallback
+  where slugslim did not ship it: never in a slug of slugslim's);
 - ``strings``: other dotted string literals (Django's ``"whitenoise.middleware.X"``, TensorFlow's
   lazy loaders), which may name modules;
 - ``hub_models``: Hugging Face Hub model ids its calls name literally (``hubrefs``), with the line.
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from slugslim.appcheck.hubrefs import HubRef, hub_ref, module_constants
 from slugslim.core.app import walk
+from slugslim.core.shipped import HELPERS
 
 BOM = "\ufeff"
 # Directories of an app checkout that are not the app's own code.
@@ -47,6 +49,7 @@ _DOTTED = re.compile(r"^(\.*)([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|(?<=\.)[A-Za-z_]\w
 _FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#;]*)", re.M)
 _IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n#;]*)", re.M)
 _QUOTED = re.compile(r"""['"](\.*[A-Za-z_]\w*(?:\.\w+)*)['"]""")
+_LOADER = frozenset(name.removesuffix(".py") for name in HELPERS)
 
 
 @dataclass
@@ -73,6 +76,16 @@ class Found:
 def decode(data: bytes) -> str:
     """Source or Procfile bytes as text, without a UTF-8 byte order mark."""
     return data.decode("utf-8", errors="replace").removeprefix(BOM)
+
+
+def _imports_loader(body: list[ast.stmt]) -> bool:
+    """Whether these statements import slugslim's loader (``from slugslim_models import SentenceEncoder``)."""
+    for node in (n for statement in body for n in ast.walk(statement)):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        if any(name.split(".", 1)[0] in _LOADER for name in names):
+            return True
+    return False
 
 
 def _package(path: str) -> list[str]:
@@ -106,7 +119,12 @@ class _Visitor(ast.NodeVisitor):
         for statement in node.body:
             self.visit(statement)
         self.guarded -= 1
-        for other in [*node.handlers, *node.orelse, *node.finalbody]:
+        fallback = int(_imports_loader(node.body))
+        self.guarded += fallback
+        for handler in node.handlers:
+            self.visit(handler)
+        self.guarded -= fallback
+        for other in [*node.orelse, *node.finalbody]:
             self.visit(other)
 
     visit_TryStar = visit_Try
