@@ -136,7 +136,8 @@ def _ship(ctx: FinishContext, engine: Engine, planned: plan.RuntimePlan, result:
 
     # The loader first: the app imports it on the framework too (it falls back without runtime.json).
     if not shipped.install_helper(ctx.build_dir):
-        raise NotShipped("the app has a slugslim_models.py of its own, so slugslim cannot ship its loader.")
+        raise NotShipped("the app has a slugslim_models.py or slugslim_onnx.py of its own, so slugslim cannot ship "
+                         "its loader.")
     command = boot_check.web_command(ctx.build_dir) if ctx.config.verify.boot != "false" else ""
     framework_boot = steps.boot(ctx, command, engine.framework, engine.kept, result) if command else None
     manifest = {"engine": engine.name, "models": {m.key: by_key[m.key].get("entry" if engine is engines.ONNX
