@@ -199,6 +199,28 @@ def test_every_pooling_and_normalization_matches_numpy_by_hand_with_the_shapes_o
     np.testing.assert_allclose(got["tiny"], by_hand(["dog", "cat sat"], "mean", normalize=True), rtol=1e-5)
 
 
+def test_runs_hold_at_most_tokens_per_run_padded_tokens_and_give_what_one_text_at_a_time_gives(
+        tmp_path: Path, built: Path) -> None:
+    """Longest first, each run padded to its own longest, so a long text does not make 31 short ones
+    as long as itself (ONNX Runtime keeps a run's peak memory for the process)."""
+    app = make_app(tmp_path, built)
+    texts = [" ".join(["cat"] * n) for n in (1, 9, 2, 30, 5, 3, 17, 1)]
+    got = run_app(app, "import slugslim_onnx\nslugslim_onnx.TOKENS_PER_RUN = 40\nshapes = []\n"
+                       "run = slugslim_onnx._Session.run\n"
+                       "def recorded(self, outputs, feed):\n"
+                       "    shapes.append(list(feed['input_ids'].shape))\n"
+                       "    return run(self, outputs, feed)\n"
+                       "slugslim_onnx._Session.run = recorded\n"
+                       "from slugslim_models import SentenceEncoder\ne = SentenceEncoder('enc/mean')\n"
+                       f"together = e.encode({texts!r}).tolist()\nruns = list(shapes)\n"
+                       f"alone = [e.encode([t])[0].tolist() for t in {texts!r}]\n"
+                       "print(json.dumps({'runs': runs, 'together': together, 'alone': alone}))\n")
+    assert all(rows * length <= 40 or rows == 1 for rows, length in got["runs"]), got["runs"]
+    assert [length for _rows, length in got["runs"]] == sorted((length for _rows, length in got["runs"]), reverse=True)
+    assert sum(rows for rows, _length in got["runs"]) == len(texts) and len(got["runs"]) > 1
+    np.testing.assert_allclose(got["together"], got["alone"], rtol=1e-5, atol=1e-6)
+
+
 def test_the_classifier_gives_the_top_label_and_softmax_sigmoid_or_raw_scores(tmp_path: Path, built: Path) -> None:
     app = make_app(tmp_path, built)
     got = run_app(app, f"from slugslim_models import pipeline\ntexts = {TEXTS!r}\n"
