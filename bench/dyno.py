@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,7 @@ class WebStart:
     unpack_seconds: float
     answer_seconds: float  # from starting bash until GET / answered
     output: str = ""
+    probed: Any = None  # what web_start's probe returned, after the first answer
 
 
 def web_command(app: Path) -> str:
@@ -283,9 +284,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def web_start(slug: Path, root: Path, config_vars: Mapping[str, str], timeout: float = 300) -> WebStart:
+def web_start(slug: Path, root: Path, config_vars: Mapping[str, str], timeout: float = 300,
+              probe: Callable[[int, int], Any] | None = None) -> WebStart:
     """One dyno start: unpack the slug into a fresh dir, source .profile.d, start the web command,
-    and time until it answers GET / on $PORT."""
+    and time until it answers GET / on $PORT. Then, untimed, ``probe(port, session)`` if given: the
+    web process is still up (its processes are those of the session, see web_memory)."""
     shutil.rmtree(root, ignore_errors=True)
     started = time.perf_counter()
     app = unpack(slug, root)
@@ -293,14 +296,39 @@ def web_start(slug: Path, root: Path, config_vars: Mapping[str, str], timeout: f
     log = root / "web.log"
     port = _free_port()
     proc = _start(app, config_vars, port, {}, log)
+    probed = None
     try:
         ok = _first_answer(proc, port, timeout)
-    finally:
         answered = time.perf_counter()
+        if ok and probe is not None:
+            probed = probe(port, proc.pid)
+    finally:
         _stop(proc)
     output = log.read_text(encoding="utf-8", errors="replace")[-4000:]
     shutil.rmtree(root, ignore_errors=True)
-    return WebStart(ok, answered - started, unpacked - started, answered - unpacked, output)
+    return WebStart(ok, answered - started, unpacked - started, answered - unpacked, output, probed)
+
+
+def web_memory(session: int) -> dict[str, Any]:
+    """Peak RSS (VmHWM) so far of the web process started in ``session`` (bwrap, which only waits, left out):
+    its master (the process whose parent is not one of them) and its workers. ``one_process_bytes`` is
+    what one web process of a dyno needs: the master and its largest worker."""
+    found: dict[int, tuple[int, int]] = {}  # pid -> (parent, peak bytes)
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text(encoding="utf-8") if entry.name.isdigit() else ""
+            status = (entry / "status").read_text(encoding="utf-8") if stat else ""
+        except OSError:  # gone meanwhile
+            continue
+        name, _, rest = stat.partition(" (")[2].rpartition(") ")
+        fields = rest.split()
+        peak = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        if len(fields) > 3 and int(fields[3]) == session and name != "bwrap" and peak:
+            found[int(entry.name)] = (int(fields[1]), int(peak[1]) * 1024)
+    masters = [pid for pid, (parent, _peak) in found.items() if parent not in found]
+    workers = sorted((peak for pid, (_parent, peak) in found.items() if pid not in masters), reverse=True)
+    master = sum(found[pid][1] for pid in masters)
+    return {"master_bytes": master, "worker_bytes": workers, "one_process_bytes": master + sum(workers[:1])}
 
 
 def _png(size: int = 64) -> bytes:

