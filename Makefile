@@ -40,7 +40,7 @@ help:
 	@echo "make test-fresh   .ci/run and make demo in a clean Debian 12 container (needs a Docker engine)"
 	@echo "make bench  real TensorFlow 2.21.0: stock vs slugslim vs the touched-file floor; then bench-litert and bench-hub"
 	@echo "make bench-torch  real PyTorch 2.13.0 through the real heroku/python: stock vs slugslim"
-	@echo "make bench-hub  sentence-transformers with all-MiniLM-L6-v2 from a stand-in Hugging Face Hub: stock vs slugslim"
+	@echo "make bench-hub  sentence-transformers with all-MiniLM-L6-v2 from a stand-in Hugging Face Hub: stock vs slugslim, on PyTorch and on ONNX Runtime"
 	@echo "make bench-litert  real TensorFlow 2.21.0 -> LiteRT 2.3.0: convert, check and predict every kind of model"
 	@echo "make bench-onnx  real PyTorch 2.13.0 -> ONNX Runtime 1.32: convert and check a sentence-transformers model, a classifier, TorchScript and .pt2"
 	@echo "make docker-compile APP=path STACK=heroku-24   run a real build in heroku/heroku:24-build"
@@ -120,7 +120,8 @@ bench-torch: $(DEV_STAMP)
 	$(BIN)/python bench/torch_bench.py
 
 # sentence-transformers 6 loading all-MiniLM-L6-v2 by Hub id, from a stand-in Hub on 127.0.0.1, through the
-# emulated build: slug, Hub bytes per dyno start, dyno start, and a start with the Hub down, stock vs slugslim.
+# emulated build: slug, Hub bytes per dyno start, dyno start, peak RSS, and a start with the Hub down, stock vs
+# slugslim on PyTorch vs slugslim with runtime.engine: onnx (also with the model in an S3 store on 127.0.0.1).
 bench-hub: $(DEV_STAMP) $(TOOLS_STAMP)
 	SLUGSLIM_TEST_TOOLS_WHEELS=$(abspath $(TOOLS_WHEELS)) $(BIN)/python bench/hub_bench.py
 
