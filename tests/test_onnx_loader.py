@@ -107,7 +107,8 @@ def tensor_models() -> tuple[Any, Any]:
 
 
 def runtime_models() -> dict[str, dict[str, Any]]:
-    enc = dict(TEXT, task="sentence-embedding", onnx=".slugslim/onnx/enc/model.onnx", normalize=False)
+    enc = dict(TEXT, task="sentence-embedding", onnx=".slugslim/onnx/enc/model.onnx", normalize=False,
+               onnx_data=".slugslim/onnx/enc/model.onnx.data")  # its weights in a file beside it
     entries = {f"enc/{p}": dict(enc, pooling=p) for p in POOLINGS}
     entries["sentence-transformers/tiny"] = dict(enc, pooling="mean", normalize=True)
     clf = dict(TEXT, task="text-classification", onnx=".slugslim/onnx/clf/model.onnx", labels=LABELS)
@@ -128,7 +129,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     one, two = tensor_models()
     for name, model in (("enc", encoder_model()), ("clf", classifier_model()), ("one", one), ("two", two)):
         (root / name).mkdir(parents=True)
-        onnx.save(model, str(root / name / "model.onnx"))
+        weights = {"save_as_external_data": True, "location": "model.onnx.data", "size_threshold": 64}
+        onnx.save(model, str(root / name / "model.onnx"), **(weights if name == "enc" else {}))
+    assert (root / "enc" / "model.onnx.data").stat().st_size > 0
     tokenizer = Tokenizer(models.WordLevel(VOCAB, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.save(str(root / "enc" / "tokenizer.json"))

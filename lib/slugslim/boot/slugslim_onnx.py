@@ -107,6 +107,13 @@ def _new_session(onnx_path: str) -> Any:
     return ort.InferenceSession(onnx_path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def _model_file(key: str, entry: dict[str, Any]) -> str:
+    """The model's .onnx, with its weights file beside it when it has one (both fetched if need be)."""
+    if entry.get("onnx_data"):
+        _app_file(key, entry, "onnx_data")
+    return _app_file(key, entry, "onnx")
+
+
 def _app_file(key: str, entry: dict[str, Any], field: str) -> str:
     """The absolute path of the entry's ``field`` (fetched first if slugslim took it out of the slug), which
     must lie inside the app: no absolute path, no ``..``, no symlink leading out."""
@@ -145,7 +152,7 @@ class _Text:
     """A text model's tokenizer and session: texts in, the graph's first output and the attention mask out."""
 
     def __init__(self, key: str, entry: dict[str, Any]) -> None:
-        self.session = _Session(_app_file(key, entry, "onnx"))
+        self.session = _Session(_model_file(key, entry))
         self.inputs = [str(name) for name in entry["inputs"]]
         unknown = [name for name in self.inputs if name not in _TEXT_INPUTS]
         if unknown:
@@ -319,7 +326,7 @@ class TensorModel:
         self.inputs = [str(name) for name in entry["inputs"]]
         self.outputs = [str(name) for name in entry["outputs"]]
         self._dtypes = {str(name): str(dtype) for name, dtype in (entry.get("dtypes") or {}).items()}
-        self._session = _Session(_app_file(key, entry, "onnx"))
+        self._session = _Session(_model_file(key, entry))
 
     @property
     def session(self) -> Any:

@@ -171,14 +171,14 @@ def _onnx_models(ctx: FinishContext) -> list[Model]:
         return []
     found: list[Model] = []
     for line in runtime.models:
-        relative = PurePosixPath(str(line.get("converted") or ""))
-        target = ctx.build_dir / relative
-        if relative.parts[:1] != (STATE_DIR,) or ".." in relative.parts or regular(target) is None:
-            continue
-        size = target.stat().st_size
-        if size >= ctx.config.models.min_size * MB:
-            found.append(Model(relative.as_posix(), "file", f"the ONNX model of {line['path']}",
-                               (ModelFile(relative.as_posix(), size),)))
+        for relative in (PurePosixPath(str(line.get(field) or "")) for field in ("converted", "weights")):
+            target = ctx.build_dir / relative
+            if relative.parts[:1] != (STATE_DIR,) or ".." in relative.parts or regular(target) is None:
+                continue
+            size = target.stat().st_size
+            if size >= ctx.config.models.min_size * MB:
+                found.append(Model(relative.as_posix(), "file", f"the ONNX model of {line['path']}",
+                                   (ModelFile(relative.as_posix(), size),)))
     return found
 
 

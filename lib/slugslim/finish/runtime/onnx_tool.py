@@ -14,8 +14,8 @@ convert, per model: read what it is (a refusal names the architecture or the mod
 samples (``runtime.samples`` when it is a ``.txt``/``.json``, else the built-in sentences, for text
 models; ``runtime.samples`` when it is a ``.npy``/``.npz``, else random inputs, for tensor models),
 export it to ``<out_dir>/<name>/model.onnx`` (with the model's ``tokenizer.json`` beside it for
-text models), quantize it if asked, and save the inputs and torch's outputs in an .npz in the work
-dir for ``check``. One failing model does not stop the others.
+text models), quantize it if asked, move its weights into ``model.onnx.data`` beside it, and save
+the inputs and torch's outputs in an .npz in the work dir for ``check``. One failing model does not stop the others.
 
 check, per model: run the inputs through ``slugslim_models`` from the build dir, as the app will
 (``SentenceEncoder``, ``pipeline("text-classification")`` or ``load_model``), and compare with
@@ -133,10 +133,13 @@ def convert_one(torch: Any, np: Any, request: dict[str, Any], index: int, spec: 
         reference = work_dir / f"{index:03d}-reference.npz"
         np.savez(reference, task=np.array(entry["task"]), **arrays)
         entry.update(onnx=f"{relative}/model.onnx", quantize=quantize)
+        weights = onnx_export.external_weights(target / "model.onnx")
+        if weights is not None:
+            entry["onnx_data"] = f"{relative}/{weights.name}"
         if "pad_id" in entry:
             entry["tokenizer"] = f"{relative}/tokenizer.json"
-        result.update(ok=True, onnx=entry["onnx"], onnx_bytes=_tree_bytes(target / "model.onnx"), entry=entry,
-                      reference=str(reference))
+        onnx_bytes = _tree_bytes(target / "model.onnx") + (weights.stat().st_size if weights is not None else 0)
+        result.update(ok=True, onnx=entry["onnx"], onnx_bytes=onnx_bytes, entry=entry, reference=str(reference))
     except Exception as exc:
         result["reason"], result["error"] = _reason(exc, stage)
         if target is not None:

@@ -62,6 +62,7 @@ def model_line(engine: Engine, model: Candidate, converted: dict[str, Any]) -> d
     return {"path": model.key, "kind": model.kind, "ok": ok,
             "reason": str(converted.get("reason") or ("" if converted else "not in the converter's result")),
             "error": str(converted.get("error") or "")[:500], "converted": str(converted.get(key) or ""),
+            "weights": str(converted.get("entry", {}).get("onnx_data") or ""),
             "original_bytes": int(converted.get("original_bytes") or model.bytes),
             "converted_bytes": int(converted.get(f"{key}_bytes") or 0),
             "quantize": str(converted.get("quantize") or converted.get("entry", {}).get("quantize") or ""),
