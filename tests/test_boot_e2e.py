@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from slugslim.appcheck import boot_check
 from tests.conftest import HerokuBuild, write_app
 from tests.heroku.appdir import at_app
 from tests.wheelfactory import WheelSpec, build_wheel
@@ -148,3 +149,15 @@ def test_a_boot_that_hangs_is_stopped_at_the_timeout(
     assert "so slugslim checks imports only" in build.log
     # The whole process group was stopped: nothing of the web process outlives the build.
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+
+
+def test_the_failure_names_the_apps_exception_not_the_servers_log_line_after_it() -> None:
+    """gunicorn 27 logs its control server's error after the worker's traceback at times (its socket path
+    is too long under a test's HOME): the failure still names the app's exception."""
+    tail = ("Traceback (most recent call last):\n  File \"app.py\", line 1, in <module>\n"
+            "ModuleNotFoundError: No module named 'plugins.late'\n"
+            "[2026-12-04 02:30:37 +0000] [11587] [INFO] Worker exiting (pid: 11587)\n"
+            "[2026-12-04 02:30:37 +0000] [11587] [ERROR] Control server error: AF_UNIX path too long\n")
+    assert boot_check._telling(tail) == "ModuleNotFoundError: No module named 'plugins.late'"
+    assert boot_check._telling("[ERROR] Control server error: AF_UNIX path too long\nbye\n").startswith("[ERROR]")
+    assert boot_check._telling("starting\nlistening\n") == "listening"

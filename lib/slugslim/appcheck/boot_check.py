@@ -116,10 +116,15 @@ def _tail(path: Path, lines: int = 12) -> str:
 
 
 def _telling(tail: str) -> str:
-    """The line of the output that says most: the last error, else the last line."""
+    """The line of the output that says most: the last exception a traceback ends with, else the last line
+    naming an error (a server's own log lines, such as gunicorn's "[ERROR] Control server error", come
+    after the app's traceback at times), else the last line."""
     lines = tail.splitlines()
-    return next((line.strip() for line in reversed(lines) if re.search(r"(Error|Exception)\b|error:", line)),
-                lines[-1].strip())
+    for pattern in (r"^\s*[\w.]+(Error|Exception)\b", r"(Error|Exception)\b|error:"):
+        found = next((line.strip() for line in reversed(lines) if re.search(pattern, line)), "")
+        if found:
+            return found
+    return lines[-1].strip()
 
 
 def boot(build_dir: Path, command: str, config_vars: Mapping[str, str], site_packages: Path,
