@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import json
 import os
 import platform
 import re
@@ -34,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 # From this script's directory, first on sys.path (mypy, checking the slugslim package, does not look there).
+import common_tool  # type: ignore[import-not-found]
 import compare_tool  # type: ignore[import-not-found]
 
 # A dimension the signature leaves open (other than the batch) gets this size in random samples.
@@ -147,14 +147,10 @@ def samples(np: Any, request: dict[str, Any], build_dir: Path, model: Any, model
             if any(d is None for d in shape[1:]):
                 opened.append(name)
             size = tuple(count if i == 0 and d is None else d or DYNAMIC_SIZE for i, d in enumerate(shape))
-            if dtype.startswith("float"):
-                arrays.append(rng.standard_normal(size).astype(dtype))
-            elif dtype.startswith(("int", "uint")):
-                arrays.append(rng.integers(0, 8, size).astype(dtype))
-            elif dtype == "bool":
-                arrays.append(rng.integers(0, 2, size).astype(bool))
-            else:
+            array = common_tool.random_array(np, rng, dtype, size)
+            if array is None:
                 raise Failure("samples", f"input {name!r} is {dtype}: give runtime.samples (.npy or .npz) for it")
+            arrays.append(array)
         how = f"random {count}, seed {seed}"
         if opened:
             how += f"; dynamic dimensions set to {DYNAMIC_SIZE} for input(s) {', '.join(opened)}"
@@ -354,18 +350,5 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
     return {"litert": version, "models": [check_one(np, loader, tolerance, m) for m in request["models"]]}
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[1] not in ("convert", "check"):
-        sys.stderr.write("usage: litert_tool.py convert|check REQUEST.json RESULT.json\n")
-        return 2
-    request = json.loads(Path(argv[2]).read_text(encoding="utf-8"))
-    output = Path(argv[3]).absolute()  # check changes to the build dir
-    result = convert(request) if argv[1] == "convert" else check(request)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    partial.replace(output)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(common_tool.main(sys.argv, convert, check))

@@ -20,6 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+if __package__:  # imported as slugslim.finish.runtime.onnx_source: the tests, mypy
+    from . import common_tool
+else:  # beside onnx_tool.py, from the script's directory
+    import common_tool  # type: ignore[import-not-found, no-redef]
+
 SUPPORTED = ("bert", "distilbert", "roberta", "xlm-roberta", "mpnet", "camembert", "electra")
 # Heads AutoModel loads the bare encoder from, for embeddings.
 ENCODER_SUFFIXES = ("Model", "ForMaskedLM", "ForPreTraining")
@@ -216,12 +221,8 @@ def random_arrays(np: Any, inputs: list[tuple[str, tuple[int | None, ...], str]]
     arrays = []
     for name, shape, dtype in inputs:
         size = tuple(d if d is not None else count if i == 0 else 8 for i, d in enumerate(shape))
-        if dtype.startswith("float"):
-            arrays.append(rng.standard_normal(size).astype(dtype))
-        elif dtype.startswith(("int", "uint")):
-            arrays.append(rng.integers(0, 8, size).astype(dtype))
-        elif dtype == "bool":
-            arrays.append(rng.integers(0, 2, size).astype(bool))
-        else:
+        array = common_tool.random_array(np, rng, dtype, size)
+        if array is None:
             raise Failure(f"input {name!r} is {dtype}: set runtime.samples to a .npy or .npz of inputs")
+        arrays.append(array)
     return arrays

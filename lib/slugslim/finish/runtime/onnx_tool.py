@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import json
 import os
 import platform
 import re
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 # From this script's directory, first on sys.path (mypy, checking the slugslim package, does not look there).
+import common_tool  # type: ignore[import-not-found]
 import compare_tool  # type: ignore[import-not-found]
 import onnx_export  # type: ignore[import-not-found]
 import onnx_source  # type: ignore[import-not-found]
@@ -234,18 +234,5 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
     return {"onnxruntime": version, "models": [check_one(np, loader, tolerance, m) for m in request["models"]]}
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[1] not in ("convert", "check"):
-        sys.stderr.write("usage: onnx_tool.py convert|check REQUEST.json RESULT.json\n")
-        return 2
-    request = json.loads(Path(argv[2]).read_text(encoding="utf-8"))
-    output = Path(argv[3]).absolute()  # check changes to the build dir
-    result = convert(request) if argv[1] == "convert" else check(request)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    partial.replace(output)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(common_tool.main(sys.argv, convert, check))
